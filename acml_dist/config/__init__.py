@@ -1,0 +1,219 @@
+"""Configuration: typed schemas per stage, composed by Hydra from the top-level `configs/` tree.
+
+Every entry point (CLI subcommand, `acml_dist/train.py`, `cluster/*.py`) calls `load_config(entry, overrides)`.
+The composed YAML is merged onto the entry's dataclass schema, so an unknown key or a wrong type fails here
+with the key's full name instead of deep inside a stage.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from acml_dist.config.cluster import ClusterConfig
+from acml_dist.config.data import DataConfig
+from acml_dist.config.eval import EvalConfig
+from acml_dist.config.model import ModelConfig
+from acml_dist.config.teachers import TeacherConfig
+from acml_dist.config.train import LossConfig, TrainerConfig
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the offending key named."""
+
+
+@dataclass
+class TrackingConfig:
+    # None: $MLFLOW_TRACKING_URI if set, else a local SQLite file under runs_root.
+    tracking_uri: Optional[str] = None
+    experiment: str = "acml"
+    registered_model: str = "acml-gin"
+    champion_alias: str = "champion"
+    # Metric that decides whether a new version takes the champion alias (higher is better).
+    champion_metric: str = "retrieval_top1"
+    enabled: bool = True
+
+
+@dataclass
+class FeaturizeJob:
+    name: str = "demo"
+    input: Optional[str] = None  # file, folder or glob; None: the packaged corpus named by data.source
+    output: Optional[str] = None  # None: <shards_root>/<name>
+    shards_root: str = "shards"
+    overwrite: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+
+@dataclass
+class EmbedJob:
+    name: str = "demo"
+    shards: Optional[str] = None  # featurised dataset dir; None: <shards_root>/<name>
+    shards_root: str = "shards"
+    overwrite: bool = False
+    teachers: dict[str, TeacherConfig] = field(default_factory=dict)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class TrainJob:
+    name: str = "demo"
+    shards: Optional[str] = None
+    shards_root: str = "shards"
+    output: Optional[str] = None  # run dir for checkpoints; None: <runs_root>/<name>
+    runs_root: str = "runs"
+    resume: bool = True
+    teachers: dict[str, TeacherConfig] = field(default_factory=dict)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class EvaluateJob:
+    name: str = "demo"
+    model: str = "models:/acml-gin@champion"  # registry URI, run dir, or saved model dir
+    shards: Optional[str] = None
+    shards_root: str = "shards"
+    output: Optional[str] = None  # report dir; None: <runs_root>/<name>/evaluation
+    runs_root: str = "runs"
+    teachers: dict[str, TeacherConfig] = field(default_factory=dict)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class FinetuneJob:
+    name: str = "finetune"
+    model: str = "models:/acml-gin@champion"
+    output: Optional[str] = None
+    runs_root: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class EmbedSmilesJob:
+    input: str = "???"
+    output: str = "???"
+    model: str = "models:/acml-gin@champion"
+    smiles_column: str = "smiles"
+    batch_size: int = 256
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class PretrainJob:
+    """The whole pipeline (cluster/pretrain.py): featurise -> embed -> train -> evaluate -> register."""
+
+    name: str = "demo"
+    input: Optional[str] = None
+    shards_root: str = "shards"
+    runs_root: str = "runs"
+    overwrite: bool = False
+    stages: list[str] = field(default_factory=lambda: ["featurize", "embed", "train", "evaluate", "register"])
+    data: DataConfig = field(default_factory=DataConfig)
+    teachers: dict[str, TeacherConfig] = field(default_factory=dict)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+SCHEMAS: dict[str, type] = {
+    "featurize": FeaturizeJob,
+    "embed": EmbedJob,
+    "train": TrainJob,
+    "evaluate": EvaluateJob,
+    "finetune": FinetuneJob,
+    "embed_smiles": EmbedSmilesJob,
+    "pretrain": PretrainJob,
+}
+
+
+STRING_KEYS_SHADOWING_GROUPS = {"evaluate": ("model",), "finetune": ("model",), "embed_smiles": ("model",)}
+
+
+def config_dir() -> Path:
+    """The Hydra config tree: $ACML_CONFIG_DIR, else the checkout's `configs/`, else the shipped copy."""
+    env = os.environ.get("ACML_CONFIG_DIR")
+    if env:
+        return Path(env).resolve()
+    checkout = Path(__file__).resolve().parents[2] / "configs"  # a source checkout / Ray working dir
+    if (checkout / "pretrain.yaml").exists():
+        return checkout
+    import acml_dist.configs as shipped  # an installed wheel
+
+    return Path(shipped.__file__).resolve().parent
+
+
+def load_config(entry: str, overrides: list[str] | None = None) -> DictConfig:
+    """Compose `configs/<entry>.yaml` with Hydra overrides and validate it against the entry's schema."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
+    if entry not in SCHEMAS:
+        raise ConfigError(f"unknown entry point {entry!r}; known: {sorted(SCHEMAS)}")
+    # `model=<uri>` on evaluate/finetune/embed-smiles names a trained model, not the `model/` config group
+    # that Hydra would look it up in: apply it after composition.
+    hydra_overrides, late = [], {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if sep and key in STRING_KEYS_SHADOWING_GROUPS.get(entry, ()):
+            late[key] = value
+        else:
+            hydra_overrides.append(item)
+    from hydra.core.config_store import ConfigStore
+
+    # Each entry's YAML lists `<entry>_schema` first in its defaults: Hydra composes onto the typed
+    # dataclass, so a key that exists in the schema can be overridden even when no YAML sets it.
+    ConfigStore.instance().store(name=f"{entry}_schema", node=SCHEMAS[entry])
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=entry):
+            raw = compose(config_name=entry, overrides=hydra_overrides)
+        with open_dict(raw):
+            for key, value in late.items():
+                raw[key] = value
+    except (HydraException, OmegaConfBaseException) as exc:
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        raise ConfigError(f"configuration error in {entry}: {exc}{cause}") from exc
+    finally:
+        GlobalHydra.instance().clear()
+    return validate(entry, raw)
+
+
+def validate(entry: str, raw: Any) -> DictConfig:
+    schema = OmegaConf.structured(SCHEMAS[entry])
+    try:
+        cfg = OmegaConf.merge(schema, raw)
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        raise ConfigError(f"invalid configuration for {entry}: key {key!r}: {exc.msg}") from exc
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg)
+
+
+def config_hash(cfg: Any) -> str:
+    import hashlib
+    import json
+
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]

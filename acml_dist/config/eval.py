@@ -1,0 +1,24 @@
+"""Schema of the `eval` group: retrieval, isomers, property prediction, probing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EvalConfig:
+    split: str = "test"
+    retrieval_pools: list[int] = field(default_factory=lambda: [128, 1000, 10000, 0])  # 0: whole split
+    topk: list[int] = field(default_factory=lambda: [1, 5, 10])
+    isomers: bool = True
+    probing: bool = True
+    property_datasets: list[str] = field(default_factory=lambda: ["esol", "freesolv", "lipophilicity"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    split_kind: str = "scaffold"  # scaffold | random
+    finetune_epochs: int = 30
+    patience: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    linear_probe: bool = True
+    embedding_map: bool = True
+    max_molecules: int = 0  # cap on evaluated molecules; 0: all

@@ -1,0 +1,22 @@
+"""Schema of one frozen teacher (entries of the `teachers` mapping: name -> TeacherConfig)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass
+class TeacherConfig:
+    # Teacher kind: smiles_lm | fingerprint | cress_smiles | cress_nmr13c | img2mol | ...
+    kind: str = "fingerprint"
+    modality: str = "smiles"
+    # Checkpoint: local dir/file, `models:/acml-teacher-<name>/...`, or None for the offline default.
+    path: Optional[str] = None
+    pooling: str = "cls"  # cls | mean (language models)
+    batch_size: int = 128
+    device: str = "auto"  # auto | cpu | cuda
+    max_length: int = 256
+    params: dict[str, Any] = field(default_factory=dict)  # kind-specific (e.g. radius, n_bits)
+    weight: float = 1.0  # weight of this modality in the loss
+    source: str = "cache"  # cache (embedding shards) | online

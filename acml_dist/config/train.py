@@ -1,0 +1,37 @@
+"""Schemas of the `loss` and `trainer` groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class LossConfig:
+    kind: str = "clip"  # clip | acml_soft
+    init_logit_scale: float = 14.285714  # 1/0.07
+    max_logit_scale: float = 100.0
+    learnable_scale: bool = True
+    gather: bool = True  # all-gather negatives across ranks (with gradients)
+
+
+@dataclass
+class TrainerConfig:
+    micro_batch: int = 128
+    grad_accum: int = 1
+    epochs: int = 1
+    max_steps: Optional[int] = None
+    lr: float = 1e-3
+    weight_decay: float = 1e-3
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    zero_stage: int = 0
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    checkpoint_every: int = 200
+    log_every: int = 10
+    eval_every: int = 0  # 0: only at the end
+    max_bad_steps: int = 5  # consecutive NaN/Inf losses before the run stops
+    seed: int = 0
+    num_workers: int = 0
+    backend: str = "auto"  # auto (nccl on GPU, gloo on CPU) | nccl | gloo
+    extra_ds_config: dict = field(default_factory=dict)
