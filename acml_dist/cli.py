@@ -1,0 +1,133 @@
+"""`acml <subcommand> [--cfg job] [hydra overrides...]`.
+
+Each subcommand composes its Hydra config (configs/<entry>.yaml), then calls one library function. Imports
+are lazy so that `acml --help` answers at once; torch, Ray, DeepSpeed and MLflow load only when a stage runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+
+EPILOG = """\
+Overrides are Hydra's: key=value (data.limit=20000), group=option (teachers=fingerprint), +key=value.
+`acml <subcommand> --cfg job` prints the resolved configuration and exits.
+Examples:
+  acml featurize input=molecules.csv.gz data.smiles_column=SMILES name=mycorpus
+  acml embed name=mycorpus teachers=smiles_fp
+  acml train name=mycorpus trainer.epochs=5
+  acml evaluate model=models:/acml-gin@champion name=mycorpus
+  acml finetune data.path=train.csv data.targets=[y] data.task=regression model=runs/mycorpus/model
+  acml embed-smiles input=smiles.csv output=emb.parquet model=models:/acml-gin@champion
+  acml pipeline data.limit=5000
+"""
+
+
+@dataclass(frozen=True)
+class Command:
+    entry: str  # config entry (configs/<entry>.yaml)
+    target: str  # "module:function" called with the composed config
+    help: str
+
+
+COMMANDS: dict[str, Command] = {
+    "featurize": Command(
+        "featurize",
+        "acml_dist.data.featurize:featurize_corpus",
+        "Standardise, dedupe, split and featurise a corpus into WebDataset shards (Ray).",
+    ),
+    "embed": Command(
+        "embed",
+        "acml_dist.teachers.cache:embed_dataset",
+        "Embed featurised shards with frozen teachers into a float16 cache (Ray actor pool).",
+    ),
+    "train": Command(
+        "train",
+        "acml_dist.train:run",
+        "Train the GIN and heads against the teachers (single process; use `deepspeed` for ranks).",
+    ),
+    "evaluate": Command(
+        "evaluate",
+        "acml_dist.evaluate:evaluate",
+        "Retrieval, isomer discrimination, property prediction and probing; writes EVALUATION.md.",
+    ),
+    "finetune": Command(
+        "finetune",
+        "acml_dist.evaluate:finetune",
+        "Fine-tune / linear-probe the pretrained GIN on a labelled dataset against a from-scratch GIN.",
+    ),
+    "embed-smiles": Command(
+        "embed_smiles",
+        "acml_dist.serving:embed_smiles_file",
+        "Embed a file of SMILES with a trained model (registry URI or directory) into a parquet file.",
+    ),
+    "pipeline": Command(
+        "pretrain",
+        "acml_dist.pipeline:run_pipeline",
+        "The whole pipeline in this process: featurise -> embed -> train -> evaluate -> register.",
+    ),
+    "serve": Command(
+        "embed_smiles",
+        "acml_dist.serving:serve_model",
+        "Serve a registered model over REST (`mlflow models serve`, local environment).",
+    ),
+    "teacher-sanity": Command(
+        "embed",
+        "acml_dist.teachers.sanity:sanity_from_config",
+        "Check that a teacher's embedding neighbours are chemically similar (Tanimoto vs random pairs).",
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="acml",
+        description="acml-dist: distributed ACML pretraining of molecular graph encoders.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="<subcommand>")
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(
+            name,
+            help=command.help,
+            description=f"{command.help}\nConfig: configs/{command.entry}.yaml",
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument("--cfg", choices=["job"], help="print the resolved configuration and exit")
+        p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. trainer.lr=3e-4")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    command = COMMANDS[args.command]
+
+    from acml_dist.config import ConfigError, load_config, to_yaml
+
+    try:
+        cfg = load_config(command.entry, args.overrides)
+    except ConfigError as exc:
+        print(f"acml {args.command}: {exc}", file=sys.stderr)
+        return 2
+    if args.cfg == "job":
+        print(to_yaml(cfg))
+        return 0
+    module_name, function_name = command.target.split(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    result = function(cfg)
+    # Stages return a dict; a stage that failed its own checks says so with "ok": False.
+    if isinstance(result, dict) and result.get("ok") is False:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

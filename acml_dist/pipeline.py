@@ -1,0 +1,319 @@
+"""The whole pipeline as one job: featurise -> embed -> train -> evaluate -> register.
+
+Each stage calls the library function of its issue with a config derived from the `PretrainJob` config. A
+stage whose outputs exist and verify is skipped, so a re-submitted job resumes where it stopped. MLflow gets
+one parent run and a nested run per stage; a failing stage is named and the job exits non-zero.
+Training runs inside Ray Train (`TorchTrainer`): each worker calls the same `acml_dist.train.run(cfg)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from acml_dist.config import validate
+from acml_dist.log import get_logger
+
+log = get_logger("pipeline")
+
+STAGES = ("featurize", "embed", "train", "evaluate", "register")
+
+
+class StageError(RuntimeError):
+    def __init__(self, stage: str, cause: BaseException):
+        super().__init__(f"stage '{stage}' failed: {type(cause).__name__}: {cause}")
+        self.stage = stage
+
+
+# ----------------------------------------------------------------------------------------------- paths
+def dataset_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.shards_root).resolve() / cfg.name
+
+
+def run_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.runs_root).resolve() / cfg.name
+
+
+# ------------------------------------------------------------------------------------ stage configs
+def _section(cfg: DictConfig, *keys: str) -> dict[str, Any]:
+    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+            for k in keys}
+
+
+def featurize_config(cfg: DictConfig) -> DictConfig:
+    sub = _section(cfg, "name", "input", "shards_root", "overwrite", "data", "cluster")
+    sub["shards_root"] = str(Path(cfg.shards_root).resolve())
+    return validate("featurize", sub)
+
+
+def embed_config(cfg: DictConfig) -> DictConfig:
+    sub = _section(cfg, "name", "overwrite", "teachers", "cluster", "tracking")
+    sub["shards"] = str(dataset_dir(cfg))
+    return validate("embed", sub)
+
+
+def train_config(cfg: DictConfig) -> DictConfig:
+    sub = _section(cfg, "name", "teachers", "model", "loss", "trainer", "cluster", "tracking")
+    sub.update(shards=str(dataset_dir(cfg)), output=str(run_dir(cfg)), runs_root=str(Path(cfg.runs_root).resolve()))
+    return validate("train", sub)
+
+
+def evaluate_config(cfg: DictConfig, model_dir: str) -> DictConfig:
+    sub = _section(cfg, "name", "teachers", "eval", "tracking")
+    sub.update(model=model_dir, shards=str(dataset_dir(cfg)), output=str(run_dir(cfg) / "evaluation"),
+               runs_root=str(Path(cfg.runs_root).resolve()))
+    return validate("evaluate", sub)
+
+
+# ---------------------------------------------------------------------------------- verification
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def shards_verify(root: Path) -> bool:
+    """True when `root/manifest.json` exists and every shard it lists is there with its sha256."""
+    manifest_path = root / "manifest.json"
+    if not manifest_path.exists():
+        return False
+    manifest = json.loads(manifest_path.read_text())
+    splits = manifest.get("splits", {})
+    if not splits:
+        return False
+    for split, info in splits.items():
+        for shard in info.get("shards", []):
+            path = root / split / shard["name"]
+            if not path.exists() or _sha256(path) != shard["sha256"]:
+                log.info("%s: shard %s does not verify; stage will run", root, path.name)
+                return False
+    return True
+
+
+# ------------------------------------------------------------------------------------------ stages
+def stage_featurize(cfg: DictConfig) -> dict:
+    from acml_dist.data.featurize import featurize_corpus
+
+    root = dataset_dir(cfg)
+    if not cfg.overwrite and shards_verify(root):
+        return {"skipped": True, **json.loads((root / "manifest.json").read_text()).get("counts", {})}
+    return featurize_corpus(featurize_config(cfg))
+
+
+def stage_embed(cfg: DictConfig) -> dict:
+    from acml_dist.teachers.cache import embed_dataset
+
+    root = dataset_dir(cfg)
+    todo = [name for name in cfg.teachers if cfg.overwrite or not shards_verify(root / "embeddings" / name)]
+    if not todo:
+        return {"skipped": True}
+    sub = embed_config(cfg)
+    with_todo = OmegaConf.to_container(sub, resolve=True)
+    with_todo["teachers"] = {k: v for k, v in with_todo["teachers"].items() if k in todo}
+    return embed_dataset(validate("embed", with_todo))
+
+
+def _train_worker(loop_config: dict) -> None:
+    """Runs in every Ray Train worker: torch.distributed is already set up by Ray; DeepSpeed joins it."""
+    from acml_dist.train import run
+
+    if loop_config.get("mlflow_run_id"):
+        os.environ["MLFLOW_RUN_ID"] = loop_config["mlflow_run_id"]
+    if loop_config.get("tracking_uri"):
+        os.environ["MLFLOW_TRACKING_URI"] = loop_config["tracking_uri"]
+    cfg = validate("train", loop_config["cfg"])
+    result = run(cfg)
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        out = Path(cfg.output) / "train_result.json"
+        out.write_text(json.dumps(result, indent=2, default=str))
+
+
+def stage_train(cfg: DictConfig, mlflow_run_id: str | None, tracking_uri: str | None) -> dict:
+    out = run_dir(cfg)
+    result_path = out / "train_result.json"
+    if not cfg.overwrite and result_path.exists():
+        result = json.loads(result_path.read_text())
+        if Path(result.get("model_dir", "")).exists():
+            return {"skipped": True, **result}
+    out.mkdir(parents=True, exist_ok=True)
+    result_path.unlink(missing_ok=True)
+    sub = train_config(cfg)
+    loop_config = {"cfg": OmegaConf.to_container(sub, resolve=True), "mlflow_run_id": mlflow_run_id,
+                   "tracking_uri": tracking_uri}
+    if cfg.cluster.train_launcher == "ray_train" and cfg.cluster.train_workers > 0:
+        _run_ray_train(cfg, loop_config, out)
+    else:  # one process, no Ray Train (debugging, or a cluster whose training is launched by deepspeed)
+        _train_worker(loop_config)
+    return json.loads(result_path.read_text())
+
+
+def _run_ray_train(cfg: DictConfig, loop_config: dict, out: Path) -> None:
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    use_gpu = cfg.cluster.gpus_per_worker > 0
+    resources = {"CPU": cfg.cluster.cpus_per_worker}
+    if use_gpu:
+        resources["GPU"] = cfg.cluster.gpus_per_worker
+    trainer = TorchTrainer(
+        _train_worker,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=cfg.cluster.train_workers, use_gpu=use_gpu,
+                                     resources_per_worker=resources),
+        run_config=RunConfig(name=f"acml-{cfg.name}", storage_path=str(out / "ray_train")),
+    )
+    trainer.fit()
+
+
+def stage_evaluate(cfg: DictConfig, model_dir: str) -> dict:
+    from acml_dist.evaluate import evaluate
+
+    out = run_dir(cfg) / "evaluation" / "metrics.json"
+    if not cfg.overwrite and out.exists() and json.loads(out.read_text()).get("model_dir") == model_dir:
+        return {"skipped": True, **json.loads(out.read_text())}
+    metrics = evaluate(evaluate_config(cfg, model_dir))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**metrics, "model_dir": model_dir}, indent=2, default=str))
+    return metrics
+
+
+def stage_register(cfg: DictConfig, model_dir: str, metrics: dict) -> dict:
+    from acml_dist.tracking import register_model
+
+    marker = run_dir(cfg) / "registered.json"
+    if not cfg.overwrite and marker.exists() and json.loads(marker.read_text()).get("model_dir") == model_dir:
+        return {"skipped": True, **json.loads(marker.read_text())}
+    version = register_model(model_dir, metrics, cfg.tracking)
+    info = {"model_dir": model_dir, "version": str(version), "name": cfg.tracking.registered_model}
+    marker.write_text(json.dumps(info, indent=2))
+    return info
+
+
+# ------------------------------------------------------------------------------------------ driver
+def init_ray(cluster: DictConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = cluster.address if cluster.address not in (None, "", "local") else None
+    if address is None and os.environ.get("RAY_ADDRESS"):
+        address = "auto"  # inside `ray job submit`: join the cluster that runs us
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=cluster.num_cpus, object_store_memory=cluster.object_store_memory,
+                 include_dashboard=False)
+    log.info("Ray resources: %s", ray.cluster_resources())
+
+
+def _tracking_uri(cfg: DictConfig) -> str:
+    uri = cfg.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        runs = Path(cfg.runs_root).resolve()
+        runs.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{runs / 'mlflow.db'}"
+    return uri
+
+
+def run_pipeline(cfg: DictConfig) -> dict:
+    """Run the configured stages in order; returns per-stage results and the final summary."""
+    import mlflow
+
+    unknown = set(cfg.stages) - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)}; known: {list(STAGES)}")
+    tracking_uri = _tracking_uri(cfg)
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(cfg.tracking.experiment)
+    init_ray(cfg.cluster)
+
+    results: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    started = time.time()
+    with mlflow.start_run(run_name=f"pipeline-{cfg.name}") as parent:
+        mlflow.log_params({"name": cfg.name, "stages": ",".join(cfg.stages)})
+        mlflow.log_text(OmegaConf.to_yaml(cfg), "config/pretrain.yaml")
+
+        def stage(name: str, fn: Callable[[str | None], dict]) -> dict:
+            if name not in cfg.stages:
+                return {"skipped": True, "reason": "not in stages"}
+            log.info("stage %s: starting", name)
+            t0 = time.time()
+            with mlflow.start_run(run_name=name, nested=True) as child:
+                try:
+                    result = fn(child.info.run_id)
+                except Exception as exc:  # noqa: BLE001 - re-raised with the stage's name
+                    mlflow.set_tag("failed", str(exc)[:500])
+                    raise StageError(name, exc) from exc
+                numeric = {k: float(v) for k, v in result.items()
+                           if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                if numeric:
+                    mlflow.log_metrics(numeric)
+            timings[name] = time.time() - t0
+            log.info("stage %s: %s in %.1f s", name, "skipped" if result.get("skipped") else "done",
+                     timings[name])
+            results[name] = result
+            return result
+
+        stage("featurize", lambda _run: stage_featurize(cfg))
+        stage("embed", lambda _run: stage_embed(cfg))
+        train = stage("train", lambda run_id: stage_train(cfg, run_id, tracking_uri))
+        model_dir = train.get("model_dir") or _existing_model_dir(cfg)
+        metrics = stage("evaluate", lambda _run: stage_evaluate(cfg, model_dir))
+        stage("register", lambda _run: stage_register(cfg, model_dir, {**train, **metrics}))
+        summary = {"wall_s": time.time() - started, "parent_run_id": parent.info.run_id,
+                   "tracking_uri": tracking_uri, "timings": timings}
+        mlflow.log_dict({"results": results, "summary": summary}, "pipeline_summary.json")
+    print_summary(cfg, results, summary)
+    return {"results": results, **summary}
+
+
+def _existing_model_dir(cfg: DictConfig) -> str:
+    path = run_dir(cfg) / "train_result.json"
+    if path.exists():
+        return json.loads(path.read_text())["model_dir"]
+    raise FileNotFoundError(f"no trained model under {run_dir(cfg)}: include 'train' in stages")
+
+
+def print_summary(cfg: DictConfig, results: dict, summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"acml pipeline '{cfg.name}' ({summary['wall_s']:.0f} s)")
+    table.add_column("stage")
+    table.add_column("time (s)", justify="right")
+    table.add_column("result")
+    keys = {
+        "featurize": ["read", "written", "rejected", "duplicates", "excluded"],
+        "embed": ["molecules", "rate"],
+        "train": ["steps", "final_loss", "val_retrieval_top1", "molecules_per_s"],
+        "evaluate": ["retrieval_top1", "retrieval_top1_pool1000"],
+        "register": ["name", "version", "champion"],
+    }
+    for name in STAGES:
+        if name not in results:
+            continue
+        res = results[name]
+        shown = [f"{k}={_fmt(res[k])}" for k in keys[name] if k in res]
+        if res.get("skipped"):
+            shown.insert(0, "(verified, skipped)")
+        table.add_row(name, f"{summary['timings'].get(name, 0):.1f}", " ".join(shown))
+    Console().print(table)
+    print(f"MLflow: {summary['tracking_uri']} (parent run {summary['parent_run_id']})")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

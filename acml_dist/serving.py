@@ -1,0 +1,70 @@
+"""Registry consumers: embed a SMILES file with a trained model, and serve a model over REST."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from acml_dist.log import get_logger
+
+log = get_logger("serve")
+
+
+def load_embedder(model: str):
+    """An object with `predict(DataFrame[smiles]) -> DataFrame` from a registry URI or an MLflow model dir."""
+    import mlflow
+
+    return mlflow.pyfunc.load_model(model)
+
+
+def read_smiles_table(path: str, smiles_column: str):
+    import pandas as pd
+
+    suffixes = Path(path).suffixes
+    if ".parquet" in suffixes:
+        return pd.read_parquet(path)
+    if ".smi" in suffixes or ".txt" in suffixes:
+        rows = [line.split()[0] for line in Path(path).read_text().splitlines() if line.strip()]
+        return pd.DataFrame({smiles_column: rows})
+    sep = "\t" if ".tsv" in suffixes else ","
+    return pd.read_csv(path, sep=sep)
+
+
+def embed_smiles_file(cfg: DictConfig) -> dict:
+    """`acml embed-smiles input=FILE output=FILE.parquet model=URI`: one row per input row, in order."""
+    import numpy as np
+    import pandas as pd
+    from tqdm import tqdm
+
+    table = read_smiles_table(cfg.input, cfg.smiles_column)
+    if cfg.smiles_column not in table.columns:
+        raise KeyError(f"{cfg.input}: no column {cfg.smiles_column!r} (columns: {list(table.columns)})")
+    model = load_embedder(cfg.model)
+    smiles = table[cfg.smiles_column].astype(str).tolist()
+    parts = []
+    for start in tqdm(range(0, len(smiles), cfg.batch_size), desc="embed-smiles", unit="batch"):
+        parts.append(model.predict(pd.DataFrame({"smiles": smiles[start : start + cfg.batch_size]})))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    out.insert(0, "smiles", smiles)
+    Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
+    out.to_parquet(cfg.output, index=False)
+    emb_cols = [c for c in out.columns if c.startswith("emb_")]
+    valid = int(np.isfinite(out[emb_cols].to_numpy()).all(axis=1).sum()) if emb_cols else 0
+    log.info("embedded %d SMILES (%d valid, dim %d) -> %s", len(out), valid, len(emb_cols), cfg.output)
+    print(f"embed-smiles: {len(out)} rows, {valid} embedded, {len(out) - valid} invalid, dim {len(emb_cols)}"
+          f" -> {cfg.output}")
+    return {"rows": len(out), "valid": valid, "dim": len(emb_cols)}
+
+
+def serve_model(cfg: DictConfig) -> dict:
+    """`acml serve model=models:/acml-gin@champion`: `mlflow models serve` in this environment."""
+    host = os.environ.get("ACML_SERVE_HOST", "127.0.0.1")
+    port = os.environ.get("ACML_SERVE_PORT", "5001")
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", cfg.model, "--env-manager", "local",
+           "--host", host, "--port", port]
+    log.info("serving %s on http://%s:%s/invocations", cfg.model, host, port)
+    return {"ok": subprocess.call(cmd) == 0}
