@@ -43,8 +43,10 @@ def run_dir(cfg: DictConfig) -> Path:
 
 # ------------------------------------------------------------------------------------ stage configs
 def _section(cfg: DictConfig, *keys: str) -> dict[str, Any]:
-    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-            for k in keys}
+    return {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+        for k in keys
+    }
 
 
 def featurize_config(cfg: DictConfig) -> DictConfig:
@@ -61,14 +63,20 @@ def embed_config(cfg: DictConfig) -> DictConfig:
 
 def train_config(cfg: DictConfig) -> DictConfig:
     sub = _section(cfg, "name", "teachers", "model", "loss", "trainer", "cluster", "tracking")
-    sub.update(shards=str(dataset_dir(cfg)), output=str(run_dir(cfg)), runs_root=str(Path(cfg.runs_root).resolve()))
+    sub.update(
+        shards=str(dataset_dir(cfg)), output=str(run_dir(cfg)), runs_root=str(Path(cfg.runs_root).resolve())
+    )
     return validate("train", sub)
 
 
 def evaluate_config(cfg: DictConfig, model_dir: str) -> DictConfig:
     sub = _section(cfg, "name", "teachers", "eval", "tracking")
-    sub.update(model=model_dir, shards=str(dataset_dir(cfg)), output=str(run_dir(cfg) / "evaluation"),
-               runs_root=str(Path(cfg.runs_root).resolve()))
+    sub.update(
+        model=model_dir,
+        shards=str(dataset_dir(cfg)),
+        output=str(run_dir(cfg) / "evaluation"),
+        runs_root=str(Path(cfg.runs_root).resolve()),
+    )
     return validate("evaluate", sub)
 
 
@@ -149,8 +157,11 @@ def stage_train(cfg: DictConfig, mlflow_run_id: str | None, tracking_uri: str | 
     out.mkdir(parents=True, exist_ok=True)
     result_path.unlink(missing_ok=True)
     sub = train_config(cfg)
-    loop_config = {"cfg": OmegaConf.to_container(sub, resolve=True), "mlflow_run_id": mlflow_run_id,
-                   "tracking_uri": tracking_uri}
+    loop_config = {
+        "cfg": OmegaConf.to_container(sub, resolve=True),
+        "mlflow_run_id": mlflow_run_id,
+        "tracking_uri": tracking_uri,
+    }
     if cfg.cluster.train_launcher == "ray_train" and cfg.cluster.train_workers > 0:
         _run_ray_train(cfg, loop_config, out)
     else:  # one process, no Ray Train (debugging, or a cluster whose training is launched by deepspeed)
@@ -170,8 +181,9 @@ def _run_ray_train(cfg: DictConfig, loop_config: dict, out: Path) -> None:
         _train_worker,
         train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=cfg.cluster.train_workers, use_gpu=use_gpu,
-                                     resources_per_worker=resources),
+        scaling_config=ScalingConfig(
+            num_workers=cfg.cluster.train_workers, use_gpu=use_gpu, resources_per_worker=resources
+        ),
         run_config=RunConfig(name=f"acml-{cfg.name}", storage_path=str(out / "ray_train")),
     )
     trainer.fit()
@@ -213,8 +225,11 @@ def init_ray(cluster: DictConfig) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=cluster.num_cpus, object_store_memory=cluster.object_store_memory,
-                 include_dashboard=False)
+        ray.init(
+            num_cpus=cluster.num_cpus,
+            object_store_memory=cluster.object_store_memory,
+            include_dashboard=False,
+        )
     log.info("Ray resources: %s", ray.cluster_resources())
 
 
@@ -258,13 +273,17 @@ def run_pipeline(cfg: DictConfig) -> dict:
                 except Exception as exc:  # noqa: BLE001 - re-raised with the stage's name
                     mlflow.set_tag("failed", str(exc)[:500])
                     raise StageError(name, exc) from exc
-                numeric = {k: float(v) for k, v in result.items()
-                           if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                numeric = {
+                    k: float(v)
+                    for k, v in result.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)
+                }
                 if numeric:
                     mlflow.log_metrics(numeric)
             timings[name] = time.time() - t0
-            log.info("stage %s: %s in %.1f s", name, "skipped" if result.get("skipped") else "done",
-                     timings[name])
+            log.info(
+                "stage %s: %s in %.1f s", name, "skipped" if result.get("skipped") else "done", timings[name]
+            )
             results[name] = result
             return result
 
@@ -274,8 +293,12 @@ def run_pipeline(cfg: DictConfig) -> dict:
         model_dir = train.get("model_dir") or _existing_model_dir(cfg)
         metrics = stage("evaluate", lambda _run: stage_evaluate(cfg, model_dir))
         stage("register", lambda _run: stage_register(cfg, model_dir, {**train, **metrics}))
-        summary = {"wall_s": time.time() - started, "parent_run_id": parent.info.run_id,
-                   "tracking_uri": tracking_uri, "timings": timings}
+        summary = {
+            "wall_s": time.time() - started,
+            "parent_run_id": parent.info.run_id,
+            "tracking_uri": tracking_uri,
+            "timings": timings,
+        }
         mlflow.log_dict({"results": results, "summary": summary}, "pipeline_summary.json")
     print_summary(cfg, results, summary)
     return {"results": results, **summary}

@@ -55,8 +55,10 @@ def embed_smiles_file(cfg: DictConfig) -> dict:
     emb_cols = [c for c in out.columns if c.startswith("emb_")]
     valid = int(np.isfinite(out[emb_cols].to_numpy()).all(axis=1).sum()) if emb_cols else 0
     log.info("embedded %d SMILES (%d valid, dim %d) -> %s", len(out), valid, len(emb_cols), cfg.output)
-    print(f"embed-smiles: {len(out)} rows, {valid} embedded, {len(out) - valid} invalid, dim {len(emb_cols)}"
-          f" -> {cfg.output}")
+    print(
+        f"embed-smiles: {len(out)} rows, {valid} embedded, {len(out) - valid} invalid, dim {len(emb_cols)}"
+        f" -> {cfg.output}"
+    )
     return {"rows": len(out), "valid": valid, "dim": len(emb_cols)}
 
 
@@ -64,7 +66,20 @@ def serve_model(cfg: DictConfig) -> dict:
     """`acml serve model=models:/acml-gin@champion`: `mlflow models serve` in this environment."""
     host = os.environ.get("ACML_SERVE_HOST", "127.0.0.1")
     port = os.environ.get("ACML_SERVE_PORT", "5001")
-    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", cfg.model, "--env-manager", "local",
-           "--host", host, "--port", port]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        cfg.model,
+        "--env-manager",
+        "local",
+        "--host",
+        host,
+        "--port",
+        port,
+    ]
     log.info("serving %s on http://%s:%s/invocations", cfg.model, host, port)
     return {"ok": subprocess.call(cmd) == 0}

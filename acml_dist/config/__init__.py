@@ -1,6 +1,7 @@
 """Configuration: typed schemas per stage, composed by Hydra from the top-level `configs/` tree.
 
-Every entry point (CLI subcommand, `acml_dist/train.py`, `cluster/*.py`) calls `load_config(entry, overrides)`.
+Every entry point (CLI subcommand, `acml_dist/train.py`, `cluster/*.py`) calls
+`load_config(entry, overrides)`.
 The composed YAML is merged onto the entry's dataclass schema, so an unknown key or a wrong type fails here
 with the key's full name instead of deep inside a stage.
 """

@@ -1,0 +1,106 @@
+"""Configuration tree and CLI: every entry composes, validation names the bad key, --cfg job prints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from acml_dist.config import SCHEMAS, ConfigError, config_dir, load_config
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("entry", sorted(SCHEMAS))
+def test_every_entry_composes(entry):
+    cfg = load_config(entry, [])
+    assert cfg is not None
+
+
+def test_groups_exist_and_compose():
+    groups = {p.name for p in config_dir().iterdir() if p.is_dir()}
+    assert {"data", "model", "teachers", "loss", "trainer", "cluster", "eval"} <= groups
+    for group in ["model", "loss", "trainer", "cluster", "teachers", "eval", "data"]:
+        for option in sorted((config_dir() / group).glob("*.yaml")):
+            load_config("pretrain", [f"{group}={option.stem}"])
+
+
+def test_overrides_apply_and_types_convert():
+    cfg = load_config(
+        "pretrain", ["trainer.lr=3e-4", "model=gin", "model.emb_dim=32", "teachers=fingerprint"]
+    )
+    assert cfg.trainer.lr == pytest.approx(3e-4)
+    assert cfg.model.emb_dim == 32
+    assert list(cfg.teachers) == ["morgan"]
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("trainer.lrr=1", "trainer.lrr"),
+        ("trainer.lr=abc", "trainer.lr"),
+        ("model.emb_dim=wide", "model.emb_dim"),
+        ("data.standardize.min_heavy_atoms=x", "data.standardize.min_heavy_atoms"),
+    ],
+)
+def test_bad_key_or_type_names_the_key(override, key):
+    with pytest.raises(ConfigError) as err:
+        load_config("pretrain", [override])
+    assert key in str(err.value)
+
+
+def test_model_uri_is_a_value_not_a_group():
+    cfg = load_config("evaluate", ["model=models:/acml-gin@champion"])
+    assert cfg.model == "models:/acml-gin@champion"
+
+
+def _acml(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "acml_dist.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
+def test_cli_help_lists_subcommands():
+    out = _acml("--help")
+    assert out.returncode == 0
+    for name in ["featurize", "embed", "train", "evaluate", "finetune", "embed-smiles", "pipeline", "serve"]:
+        assert name in out.stdout
+    sub = _acml("train", "--help")
+    assert sub.returncode == 0 and "configs/train.yaml" in sub.stdout
+
+
+def test_cli_help_is_lazy():
+    """`acml --help` must not import torch, Ray, DeepSpeed or MLflow."""
+    code = (
+        "import sys; from acml_dist import cli; cli.build_parser().format_help();"
+        "print(sorted(m for m in ('torch','ray','deepspeed','mlflow','rdkit') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.stdout.strip() == "[]"
+
+
+def test_cli_cfg_job_prints_resolved_config():
+    out = _acml("train", "--cfg", "job", "trainer.lr=0.005")
+    assert out.returncode == 0, out.stderr
+    assert "lr: 0.005" in out.stdout and "emb_dim" in out.stdout
+
+
+def test_cli_reports_config_error():
+    out = _acml("featurize", "data.nonsense=1")
+    assert out.returncode == 2
+    assert "data.nonsense" in out.stderr
+
+
+def test_pretrain_script_cfg_job():
+    out = subprocess.run(
+        [sys.executable, "cluster/pretrain.py", "--cfg", "job", "data.limit=10"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "limit: 10" in out.stdout
