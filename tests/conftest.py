@@ -43,3 +43,11 @@ def mlflow_store(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(uri)
     yield uri
     mlflow.set_tracking_uri(None)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test carries the marker of its folder (unit / integration / e2e), so `-m` selects by kind."""
+    for item in items:
+        for kind in ("unit", "integration", "e2e"):
+            if f"tests/{kind}/" in str(item.fspath).replace("\\", "/"):
+                item.add_marker(getattr(pytest.mark, kind))
