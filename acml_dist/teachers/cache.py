@@ -1,0 +1,259 @@
+"""The embedding cache: a Ray actor pool embeds every graph shard once per frozen teacher.
+
+Output per teacher (ARCHITECTURE.md): `<root>/embeddings/<teacher>/<split>/shard-XXXXXX.tar` aligned with
+the graph shard of the same name (same keys, same order) and `<root>/embeddings/<teacher>/manifest.json`.
+Work unit = one graph shard: the actor reads it from the shared filesystem, encodes it in batches, and
+writes the cache shard atomically (tmp + rename) plus a `.shard-XXXXXX.done.json` record (sha256, counts,
+graph-shard sha256, teacher weights hash). A rerun skips shards whose record verifies, so a killed run
+resumes where it stopped; `overwrite=true` redoes everything.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from acml_dist.log import get_logger
+from acml_dist.teachers.shards import (
+    cache_dir,
+    graph_shards,
+    iter_graph_shard,
+    read_json,
+    sha256_file,
+    write_cache_shard,
+    write_json_atomic,
+)
+
+log = get_logger("embed")
+
+
+def dataset_root(cfg: Any) -> Path:
+    return Path(cfg.shards) if cfg.shards else Path(cfg.shards_root) / cfg.name
+
+
+def done_path(out_path: Path) -> Path:
+    return out_path.with_name(f".{out_path.stem}.done.json")
+
+
+def verify_done(out_path: Path, graph_sha: str, weights_hash: str) -> Optional[dict[str, Any]]:
+    """The shard's done record if the output exists and matches it, its graph shard and the teacher."""
+    rec_path = done_path(out_path)
+    if not (out_path.exists() and rec_path.exists()):
+        return None
+    try:
+        rec = read_json(rec_path)
+    except ValueError:
+        return None
+    if rec.get("graph_sha256") != graph_sha or rec.get("weights_hash") != weights_hash:
+        return None
+    if rec.get("sha256") != sha256_file(out_path):
+        return None
+    return rec
+
+
+def embed_shard(teacher: Any, graph_path: Path, out_path: Path, graph_sha: str) -> dict[str, Any]:
+    """Embed one graph shard with a loaded teacher; write the aligned cache shard and its done record."""
+    import numpy as np
+
+    samples = list(iter_graph_shard(graph_path))
+    reasons = [teacher.missing_reason(s) for s in samples]
+    present = [s for s, r in zip(samples, reasons) if r is None]
+    embs = teacher.encode_samples(present).numpy() if present else np.zeros((0, teacher.dim), np.float32)
+    if not np.isfinite(embs).all() or (np.abs(embs) > 65504).any():
+        raise ValueError(
+            f"teacher {teacher.name}: non-finite or float16-overflowing embeddings in {graph_path}"
+        )
+    rows: list[tuple[str, Optional[np.ndarray], Optional[str]]] = []
+    it = iter(embs)
+    for s, r in zip(samples, reasons):
+        rows.append((s["key"], None, r) if r is not None else (s["key"], next(it), None))
+    digest = write_cache_shard(out_path, rows)
+    rec = {
+        "name": out_path.name,
+        "samples": len(samples),
+        "missing": len(samples) - len(present),
+        "sha256": digest,
+        "graph_sha256": graph_sha,
+        "weights_hash": teacher.weights_hash(),
+    }
+    write_json_atomic(done_path(out_path), rec)
+    return rec
+
+
+class EmbedWorker:
+    """Body of the Ray actor: one teacher load per actor, then shard after shard."""
+
+    def __init__(self, name: str, tcfg: dict[str, Any], threads: int) -> None:
+        import torch
+
+        from acml_dist.teachers import load_teacher
+
+        torch.set_num_threads(max(1, threads))
+        self.teacher = load_teacher(name, tcfg)
+
+    def describe(self) -> dict[str, Any]:
+        return self.teacher.describe()
+
+    def embed(self, split: str, graph_path: str, out_path: str, graph_sha: str) -> dict[str, Any]:
+        return {**embed_shard(self.teacher, Path(graph_path), Path(out_path), graph_sha), "split": split}
+
+
+def _init_ray(cluster: Any) -> bool:
+    """Reuse an initialised Ray, join `cluster.address`, or start an embedded one; True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if cluster.address not in (None, "", "local"):
+        ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
+    else:
+        ray.init(
+            num_cpus=cluster.num_cpus,
+            object_store_memory=cluster.object_store_memory,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    return True
+
+
+def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dict[str, Any]:
+    import ray
+    from ray.util import ActorPool
+    from tqdm import tqdm
+
+    t0 = time.time()
+    n_actors = max(1, int(cfg.cluster.embed_actors))
+    resources = ray.cluster_resources()
+    cpus = int(resources.get("CPU", os.cpu_count() or 1))
+    use_gpu = (
+        resources.get("GPU", 0) > 0 and tcfg.get("device", "auto") != "cpu" and tcfg["kind"] != "fingerprint"
+    )
+    # Reserve one CPU per actor so N actors fit on N cores; torch threads share the remaining cores.
+    actor_cls = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(EmbedWorker)
+    threads = max(1, cpus // n_actors)
+    actors = [actor_cls.remote(name, tcfg, threads) for _ in range(n_actors)]
+    info = ray.get(actors[0].describe.remote())
+    out_root = cache_dir(root, name)
+    shards = graph_shards(root)
+    if cfg.overwrite:
+        for split in shards:
+            for p in (out_root / split).glob(".shard-*.done.json"):
+                p.unlink()
+    todo, done = [], {}
+    for split, entries in shards.items():
+        for e in entries:
+            gpath = Path(e["path"])
+            gsha = e.get("sha256") or sha256_file(gpath)
+            out = out_root / split / e["name"]
+            rec = None if cfg.overwrite else verify_done(out, gsha, info["weights_hash"])
+            if rec is not None:
+                done[(split, e["name"])] = rec
+            else:
+                todo.append((split, e["name"], str(gpath), str(out), gsha))
+    total = sum(e.get("samples", 0) for es in shards.values() for e in es) or None
+    skipped = sum(r["samples"] for r in done.values())
+    log.info(
+        "teacher %s (%s, dim %d): %d shards to embed, %d already done",
+        name,
+        info["kind"],
+        info["dim"],
+        len(todo),
+        len(done),
+    )
+    pool = ActorPool(actors)
+    bar = tqdm(
+        total=total,
+        initial=skipped,
+        unit="mol",
+        desc=f"embed {name}",
+        file=sys.stderr,
+        disable=None,
+        mininterval=2.0,
+    )
+    new = 0
+    for rec in pool.map_unordered(lambda a, t: a.embed.remote(t[0], t[2], t[3], t[4]), todo):
+        done[(rec["split"], rec["name"])] = rec
+        new += rec["samples"]
+        bar.update(rec["samples"])
+    bar.close()
+    for a in actors:
+        ray.kill(a)
+    elapsed = time.time() - t0
+    per_split: dict[str, list[dict[str, Any]]] = {}
+    for split, entries in shards.items():
+        per_split[split] = [
+            {k: done[(split, e["name"])][k] for k in ("name", "samples", "missing", "sha256")}
+            for e in entries
+        ]
+    manifest = {
+        "teacher": name,
+        "kind": info["kind"],
+        "modality": info["modality"],
+        "dim": info["dim"],
+        "weights_hash": info["weights_hash"],
+        "dtype": "float16",
+        "config": tcfg,
+        "shards": per_split,
+        "counts": {s: sum(e["samples"] for e in es) for s, es in per_split.items()},
+        "missing": {s: sum(e["missing"] for e in es) for s, es in per_split.items()},
+        "embedded_now": new,
+        "elapsed_s": round(elapsed, 2),
+        "rate_per_s": round(new / elapsed, 2) if elapsed > 0 else 0.0,
+        "actors": n_actors,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_json_atomic(out_root / "manifest.json", manifest)
+    return manifest
+
+
+def embed_dataset(cfg: Any) -> dict[str, Any]:
+    """Embed every split of the dataset at `cfg.shards` (or <shards_root>/<name>) with every teacher in
+    `cfg.teachers` (EmbedJob-like config). Returns {"root", "teachers": {name: manifest}}; prints a table."""
+    from omegaconf import DictConfig, OmegaConf
+
+    root = dataset_root(cfg)
+    if not root.exists():
+        raise FileNotFoundError(f"dataset {root} does not exist: run `acml featurize name={cfg.name}` first")
+    if not cfg.teachers:
+        raise ValueError("no teachers configured: pass teachers=<group> (e.g. teachers=smiles_fp)")
+    started = _init_ray(cfg.cluster)
+    summary: dict[str, Any] = {"root": str(root), "teachers": {}}
+    try:
+        for name, tcfg in cfg.teachers.items():
+            plain = OmegaConf.to_container(tcfg, resolve=True) if isinstance(tcfg, DictConfig) else dict(tcfg)
+            summary["teachers"][name] = _embed_teacher(str(name), plain, root, cfg)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    print(summary_table(summary))
+    return summary
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    head = f"{'teacher':<14}{'kind':<14}{'dim':>6}{'molecules':>11}{'missing':>9}{'new':>9}{'s':>9}"
+    head += f"{'mol/s':>9}  hash"
+    lines = [f"embedding cache under {summary['root']}/embeddings", head, "-" * len(head)]
+    for name, m in summary["teachers"].items():
+        lines.append(
+            f"{name:<14}{m['kind']:<14}{m['dim']:>6}{sum(m['counts'].values()):>11}{sum(m['missing'].values()):>9}"
+            f"{m['embedded_now']:>9}{m['elapsed_s']:>9.1f}{m['rate_per_s']:>9.1f}  {m['weights_hash'][:12]}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m acml_dist.teachers.cache <hydra overrides>` (the same as `acml embed`)."""
+    from acml_dist.config import load_config
+
+    embed_dataset(load_config("embed", list(sys.argv[1:] if argv is None else argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
