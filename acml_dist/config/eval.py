@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 
 @dataclass
@@ -22,3 +23,9 @@ class EvalConfig:
     linear_probe: bool = True
     embedding_map: bool = True
     max_molecules: int = 0  # cap on evaluated molecules; 0: all
+    probe_molecules: int = 2000  # molecules used by the descriptor / functional-group probes
+    attributions: int = 4  # molecules drawn with atom-level attributions (0: none)
+    retrieval_chunk: int = 1024  # queries scored at once: memory O(chunk x pool)
+    # Also write the report here (e.g. EVALUATION.md), figures copied to <its folder>/<report_figures>.
+    report: Optional[str] = None
+    report_figures: str = "docs/figures/evaluation"

@@ -1,0 +1,222 @@
+"""Property prediction: fine-tune the pretrained GIN with an MLP head, linear probes on frozen embeddings,
+and the same GIN trained from scratch as the baseline, all on the same splits, seeds and budget.
+
+Labels are an (n, tasks) float array with NaN for missing labels; losses and metrics mask them per task.
+Metrics come from scikit-learn and are averaged over tasks that can be scored."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from acml_dist.log import get_logger
+
+log = get_logger("evaluate")
+
+
+@dataclass
+class LabelledSet:
+    """A featurised labelled dataset; `invalid` lists rows whose SMILES failed (row, input, reason)."""
+
+    name: str
+    task: str  # regression | classification
+    targets: list[str]
+    smiles: list[str]
+    graphs: list[Any]  # torch_geometric Data, aligned with smiles and y
+    y: np.ndarray  # (n, tasks) float, NaN = missing
+    rows: int = 0
+    invalid: list[dict] = field(default_factory=list)
+
+    @property
+    def missing_labels(self) -> int:
+        return int(np.isnan(self.y).sum())
+
+
+def task_metrics(y_true: np.ndarray, y_pred: np.ndarray, task: str) -> dict[str, float]:
+    """Masked per-task sklearn metrics averaged over tasks: rmse/mae (regression), roc_auc/pr_auc."""
+    from sklearn.metrics import (
+        average_precision_score,
+        mean_absolute_error,
+        mean_squared_error,
+        roc_auc_score,
+    )
+
+    y_true, y_pred = np.atleast_2d(y_true.T).T, np.atleast_2d(y_pred.T).T
+    scores: dict[str, list[float]] = {}
+    for t in range(y_true.shape[1]):
+        keep = ~np.isnan(y_true[:, t])
+        yt, yp = y_true[keep, t], y_pred[keep, t]
+        if task == "regression":
+            if len(yt) == 0:
+                continue
+            scores.setdefault("rmse", []).append(float(np.sqrt(mean_squared_error(yt, yp))))
+            scores.setdefault("mae", []).append(float(mean_absolute_error(yt, yp)))
+        else:
+            if len(np.unique(yt)) < 2:
+                continue  # AUC undefined for a task with one class in this split
+            scores.setdefault("roc_auc", []).append(float(roc_auc_score(yt, yp)))
+            scores.setdefault("pr_auc", []).append(float(average_precision_score(yt, yp)))
+    return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def main_metric(task: str) -> tuple[str, bool]:
+    """(metric name, higher is better) used for early stopping and summaries."""
+    return ("rmse", False) if task == "regression" else ("roc_auc", True)
+
+
+def _mlp_head(in_dim: int, tasks: int, dropout: float):
+    from torch import nn
+
+    return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(in_dim, tasks))
+
+
+def build_predictor(encoder, emb_dim: int, tasks: int, dropout: float = 0.2):
+    """Encoder (a module mapping a PyG Batch to (B, emb_dim)) followed by the MLP head."""
+    from torch import nn
+
+    return nn.Sequential(encoder, _mlp_head(emb_dim, tasks, dropout))
+
+
+def _attach_labels(graphs: list, y: np.ndarray) -> list:
+    import torch
+
+    out = []
+    for g, row in zip(graphs, y):
+        g = copy.copy(g)
+        g.y = torch.as_tensor(row, dtype=torch.float32).view(1, -1)
+        out.append(g)
+    return out
+
+
+@dataclass
+class FitResult:
+    test: dict[str, float]
+    val: dict[str, float]
+    best_epoch: int
+    curve: list[dict]  # per epoch: epoch, train_loss, val_<metric>
+
+
+def fit_predictor(
+    encoder,
+    emb_dim: int,
+    data: LabelledSet,
+    split: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    seed: int,
+    epochs: int,
+    patience: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float = 0.0,
+) -> FitResult:
+    """Train encoder + MLP head end to end with early stopping on validation; test at the best epoch."""
+    import torch
+    from torch_geometric.loader import DataLoader
+
+    torch.manual_seed(seed)
+    train, val, test = split
+    task = data.task
+    metric, higher = main_metric(task)
+    # Regression targets are standardised on the training split so one lr suits every dataset.
+    mean = np.nanmean(data.y[train], axis=0) if task == "regression" else np.zeros(data.y.shape[1])
+    std = np.nanstd(data.y[train], axis=0) if task == "regression" else np.ones(data.y.shape[1])
+    mean, std = np.nan_to_num(mean), np.where(np.nan_to_num(std) > 0, np.nan_to_num(std), 1.0)
+    graphs = _attach_labels(data.graphs, (data.y - mean) / std)
+    model = build_predictor(encoder, emb_dim, data.y.shape[1])
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    train_loader = DataLoader([graphs[i] for i in train], batch_size=batch_size, shuffle=True, generator=gen)
+
+    def predict(idx: np.ndarray) -> np.ndarray:
+        model.eval()
+        out = []
+        with torch.no_grad():
+            for batch in DataLoader([graphs[i] for i in idx], batch_size=256):
+                out.append(model(batch).numpy())
+        pred = np.concatenate(out) if out else np.zeros((0, data.y.shape[1]))
+        return pred * std + mean if task == "regression" else 1 / (1 + np.exp(-pred))
+
+    best, best_state, best_epoch, bad, curve = None, None, 0, 0, []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        total, count = 0.0, 0
+        for batch in train_loader:
+            if batch.num_graphs < 2:
+                continue  # BatchNorm needs two graphs' worth of statistics to be meaningful
+            pred, target = model(batch), batch.y
+            mask = ~torch.isnan(target)
+            target = torch.nan_to_num(target)
+            if task == "regression":
+                loss_el = (pred - target) ** 2
+            else:
+                loss_el = torch.nn.functional.binary_cross_entropy_with_logits(pred, target, reduction="none")
+            loss = (loss_el * mask).sum() / mask.sum().clamp(min=1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total, count = total + float(loss.detach()) * batch.num_graphs, count + batch.num_graphs
+        val_scores = task_metrics(data.y[val], predict(val), task)
+        score = val_scores.get(metric, float("nan"))
+        curve.append({"epoch": epoch, "train_loss": total / max(count, 1), f"val_{metric}": score})
+        improved = best is None or (not np.isnan(score) and (score > best if higher else score < best))
+        if improved:
+            best, best_epoch, bad = score, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(
+        test=task_metrics(data.y[test], predict(test), task),
+        val=task_metrics(data.y[val], predict(val), task),
+        best_epoch=best_epoch,
+        curve=curve,
+    )
+
+
+def embed_graphs(encoder, graphs: list, batch_size: int = 256) -> np.ndarray:
+    """Frozen embeddings (eval mode, no gradients) of a list of PyG graphs."""
+    import torch
+    from torch_geometric.loader import DataLoader
+
+    encoder.eval()
+    out = []
+    with torch.no_grad():
+        for batch in DataLoader(graphs, batch_size=batch_size):
+            out.append(encoder(batch).float().numpy())
+    return np.concatenate(out)
+
+
+def linear_probe_task(
+    x: np.ndarray, data: LabelledSet, split: tuple[np.ndarray, np.ndarray, np.ndarray], seed: int
+) -> dict[str, float]:
+    """Linear model on frozen embeddings per task (RidgeCV / CV-tuned logistic on train); test scores."""
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train, _, test = split
+    pred = np.full((len(test), data.y.shape[1]), np.nan)
+    for t in range(data.y.shape[1]):
+        keep = train[~np.isnan(data.y[train, t])]
+        y = data.y[keep, t]
+        if data.task == "regression":
+            model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+            pred[:, t] = model.fit(x[keep], y).predict(x[test])
+        else:
+            counts = np.bincount(y.astype(int), minlength=2)
+            if counts.min() < 3:
+                continue
+            cv = StratifiedKFold(min(3, int(counts.min())), shuffle=True, random_state=seed)
+            grid = {"logisticregression__C": [0.01, 0.1, 1.0, 10.0]}
+            pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+            model = GridSearchCV(pipe, grid, cv=cv, scoring="roc_auc")
+            pred[:, t] = model.fit(x[keep], y.astype(int)).predict_proba(x[test])[:, 1]
+    scored = ~np.isnan(pred).all(axis=0)
+    return task_metrics(data.y[test][:, scored], pred[:, scored], data.task)

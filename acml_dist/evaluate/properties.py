@@ -1,0 +1,174 @@
+"""Property-prediction benchmark for one labelled dataset: load and featurise it (invalid SMILES rows are
+counted and reported), split it, then for each seed fine-tune the pretrained GIN, train the same GIN from
+scratch, and fit linear probes on frozen pretrained and random-init embeddings."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from acml_dist.evaluate.finetune import (
+    LabelledSet,
+    embed_graphs,
+    fit_predictor,
+    linear_probe_task,
+    main_metric,
+)
+from acml_dist.evaluate.splits import make_split
+from acml_dist.log import get_logger
+
+log = get_logger("evaluate")
+
+METHODS = ("acml_finetune", "scratch_finetune", "acml_linear", "random_linear")
+
+
+def read_labelled_frame(data_cfg: Any, name: str | None = None):
+    """(DataFrame, smiles column, target columns, task) from a registry name or `data.path` (CSV/TSV)."""
+    import pandas as pd
+
+    if name is not None and not data_cfg.get("path"):
+        from acml_dist.data.datasets import load_labelled
+
+        loaded = load_labelled(name)
+        frame = loaded if isinstance(loaded, pd.DataFrame) else loaded.frame
+        attrs = getattr(loaded, "attrs", {}) if isinstance(loaded, pd.DataFrame) else vars(loaded)
+        smiles_col = attrs.get("smiles_column", "smiles")
+        targets = list(attrs.get("targets") or [c for c in frame.columns if c != smiles_col])
+        return frame, smiles_col, targets, attrs.get("task", "regression")
+    path = Path(data_cfg.path)
+    if not path.exists():
+        raise FileNotFoundError(f"data.path {path} does not exist")
+    sep = "\t" if path.suffix in (".tsv", ".tab") or path.name.endswith(".tsv.gz") else ","
+    frame = pd.read_csv(path, sep=sep)
+    smiles_col = data_cfg.smiles_column
+    if smiles_col not in frame.columns:
+        columns = list(frame.columns)
+        raise ValueError(f"data.smiles_column={smiles_col!r} is not a column of {path}: {columns}")
+    targets = list(data_cfg.targets) or [
+        c for c in frame.columns if c != smiles_col and pd.api.types.is_numeric_dtype(frame[c])
+    ]
+    missing = [t for t in targets if t not in frame.columns]
+    if missing:
+        raise ValueError(f"data.targets {missing} are not columns of {path}: {list(frame.columns)}")
+    return frame, smiles_col, targets, data_cfg.task
+
+
+def featurize_labelled(
+    frame, smiles_col: str, targets: list[str], task: str, name: str, schema: str, std_cfg: Any
+) -> LabelledSet:
+    """Standardise and featurise each row with acml_dist.chem; failed rows go to `invalid` with the reason."""
+    import pandas as pd
+
+    from acml_dist.chem.featurize import mol_to_graph
+    from acml_dist.chem.standardize import standardize
+    from acml_dist.data.loader import graph_from_npz
+
+    if task not in ("regression", "classification"):
+        raise ValueError(f"data.task must be regression or classification, got {task!r}")
+    labels = frame[targets].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    smiles, graphs, keep, invalid = [], [], [], []
+    for row, text in enumerate(frame[smiles_col].tolist()):
+        text = "" if pd.isna(text) else str(text)
+        result = standardize(text, std_cfg)
+        mol = getattr(result, "mol", None)
+        if mol is None:
+            invalid.append({"row": row, "input": text, "reason": str(getattr(result, "reason", "invalid"))})
+            continue
+        graphs.append(graph_from_npz(mol_to_graph(mol, getattr(result, "hint", None)), schema))
+        smiles.append(getattr(result, "smiles", text))
+        keep.append(row)
+    y = labels[keep] if keep else np.zeros((0, len(targets)))
+    if task == "classification":
+        bad = ~np.isnan(y) & ~np.isin(y, (0.0, 1.0))
+        if bad.any():
+            found = np.unique(y[bad])
+            raise ValueError(f"{name}: classification targets must be 0/1 (or empty), found {found}")
+    if invalid:
+        log.warning("%s: %d of %d rows have invalid SMILES (reported)", name, len(invalid), len(frame))
+    return LabelledSet(name, task, list(targets), smiles, graphs, y, rows=len(frame), invalid=invalid)
+
+
+def load_labelled_set(data_cfg: Any, name: str | None, schema: str) -> LabelledSet:
+    frame, smiles_col, targets, task = read_labelled_frame(data_cfg, name)
+    label = name or Path(data_cfg.path).stem
+    if data_cfg.get("limit"):
+        frame = frame.head(int(data_cfg.limit))
+    return featurize_labelled(frame, smiles_col, targets, task, label, schema, data_cfg.standardize)
+
+
+class EncoderView(nn.Module):
+    """`model.encode` as a module, so optimisers, deepcopy and train/eval modes see the whole model."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, graph):
+        return self.model.encode(graph)
+
+
+def fresh_like(model: Any, seed: int):
+    """The same architecture, randomly initialised with `seed` (the from-scratch baseline)."""
+    import torch
+
+    torch.manual_seed(seed)
+    return type(model)(model.model_cfg, model.teacher_dims)
+
+
+def embedding_dim(model: Any, graphs: list) -> int:
+    import torch
+    from torch_geometric.data import Batch
+
+    model.eval()
+    with torch.no_grad():
+        return int(model.encode(Batch.from_data_list(graphs[:2])).shape[1])
+
+
+def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str, fractions: Any) -> dict:
+    """All methods x seeds on one dataset. Returns {"summary": {method: {metric: (mean, std)}},
+    "runs": [per seed and method records], "curves": {seed0 method -> epoch records}, "split": sizes}."""
+    if len(data.graphs) < 10:
+        raise ValueError(f"{data.name}: only {len(data.graphs)} valid molecules, too few to split")
+    emb_dim = embedding_dim(model, data.graphs)
+    pretrained_x = embed_graphs(EncoderView(model), data.graphs)
+    runs: list[dict] = []
+    curves: dict[str, list[dict]] = {}
+    sizes: dict[str, int] = {}
+    for seed in ecfg.seeds:
+        split = make_split(data.smiles, split_kind, list(fractions), int(seed))
+        sizes = {"train": len(split[0]), "val": len(split[1]), "test": len(split[2])}
+        budget = {"epochs": ecfg.finetune_epochs, "patience": ecfg.patience}
+        budget.update(batch_size=ecfg.batch_size, lr=ecfg.lr)
+        encoders = {
+            "acml_finetune": EncoderView(copy.deepcopy(model)),
+            "scratch_finetune": EncoderView(fresh_like(model, int(seed))),
+        }
+        for method, encoder in encoders.items():
+            fit = fit_predictor(encoder, emb_dim, data, split, seed=int(seed), **budget)
+            runs.append({"seed": int(seed), "method": method, "best_epoch": fit.best_epoch, **fit.test})
+            if seed == ecfg.seeds[0]:
+                curves[method] = fit.curve
+        if ecfg.linear_probe:
+            random_x = embed_graphs(EncoderView(fresh_like(model, int(seed))), data.graphs)
+            for method, x in (("acml_linear", pretrained_x), ("random_linear", random_x)):
+                scores = linear_probe_task(x, data, split, int(seed))
+                runs.append({"seed": int(seed), "method": method, **scores})
+        metric, _ = main_metric(data.task)
+        done = [f"{r['method']} {metric}={r.get(metric, np.nan):.3f}" for r in runs if r["seed"] == seed]
+        log.info("%s seed %s: %s", data.name, seed, ", ".join(done))
+    return {"summary": summarise(runs), "runs": runs, "curves": curves, "split": sizes}
+
+
+def summarise(runs: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
+    """method -> metric -> (mean, std over seeds)."""
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for method in dict.fromkeys(r["method"] for r in runs):
+        records = [r for r in runs if r["method"] == method]
+        metrics = [k for k in records[0] if k not in ("seed", "method", "best_epoch")]
+        values = {m: np.array([r.get(m, np.nan) for r in records], dtype=float) for m in metrics}
+        out[method] = {m: (float(np.nanmean(v)), float(np.nanstd(v))) for m, v in values.items()}
+    return out

@@ -1,0 +1,419 @@
+"""The `acml evaluate` and `acml finetune` jobs: gather embeddings, compute every metric against its
+baseline, draw the figures, write the markdown report, log everything to MLflow."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from acml_dist.evaluate import plots, report
+from acml_dist.evaluate.isomers import isomer_table
+from acml_dist.evaluate.probes import descriptor_frame, probe_table
+from acml_dist.evaluate.properties import (
+    fresh_like,
+    load_labelled_set,
+    run_property_task,
+)
+from acml_dist.evaluate.retrieval import recall_curve, retrieval_ranks, retrieval_table
+from acml_dist.log import get_logger
+
+log = get_logger("evaluate")
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def resolve_model(uri: str) -> Path:
+    """A saved-model dir, a run dir holding `model/`, or a registry URI (via acml_dist.tracking)."""
+    path = Path(uri)
+    for candidate in (path, path / "model"):
+        if (candidate / "config.json").exists():
+            return candidate
+    from acml_dist.tracking import resolve_model_dir
+
+    return Path(resolve_model_dir(uri))
+
+
+def load(uri: str):
+    from acml_dist.models.io import load_model
+
+    model_dir = resolve_model(uri)
+    log.info("model %s -> %s", uri, model_dir)
+    return load_model(model_dir), model_dir
+
+
+def key(*parts: Any) -> str:
+    """MLflow-safe flat metric name."""
+    text = "_".join(str(p) for p in parts if p != "")
+    return text.replace("->", "2").replace("@", "").replace(" ", "_").replace("/", "_")
+
+
+def finite(metrics: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+@contextmanager
+def mlflow_run(cfg: Any, run_name: str):
+    """The active MLflow run if any, else a new one in the configured experiment; None when disabled."""
+    if not cfg.tracking.enabled:
+        yield None
+        return
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        yield mlflow.active_run()
+        return
+    uri = cfg.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        root = Path(cfg.runs_root).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(cfg.tracking.experiment)
+    with mlflow.start_run(run_name=run_name) as run:
+        yield run
+
+
+def log_to_mlflow(run: Any, metrics: dict[str, Any], out: Path, params: dict[str, Any]) -> None:
+    if run is None:
+        return
+    import mlflow
+
+    mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+    mlflow.log_metrics(finite(metrics))
+    mlflow.log_artifacts(str(out), artifact_path=out.name)
+
+
+def output_dir(cfg: Any, default_leaf: str) -> Path:
+    out = Path(cfg.output) if cfg.get("output") else Path(cfg.runs_root) / cfg.name / default_leaf
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def property_metrics(name: str, result: dict) -> dict[str, float]:
+    out = {}
+    for method, scores in result["summary"].items():
+        for metric, (mean, std) in scores.items():
+            out[key(name, method, metric, "mean")] = mean
+            out[key(name, method, metric, "std")] = std
+    return out
+
+
+def run_dataset(model: Any, data: Any, ecfg: Any, split_kind: str, fractions: Any, figures: Path) -> dict:
+    result = run_property_task(model, data, ecfg, split_kind, fractions)
+    metric = "rmse" if data.task == "regression" else "roc_auc"
+    path = figures / f"finetune_{data.name}.png"
+    plots.finetune_curves(result["curves"], metric, path, f"{data.name}: seed {ecfg.seeds[0]}")
+    result.update(
+        task=data.task,
+        rows=data.rows,
+        valid=len(data.graphs),
+        invalid=len(data.invalid),
+        missing_labels=data.missing_labels,
+        invalid_rows=data.invalid,
+        figure=path,
+    )
+    return result
+
+
+def schema_of(model: Any) -> str:
+    return str(getattr(model, "model_cfg", {}).get("schema", "hu"))
+
+
+# ---------------------------------------------------------------- acml evaluate
+
+
+def collect(model: Any, root: Path, ecfg: Any, teachers: list[str]) -> dict:
+    """Graph representations, projections and teacher embeddings of the evaluated split (eval mode)."""
+    from acml_dist.data.loader import make_loader
+
+    baseline = fresh_like(model, 0).eval()
+    model.eval()
+    out: dict[str, list] = {"h": [], "h_random": [], "smiles": [], "formula": []}
+    for name in teachers:
+        out.update({f"g:{name}": [], f"t:{name}": [], f"raw:{name}": [], f"mask:{name}": []})
+    seen = 0
+    loader = make_loader(str(root), ecfg.split, 256, schema=schema_of(model), teachers=tuple(teachers))
+    with torch.no_grad():
+        for batch in loader:
+            h = model.encode(batch.graph)
+            out["h"].append(h.numpy())
+            out["h_random"].append(baseline.encode(batch.graph).numpy())
+            out["smiles"] += list(batch.smiles)
+            out["formula"] += [m.get("formula", "") for m in batch.meta]
+            for name in teachers:
+                emb = batch.embeddings[name].float()
+                out[f"g:{name}"].append(model.project_graph(h, name).numpy())
+                out[f"t:{name}"].append(model.project_teacher(emb, name).numpy())
+                out[f"raw:{name}"].append(emb.numpy())
+                out[f"mask:{name}"].append(batch.masks[name].numpy())
+            seen += len(batch.smiles)
+            if ecfg.max_molecules and seen >= ecfg.max_molecules:
+                break
+    cap = ecfg.max_molecules or seen
+    arrays = {
+        k: (np.concatenate(v)[:cap] if k not in ("smiles", "formula") else v[:cap]) for k, v in out.items()
+    }
+    log.info("collected %d molecules of split %s from %s", len(arrays["smiles"]), ecfg.split, root)
+    return arrays
+
+
+def retrieval_section(data: dict, teachers: list[str], ecfg: Any, figures: Path) -> tuple[str, dict, dict]:
+    text, metrics, curves = [], {}, {}
+    for i, name in enumerate(teachers):
+        sel = data[f"mask:{name}"].astype(bool)
+        g, t = data[f"g:{name}"][sel], data[f"t:{name}"][sel]
+        rows = retrieval_table(g, t, list(ecfg.retrieval_pools), list(ecfg.topk), chunk=ecfg.retrieval_chunk)
+        for row in rows:
+            for m in [f"r@{k}" for k in ecfg.topk] + ["mrr", "mean_rank"]:
+                metrics[key("retrieval", name, row["direction"], f"pool{row['pool']}", m)] = row[m]
+        g2t = [r for r in rows if r["direction"] == "graph->teacher"]
+        if i == 0 and g2t:
+            # Headline numbers for the registry: the authors' within-batch protocol, first teacher.
+            metrics["retrieval_top1"] = g2t[0]["r@1"]
+            for r in g2t:
+                metrics[key("retrieval_top1", f"pool{r['pool']}")] = r["r@1"]
+        max_k = min(100, len(g))
+        for direction, (q, k) in {"graph->teacher": (g, t), "teacher->graph": (t, g)}.items():
+            curves[f"{name} {direction} (all {len(g)})"] = recall_curve(retrieval_ranks(q, k, 0), max_k)
+        columns = (
+            ["direction", "pool", "n"] + [f"r@{k}" for k in ecfg.topk] + ["mrr", "mean_rank", "chance_r@1"]
+        )
+        text.append(
+            f"**{name}** ({int(sel.sum())} molecules with this modality):\n\n" + report.table(rows, columns)
+        )
+    plots.recall_curves(curves, figures / "retrieval_recall.png")
+    return "\n\n".join(text), metrics, curves
+
+
+def isomer_section(data: dict, teachers: list[str], figures: Path) -> tuple[str, dict]:
+    text, metrics = [], {}
+    for i, name in enumerate(teachers):
+        sel = data[f"mask:{name}"].astype(bool)
+        formulas = [f for f, s in zip(data["formula"], sel) if s]
+        rows = isomer_table(data[f"g:{name}"][sel], data[f"t:{name}"][sel], formulas)
+        if not rows:
+            text.append(f"**{name}**: no isomer sets among the evaluated molecules.")
+            continue
+        for r in (r for r in rows if r["set_size"] == "all"):
+            for m in ("top1", "mrr", "chance_top1", "chance_mrr"):
+                metrics[key("isomer", name, r["direction"], m)] = r[m]
+        if i == 0:
+            plots.isomer_bars(rows, figures / "isomer_top1.png")
+        columns = ["direction", "set_size", "molecules", "sets", "top1", "chance_top1", "mrr", "chance_mrr"]
+        text.append(f"**{name}**:\n\n" + report.table(rows, columns))
+    return "\n\n".join(text), metrics
+
+
+def probe_section(data: dict, teachers: list[str], ecfg: Any, figures: Path) -> tuple[str, dict, Any]:
+    sel = np.ones(len(data["smiles"]), dtype=bool)
+    for name in teachers:
+        sel &= data[f"mask:{name}"].astype(bool)
+    idx = np.flatnonzero(sel)[: ecfg.probe_molecules]
+    smiles = [data["smiles"][i] for i in idx]
+    sources = {"ACML GIN": data["h"][idx], "random-init GIN": data["h_random"][idx]}
+    sources.update({f"teacher {n}": data[f"raw:{n}"][idx] for n in teachers})
+    table = probe_table(sources, smiles)
+    names = list(sources)
+    plots.probe_bars(table, names, figures / "probes.png")
+    metrics = {
+        key("probe", row["property"], src): row[src] for row in table.to_dict("records") for src in names
+    }
+    rows = table.to_dict("records")
+    text = f"{len(idx)} molecules, 5-fold cross-validation.\n\n" + report.table(
+        rows, ["property", "metric"] + names
+    )
+    return text, metrics, table
+
+
+def attribution_section(model: Any, data: dict, ecfg: Any, figures: Path) -> str:
+    from sklearn.linear_model import RidgeCV
+
+    from acml_dist.evaluate.attributions import draw_attributions, occlusion_attributions
+
+    n = min(len(data["smiles"]), ecfg.probe_molecules)
+    logp = descriptor_frame(data["smiles"][:n])["logP"].to_numpy()
+    ok = ~np.isnan(logp)
+    probe = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(data["h"][:n][ok], logp[ok])
+    lines = []
+    for i in range(min(ecfg.attributions, n)):
+        smi = data["smiles"][i]
+        mol, weights = occlusion_attributions(model, smi, schema_of(model), probe.predict)
+        path = draw_attributions(mol, weights, figures / f"attribution_{i}.png")
+        lines.append(f"![{smi}](figures/{path.name})")
+    return (
+        "Occlusion attributions of a linear logP probe on the ACML GIN embedding "
+        "(green: the atom raises predicted logP, pink: lowers it):\n\n" + " ".join(lines)
+    )
+
+
+def shard_sections(
+    model: Any, root: Path, ecfg: Any, teachers: list[str], figures: Path
+) -> tuple[list, dict]:
+    """Retrieval, isomers, probes, attributions and the map on the featurised test split."""
+    data = collect(model, root, ecfg, teachers)
+    metrics: dict[str, Any] = {"eval_molecules": len(data["smiles"])}
+    text, m, _ = retrieval_section(data, teachers, ecfg, figures)
+    metrics.update(m)
+    sections = [report.RETRIEVAL_INTRO + text + "\n\n![recall@k](figures/retrieval_recall.png)"]
+    if ecfg.isomers:
+        text, m = isomer_section(data, teachers, figures)
+        metrics.update(m)
+        fig = "\n\n![isomers](figures/isomer_top1.png)" if (figures / "isomer_top1.png").exists() else ""
+        sections.append(report.ISOMER_INTRO + text + fig)
+    if ecfg.probing:
+        text, m, _ = probe_section(data, teachers, ecfg, figures)
+        metrics.update(m)
+        sections.append(report.PROBE_INTRO + text + "\n\n![probes](figures/probes.png)")
+        if ecfg.attributions:
+            sections.append("### Atom attributions\n\n" + attribution_section(model, data, ecfg, figures))
+    if ecfg.embedding_map and len(data["smiles"]) >= 10:
+        n = min(len(data["smiles"]), 3000)
+        logp = descriptor_frame(data["smiles"][:n])["logP"].to_numpy()
+        _, method = plots.embedding_map(data["h"][:n], np.nan_to_num(logp), "logP", figures / "map.png")
+        sections.append(
+            f"## Embedding map\n\n{method} of {n} graph embeddings, coloured by logP."
+            "\n\n![map](figures/map.png)"
+        )
+    return sections, metrics
+
+
+def property_sections(model: Any, ecfg: Any, figures: Path) -> tuple[str, dict]:
+    """Every dataset of `eval.property_datasets`; unavailable (offline) ones are reported, not fatal."""
+    results, failures, metrics = {}, {}, {}
+    for name in ecfg.property_datasets:
+        data_cfg = OmegaConf.structured(_data_config(name, ecfg.split_kind))
+        try:
+            labelled = load_labelled_set(data_cfg, name, schema_of(model))
+        except Exception as exc:  # offline sources fail with their own message; report it, go on
+            log.warning("property dataset %s unavailable: %s", name, exc)
+            failures[name] = str(exc)
+            continue
+        results[name] = run_dataset(model, labelled, ecfg, ecfg.split_kind, data_cfg.split_fractions, figures)
+        metrics.update(property_metrics(name, results[name]))
+    return (property_report(results, failures, ecfg) if results or failures else ""), metrics
+
+
+def run_evaluate(cfg: Any) -> dict:
+    ecfg = cfg.eval
+    model, model_dir = load(cfg.model)
+    out = output_dir(cfg, "evaluation")
+    figures = out / "figures"
+    root = Path(cfg.shards) if cfg.get("shards") else Path(cfg.shards_root) / cfg.name
+    wanted = list(cfg.teachers) if cfg.teachers else []
+    teachers = [t for t in model.teachers if not wanted or t in wanted] or list(model.teachers)
+    metrics: dict[str, Any] = {}
+    sections = [
+        f"# ACML evaluation: `{cfg.model}`\n\nModel dir `{model_dir}`, architecture "
+        f"`{json.dumps(model.model_cfg, sort_keys=True)}`, teachers {teachers}. "
+        f"Test molecules: split `{ecfg.split}` of `{root}`."
+    ]
+    with mlflow_run(cfg, f"evaluate-{cfg.name}") as run:
+        if (root / "manifest.json").exists():
+            more, m = shard_sections(model, root, ecfg, teachers, figures)
+            sections += more
+            metrics.update(m)
+        else:
+            log.warning("no featurised shards at %s: retrieval, isomers and probes skipped", root)
+            sections.append(f"No featurised test shards at `{root}`: retrieval, isomers and probes skipped.")
+        text, m = property_sections(model, ecfg, figures)
+        sections.append(text)
+        metrics.update(m)
+        command = f"acml evaluate model={cfg.model} name={cfg.name}"
+        command += f" eval.report={ecfg.report}" if ecfg.report else ""
+        sections.append(f"## Reproduce\n\n```\n{command}\n```")
+        write_report(out, [s for s in sections if s], metrics, ecfg)
+        log_to_mlflow(
+            run, metrics, out, {"model": cfg.model, "model_dir": str(model_dir), "shards": str(root)}
+        )
+    headline = [
+        k for k in metrics if k.startswith(("retrieval_top1", "isomer_")) and k.endswith(("top1", "mrr"))
+    ]
+    headline += [k for k in metrics if k.endswith(("rmse_mean", "roc_auc_mean"))]
+    report.print_summary(f"acml evaluate {cfg.name}", metrics, headline or None)
+    return metrics
+
+
+def _data_config(name: str, split_kind: str):
+    from acml_dist.config.data import DataConfig
+
+    return DataConfig(source=name, split=split_kind)
+
+
+def property_report(results: dict, failures: dict, ecfg: Any) -> str:
+    parts = [
+        "## Property prediction\n\nFor each seed: the pretrained GIN fine-tuned with an MLP head; the same "
+        "architecture trained from scratch with the same split, seed and budget "
+        f"({ecfg.finetune_epochs} epochs max, early stopping on validation with patience {ecfg.patience}, "
+        f"batch {ecfg.batch_size}, lr {ecfg.lr}); linear probes on frozen embeddings.",
+        report.property_section(results, list(ecfg.seeds), ecfg.split_kind),
+        "Datasets:\n\n" + report.dataset_notes(results),
+    ]
+    parts += [f"![{n}](figures/{r['figure'].name})" for n, r in results.items()]
+    parts += [f"- `{n}` unavailable: {msg}" for n, msg in failures.items()]
+    return "\n\n".join(p for p in parts if p)
+
+
+def write_report(out: Path, sections: list[str], metrics: dict, ecfg: Any) -> None:
+    text = "\n\n".join(sections) + "\n"
+    (out / "report.md").write_text(text)
+    (out / "metrics.json").write_text(json.dumps(finite(metrics), indent=2, sort_keys=True))
+    if ecfg.get("report"):
+        target = Path(ecfg.report)
+        figures = target.parent / ecfg.report_figures
+        figures.mkdir(parents=True, exist_ok=True)
+        for png in (out / "figures").glob("*.png"):
+            shutil.copy(png, figures / png.name)
+        target.write_text(text.replace("](figures/", f"]({ecfg.report_figures}/"))
+        log.info("report written to %s (figures in %s)", target, figures)
+    log.info("report: %s", out / "report.md")
+
+
+# ---------------------------------------------------------------- acml finetune
+
+
+def run_finetune(cfg: Any) -> dict:
+    import pandas as pd
+
+    model, model_dir = load(cfg.model)
+    out = output_dir(cfg, "finetune")
+    name = None if cfg.data.get("path") else cfg.data.source
+    data = load_labelled_set(cfg.data, name, schema_of(model))
+    pd.DataFrame(data.invalid, columns=["row", "input", "reason"]).to_csv(
+        out / "invalid_rows.csv", index=False
+    )
+    with mlflow_run(cfg, f"finetune-{cfg.name}") as run:
+        result = run_dataset(model, data, cfg.eval, cfg.data.split, cfg.data.split_fractions, out / "figures")
+        metrics = {
+            "rows": data.rows,
+            "valid_rows": len(data.graphs),
+            "invalid_rows": len(data.invalid),
+            "missing_labels": data.missing_labels,
+            **property_metrics("", result),
+        }
+        pd.DataFrame(result["runs"]).to_csv(out / "runs.csv", index=False)
+        invalid = "\n".join(f"- row {r['row']}: `{r['input']}` ({r['reason']})" for r in data.invalid[:50])
+        sections = [
+            f"# Fine-tuning `{data.name}` ({data.task}, targets {data.targets})\n\nModel `{cfg.model}`.",
+            property_report({data.name: result}, {}, cfg.eval).replace(
+                "## Property prediction", "## Results"
+            ),
+            f"Invalid SMILES rows ({len(data.invalid)}, listed in invalid_rows.csv):\n\n{invalid or 'none'}",
+        ]
+        write_report(out, sections, metrics, OmegaConf.create({"report": None}))
+        log_to_mlflow(run, metrics, out, {"model": cfg.model, "data": cfg.data.get("path") or name})
+    report.print_summary(f"acml finetune {data.name}", metrics)
+    return metrics
