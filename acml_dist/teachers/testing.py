@@ -76,3 +76,23 @@ def write_dataset(root: Path, splits: dict[str, list[str]], samples_per_shard: i
         manifest["counts"][split] = len(smiles)
     write_json_atomic(root / "manifest.json", manifest)
     return manifest
+
+
+def moses_smiles(n: int, offset: int = 0) -> list[str]:
+    """The first n SMILES (after offset) of the MOSES test file shipped in the molsets package."""
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("moses")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("molsets is not installed (pip install --no-deps molsets)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "dataset" / "data" / "test.csv.gz"
+    out: list[str] = []
+    with gzip.open(path, "rt") as f:
+        next(f)  # header
+        for i, line in enumerate(f):
+            if i >= offset:
+                out.append(line.strip().split(",")[0])
+            if len(out) >= n:
+                break
+    return out

@@ -1,0 +1,140 @@
+"""Teachers in the MLflow model registry as `acml-teacher-<name>` (config, weights, hash, dim).
+
+`log_teacher` registers a loaded teacher as a pyfunc model whose artifact folder `teacher/` holds
+`teacher.json` (name, kind, modality, dim, weights_hash, config) and `weights/` (a transformers directory
+or a `weights.pt` state dict; nothing for fingerprints). `fetch_teacher("models:/acml-teacher-x/3")`
+downloads it and returns a TeacherConfig pointing at the local weights, so `load_teacher` accepts
+`path: models:/...` anywhere a config name or a local path works. mlflow is imported lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from acml_dist.log import get_logger
+from acml_dist.teachers.base import Teacher, TeacherError
+
+if TYPE_CHECKING:
+    from acml_dist.config.teachers import TeacherConfig
+
+log = get_logger("register")
+
+
+def registered_name(name: str) -> str:
+    return f"acml-teacher-{name}"
+
+
+def _write_artifacts(teacher: Teacher, folder: Path) -> None:
+    import torch
+
+    weights = folder / "weights"
+    weights.mkdir(parents=True)
+    cfg = asdict(teacher.cfg)
+    if teacher.kind == "smiles_lm":
+        shutil.copytree(teacher.path, weights, dirs_exist_ok=True)  # type: ignore[attr-defined]
+        cfg["path"] = "weights"
+        # Pin how this checkpoint reads SMILES: the defaults differ between rxnfp and user directories.
+        cfg["params"] = {**cfg["params"], "tokenizer": teacher.tokenizer_mode, "template": teacher.template}  # type: ignore[attr-defined]
+    elif teacher.model is not None:
+        state = {k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.cpu()
+                 for k, v in teacher.model.state_dict().items()}  # fmt: skip
+        torch.save(state, weights / "weights.pt")
+        cfg["path"] = "weights/weights.pt"
+        cfg["params"] = {k: v for k, v in cfg["params"].items() if k != "random_init"}
+    else:
+        cfg["path"] = None
+    info = {**teacher.describe(), "config": cfg}
+    (folder / "teacher.json").write_text(json.dumps(info, indent=1, sort_keys=True, default=str))
+
+
+def log_teacher(teacher: Teacher, tracking_uri: Optional[str] = None, alias: Optional[str] = None) -> str:
+    """Log `teacher` to MLflow and register it as `acml-teacher-<name>`; returns the new version."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from acml_dist.teachers.pyfunc import TeacherPyfunc
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    name = registered_name(teacher.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "teacher"
+        _write_artifacts(teacher, folder)
+        mlflow.set_experiment("acml-teachers")
+        with mlflow.start_run(run_name=name):
+            mlflow.log_params({"kind": teacher.kind, "modality": teacher.modality, "dim": teacher.dim})
+            mlflow.set_tags({"weights_hash": teacher.weights_hash(), "acml.teacher": teacher.name})
+            info = mlflow.pyfunc.log_model(
+                name="teacher",
+                python_model=TeacherPyfunc(),
+                artifacts={"teacher": str(folder)},
+                pip_requirements=[],  # the project's environment; skip slow requirement inference
+                registered_model_name=name,
+            )
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    client.set_model_version_tag(name, version, "weights_hash", teacher.weights_hash())
+    client.set_model_version_tag(name, version, "dim", str(teacher.dim))
+    if alias:
+        client.set_registered_model_alias(name, alias, version)
+    log.info("registered %s version %s (hash %s)", name, version, teacher.weights_hash()[:12])
+    return version
+
+
+def config_from_artifacts(folder: Path, overrides: Optional[TeacherConfig] = None) -> TeacherConfig:
+    """TeacherConfig of a downloaded `teacher/` folder; weights path made absolute; the caller's run-time
+    settings (device, batch size, weight, source) win over the stored ones."""
+    from acml_dist.teachers import as_teacher_config
+
+    info = json.loads((folder / "teacher.json").read_text())
+    stored = dict(info["config"])
+    if stored.get("path"):
+        stored["path"] = str(folder / stored["path"])
+    cfg = as_teacher_config(stored)
+    if overrides is not None:
+        cfg = replace(
+            cfg,
+            device=overrides.device,
+            batch_size=overrides.batch_size,
+            weight=overrides.weight,
+            source=overrides.source,
+        )
+    return cfg
+
+
+def fetch_teacher(
+    uri: str, overrides: Optional[TeacherConfig] = None, dst: Optional[str] = None
+) -> TeacherConfig:
+    """Download a registered teacher (`models:/acml-teacher-<name>/<version>` or `...@alias`)."""
+    import mlflow
+
+    try:
+        local = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst or tempfile.mkdtemp())
+        )
+    except Exception as exc:
+        raise TeacherError(f"cannot fetch teacher {uri} from the MLflow registry: {exc}") from exc
+    folder = local / "artifacts" / "teacher"
+    if not (folder / "teacher.json").exists():
+        raise TeacherError(f"{uri} is not an acml teacher (no artifacts/teacher/teacher.json)")
+    return config_from_artifacts(folder, overrides)
+
+
+def registered_hash(uri: str) -> dict[str, Any]:
+    """weights_hash and dim of a registered version without downloading it."""
+    from mlflow import MlflowClient
+
+    ref = uri.removeprefix("models:/")
+    client = MlflowClient()
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        mv = client.get_model_version_by_alias(name, alias)
+    else:
+        name, version = ref.split("/", 1)
+        mv = client.get_model_version(name, version)
+    return {"version": mv.version, **mv.tags}
