@@ -1,0 +1,119 @@
+"""Splits, masked metrics, the fine-tuning loop and the figures, on small data made here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from acml_dist.evaluate.finetune import LabelledSet, fit_predictor, linear_probe_task, task_metrics
+from acml_dist.evaluate.splits import murcko_scaffold, random_split, scaffold_split
+
+pytestmark = pytest.mark.unit
+
+SMILES = (
+    ["c1ccccc1" + "C" * i for i in range(8)]
+    + ["C1CCNCC1" + "O" * (i % 2) + "C" * i for i in range(6)]
+    + ["c1ccncc1C" + "N" * (i % 2) for i in range(4)]
+    + ["CCO", "CCCO", "CC(=O)O", "CCN"]
+)
+
+
+def test_scaffold_split_is_deterministic_and_keeps_scaffolds_apart():
+    train, val, test = scaffold_split(SMILES, (0.8, 0.1, 0.1), seed=0)
+    again = scaffold_split(SMILES, (0.8, 0.1, 0.1), seed=5)
+    assert all((a == b).all() for a, b in zip((train, val, test), again))
+    assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(len(SMILES)))
+    scaffolds = [{murcko_scaffold(SMILES[i]) for i in part} for part in (train, val, test)]
+    assert not scaffolds[0] & scaffolds[2] and not scaffolds[0] & scaffolds[1]
+    assert len(train) >= len(test)
+
+
+def test_random_split_depends_on_seed_and_partitions():
+    a = random_split(50, (0.8, 0.1, 0.1), seed=0)
+    b = random_split(50, (0.8, 0.1, 0.1), seed=1)
+    assert [len(p) for p in a] == [40, 5, 5]
+    assert sorted(np.concatenate(a).tolist()) == list(range(50))
+    assert not (a[0] == b[0]).all()
+
+
+def test_task_metrics_mask_missing_labels_and_match_sklearn():
+    from sklearn.metrics import mean_squared_error, roc_auc_score
+
+    y = np.array([[1.0, 0.0], [2.0, np.nan], [np.nan, 1.0], [4.0, 1.0], [5.0, 0.0]])
+    p = np.array([[1.5, 0.2], [2.0, 0.9], [9.0, 0.8], [3.0, 0.6], [5.0, 0.1]])
+    reg = task_metrics(y[:, :1], p[:, :1], "regression")
+    assert reg["rmse"] == pytest.approx(np.sqrt(mean_squared_error([1, 2, 4, 5], [1.5, 2, 3, 5])))
+    cls = task_metrics(y[:, 1:], p[:, 1:], "classification")
+    assert cls["roc_auc"] == pytest.approx(roc_auc_score([0, 1, 1, 0], [0.2, 0.8, 0.6, 0.1]))
+    # A task with one class in this split cannot be scored: it is left out, not scored as 0 or 1.
+    assert task_metrics(np.array([[1.0], [1.0]]), np.array([[0.3], [0.9]]), "classification") == {}
+
+
+def _toy_graphs(n: int, seed: int = 0):
+    import torch
+    from torch_geometric.data import Data
+
+    rng = np.random.default_rng(seed)
+    graphs, oxygens = [], []
+    for _ in range(n):
+        atoms = int(rng.integers(3, 10))
+        z = rng.choice([6, 7, 8], size=atoms)  # atomic numbers -> Hu schema index = Z
+        x = torch.tensor(np.stack([z, np.zeros(atoms, dtype=int)], 1), dtype=torch.long)
+        src = torch.arange(atoms - 1)
+        edge_index = torch.stack([torch.cat([src, src + 1]), torch.cat([src + 1, src])])
+        graphs.append(
+            Data(x=x, edge_index=edge_index, edge_attr=torch.zeros(edge_index.size(1), 2, dtype=torch.long))
+        )
+        oxygens.append(float((z == 8).sum()))
+    return graphs, np.array(oxygens)
+
+
+def test_fit_predictor_early_stops_and_restores_the_best_epoch():
+    import torch
+
+    from acml_dist.models.gin import GIN
+
+    graphs, oxygens = _toy_graphs(80)
+    y = np.stack([oxygens, np.where(np.arange(80) % 4 == 0, np.nan, oxygens * 0.5)], 1)  # missing labels
+    data = LabelledSet("toy", "regression", ["o", "half_o"], [""] * 80, graphs, y, rows=80)
+    split = (np.arange(60), np.arange(60, 70), np.arange(70, 80))
+    torch.manual_seed(0)
+    fit = fit_predictor(
+        GIN(emb_dim=16, num_layers=2), 16, data, split, seed=0, epochs=12, patience=2, batch_size=16, lr=5e-3
+    )
+    vals = [c["val_rmse"] for c in fit.curve]
+    assert len(vals) <= 12 and len(vals) - fit.best_epoch <= 2
+    assert fit.val["rmse"] == pytest.approx(min(vals), rel=1e-5)
+    assert set(fit.test) == {"rmse", "mae"}
+
+
+def test_linear_probe_task_learns_from_informative_embeddings():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 6))
+    y = np.stack([x[:, 0] * 2 + 0.05 * rng.normal(size=120), (x[:, 1] > 0).astype(float)], 1)
+    y[::7, 1] = np.nan
+    split = (np.arange(90), np.arange(90, 100), np.arange(100, 120))
+    reg = LabelledSet("r", "regression", ["a"], [""] * 120, [], y[:, :1], rows=120)
+    cls = LabelledSet("c", "classification", ["b"], [""] * 120, [], y[:, 1:], rows=120)
+    assert linear_probe_task(x, reg, split, 0)["rmse"] < 0.2
+    assert linear_probe_task(x, cls, split, 0)["roc_auc"] > 0.9
+
+
+def test_figures_are_written(tmp_path):
+    from acml_dist.evaluate import plots
+    from acml_dist.evaluate.isomers import isomer_table
+    from acml_dist.evaluate.probes import probe_table
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(40, 5))
+    written = [
+        plots.recall_curves({"a": np.linspace(0.1, 1, 10)}, tmp_path / "r.png"),
+        plots.isomer_bars(isomer_table(x, x, ["A", "A", "B", "B", "B"] * 8), tmp_path / "i.png"),
+        plots.embedding_map(x, x[:, 0], "p", tmp_path / "m.png")[0],
+        plots.probe_bars(probe_table({"e": x[: len(SMILES)]}, SMILES)[:4], ["e"], tmp_path / "p.png"),
+        plots.finetune_curves(
+            {"m": [{"epoch": 1, "train_loss": 1.0, "val_rmse": 2.0}]}, "rmse", tmp_path / "f.png", "t"
+        ),
+    ]
+    for path in written:
+        assert path.read_bytes()[:4] == b"\x89PNG"
