@@ -1,0 +1,137 @@
+"""Parse, standardise and identify one molecule with RDKit (MolStandardize); no torch here.
+
+One parse serves every output: the returned `StandardResult` carries the standardised `Mol`, from which the
+caller featurises the graph and draws the depiction."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+from rdkit import Chem, RDLogger
+from rdkit.Chem import rdMolDescriptors
+from rdkit.Chem.MolStandardize import rdMolStandardize
+from rdkit.Chem.Scaffolds import MurckoScaffold
+
+RDLogger.DisableLog("rdApp.*")  # parse errors become reject reasons, not stderr noise
+
+
+@dataclass
+class StandardResult:
+    mol: Chem.Mol
+    smiles: str  # canonical isomeric SMILES
+    inchikey: str
+    formula: str
+    scaffold: str  # Bemis-Murcko scaffold SMILES ("" for acyclic molecules)
+    heavy_atoms: int
+    # SMILES the graph was built from; lets the featuriser skip per-atom look-ups the text rules out.
+    hint: Optional[str]
+
+
+@dataclass
+class Reject:
+    reason: str
+
+
+class _Tools:
+    """MolStandardize objects are built once per process (they parse their rule sets on construction)."""
+
+    _instance: Optional[_Tools] = None
+
+    def __init__(self) -> None:
+        self.fragment = rdMolStandardize.LargestFragmentChooser(preferOrganic=True)
+        self.uncharger = rdMolStandardize.Uncharger(canonicalOrder=True)
+
+    @classmethod
+    def get(cls) -> _Tools:
+        if cls._instance is None:
+            cls._instance = _Tools()
+        return cls._instance
+
+
+def _cfg(cfg: Any, key: str, default: Any) -> Any:
+    return getattr(cfg, key, default) if cfg is not None else default
+
+
+def parse(text: str, fmt: str = "smiles") -> Union[Chem.Mol, Reject]:
+    """SMILES or a mol block (SDF record) -> sanitised Mol, or a Reject naming why not."""
+    text = text.strip() if fmt != "molblock" else text
+    if not text:
+        return Reject("empty")
+    try:
+        mol = Chem.MolFromSmiles(text) if fmt == "smiles" else Chem.MolFromMolBlock(text)
+    except Exception as exc:  # RDKit raises for a few malformed inputs instead of returning None
+        return Reject(f"parse_error: {exc}")
+    if mol is None:
+        return Reject("invalid_smiles" if fmt == "smiles" else "invalid_molblock")
+    if mol.GetNumAtoms() == 0:
+        return Reject("empty")
+    return mol
+
+
+def standardize(
+    text: Union[str, Chem.Mol], cfg: Any = None, fmt: str = "smiles"
+) -> Union[StandardResult, Reject]:
+    """Standardise one record: largest organic fragment, neutralise, filters, then the identifiers.
+
+    `cfg` is a `StandardizeConfig` (or None for defaults). `text` may already be a Mol (SDF reader)."""
+    mol = text if isinstance(text, Chem.Mol) else parse(text, fmt)
+    if isinstance(mol, Reject):
+        return mol
+    hint = text if isinstance(text, str) and fmt == "smiles" else None
+    tools = _Tools.get()
+    changed = False
+    try:
+        # Text checks skip the MolStandardize calls that cannot change anything (most drug-like SMILES).
+        if _cfg(cfg, "largest_fragment", True) and (hint is None or "." in hint):
+            if len(Chem.GetMolFrags(mol)) > 1:
+                mol = tools.fragment.choose(mol)
+                changed = True
+        if _cfg(cfg, "neutralize", True) and (hint is None or "+" in hint or "-" in hint):
+            if any(a.GetFormalCharge() for a in mol.GetAtoms()):
+                mol = tools.uncharger.uncharge(mol)
+                changed = True
+    except Exception as exc:
+        return Reject(f"standardize_error: {exc}")
+    if changed:
+        hint = None
+    heavy = mol.GetNumHeavyAtoms()
+    if heavy < _cfg(cfg, "min_heavy_atoms", 1):
+        return Reject(f"too_few_heavy_atoms: {heavy}")
+    if heavy > _cfg(cfg, "max_heavy_atoms", 10**9):
+        return Reject(f"too_many_heavy_atoms: {heavy}")
+    allowed = list(_cfg(cfg, "allowed_elements", []) or [])
+    if allowed:
+        symbols = {a.GetSymbol() for a in mol.GetAtoms()}
+        bad = sorted(symbols - set(allowed) - {"H"})
+        if bad:
+            return Reject(f"element_not_allowed: {','.join(bad)}")
+    try:
+        smiles = Chem.MolToSmiles(mol)
+        inchikey = Chem.MolToInchiKey(mol)
+        formula = rdMolDescriptors.CalcMolFormula(mol)
+        scaffold = scaffold_smiles(mol)
+    except Exception as exc:
+        return Reject(f"identifier_error: {exc}")
+    if not inchikey:
+        return Reject("no_inchikey")
+    return StandardResult(mol, smiles, inchikey, formula, scaffold, heavy, hint)
+
+
+def scaffold_smiles(mol: Chem.Mol) -> str:
+    """Bemis-Murcko scaffold as canonical SMILES; "" when the molecule has no ring."""
+    if mol.GetRingInfo().NumRings() == 0:
+        return ""
+    return Chem.MolToSmiles(MurckoScaffold.GetScaffoldForMol(mol))
+
+
+def smiles_key(smiles: str) -> str:
+    """Stable sample key from a canonical SMILES: `h` + 16 hex digits of its sha1."""
+    return "h" + hashlib.sha1(smiles.encode()).hexdigest()[:16]
+
+
+def inchikey_of(smiles: str, cfg: Any = None) -> Optional[str]:
+    """InChIKey of a SMILES after the same standardisation as the corpus (leakage lists); None if invalid."""
+    res = standardize(smiles, cfg)
+    return res.inchikey if isinstance(res, StandardResult) else None

