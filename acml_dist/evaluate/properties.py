@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from acml_dist.evaluate.finetune import (
+from acml_dist.evaluate.training import (
     LabelledSet,
     embed_graphs,
     fit_predictor,
