@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from acml_dist.evaluate.splits import make_split
 from acml_dist.evaluate.training import (
     LabelledSet,
     embed_graphs,
@@ -18,7 +19,6 @@ from acml_dist.evaluate.training import (
     linear_probe_task,
     main_metric,
 )
-from acml_dist.evaluate.splits import make_split
 from acml_dist.log import get_logger
 
 log = get_logger("evaluate")
@@ -33,12 +33,8 @@ def read_labelled_frame(data_cfg: Any, name: str | None = None):
     if name is not None and not data_cfg.get("path"):
         from acml_dist.data.datasets import load_labelled
 
-        loaded = load_labelled(name)
-        frame = loaded if isinstance(loaded, pd.DataFrame) else loaded.frame
-        attrs = getattr(loaded, "attrs", {}) if isinstance(loaded, pd.DataFrame) else vars(loaded)
-        smiles_col = attrs.get("smiles_column", "smiles")
-        targets = list(attrs.get("targets") or [c for c in frame.columns if c != smiles_col])
-        return frame, smiles_col, targets, attrs.get("task", "regression")
+        frame, targets, task = load_labelled(name)  # the registry renames the SMILES column to `smiles`
+        return frame, "smiles", list(targets), task
     path = Path(data_cfg.path)
     if not path.exists():
         raise FileNotFoundError(f"data.path {path} does not exist")
