@@ -1,0 +1,319 @@
+"""Corpus -> verified WebDataset shards on Ray: `featurize_corpus(cfg)` (CLI, cluster/featurize.py, tests).
+
+Phases (each a set of Ray tasks, the driver only streams records and holds counts):
+  A. chunks of `data.chunk_size` records: standardise, filter, exclude, featurise (work.process_chunk);
+  B. global dedupe, hash-partitioned by key: the first occurrence in input order wins (dedupe_partition);
+  C. per chunk: drop duplicates, count molecules per split (chunk_keep);
+  D. per output shard: copy its samples' bytes out of the chunk files (assemble_shard).
+Work files live in `<output>/_work` until the manifest is complete, so a killed run resumes: finished
+chunks and shards whose manifest entry and sha256 verify are skipped."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from acml_dist.data.shards import (
+    SCHEMA_VERSION,
+    SPLITS,
+    read_manifest,
+    shard_name,
+    verify_shard,
+    write_manifest,
+)
+from acml_dist.log import get_logger
+
+log = get_logger("featurize")
+
+
+class FeaturizeError(RuntimeError):
+    pass
+
+
+def resolve_source(cfg: Any):
+    """The record source of a FeaturizeJob: `input=PATH` (or data.path) as a file source, else the named
+    corpus / dataset of `data.source`."""
+    from acml_dist.data.datasets import corpus_spec
+    from acml_dist.data.sources import SourceSpec
+
+    data = cfg.data
+    path = cfg.get("input") or data.get("path")
+    if path:
+        prefix = data.id_prefix or (data.source if data.source not in ("file", "moses") else "mol")
+        return SourceSpec([str(path)], data.format, data.smiles_column, data.id_column, prefix)
+    spec = corpus_spec(data.source)
+    if data.id_prefix:
+        spec.id_prefix = data.id_prefix
+    return spec
+
+
+def _chunks(records: Iterator, size: int) -> Iterator[list]:
+    while True:
+        chunk = list(islice(records, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+def ensure_ray(cluster: Any) -> bool:
+    """Connect to Ray (cluster.address) or start an embedded local one; True when we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = cluster.get("address") if cluster is not None else None
+    if address in (None, "", "local"):
+        ray.init(
+            num_cpus=cluster.get("num_cpus") if cluster is not None else None,
+            object_store_memory=cluster.get("object_store_memory") if cluster is not None else None,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    else:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    return True
+
+
+def featurize_corpus(cfg: Any) -> dict[str, Any]:
+    """Featurise the corpus of a FeaturizeJob config into `<output>` (default `<shards_root>/<name>`);
+    returns the manifest (also written to `<output>/manifest.json`)."""
+    import ray
+    from omegaconf import OmegaConf
+
+    from acml_dist.config import config_hash
+    from acml_dist.data import work as W
+    from acml_dist.data.sources import iter_records, source_files
+
+    t0 = time.time()
+    data_cfg = cfg.data
+    data = OmegaConf.to_container(data_cfg, resolve=True)
+    out = Path(cfg.output or Path(cfg.shards_root) / cfg.name)
+    spec = resolve_source(cfg)
+    files = [str(Path(f).resolve()) for f in source_files(spec)]
+    chash = config_hash({"schema_version": SCHEMA_VERSION, "data": data, "input": files})
+    if cfg.get("overwrite") and out.exists():
+        for item in [*SPLITS, "_work", "manifest.json", "rejects.jsonl"]:
+            target = out / item
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    old = read_manifest(out)
+    if old and old.get("config_hash") != chash:
+        raise FeaturizeError(
+            f"{out} holds shards of another configuration (config_hash {old.get('config_hash')} "
+            f"!= {chash}); pass overwrite=true or choose another output"
+        )
+    if (
+        old
+        and old.get("complete")
+        and all(verify_shard(out, e) for s in old["splits"].values() for e in s["shards"])
+    ):
+        log.info("%s: complete and verified, nothing to do", out)
+        return old
+    work = out / "_work"
+    work.mkdir(parents=True, exist_ok=True)
+    started = ensure_ray(cfg.get("cluster"))
+    try:
+        workers = int(cfg.cluster.featurize_workers) or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        parts = max(1, min(64, 2 * workers))
+        excluded = set()
+        if data.get("exclude"):
+            from acml_dist.data.datasets import leakage_inchikeys
+
+            excluded = leakage_inchikeys(list(data["exclude"]), data_cfg.standardize)
+            log.info("exclusion list: %d InChIKeys from %s", len(excluded), list(data["exclude"]))
+        excl_ref = ray.put(frozenset(excluded))
+
+        # A. chunks
+        chunk_task = ray.remote(num_cpus=1)(W.process_chunk)
+        counts: dict[int, dict] = {}
+        pending: dict[Any, int] = {}
+        bar = _progress(data.get("limit"))
+        rejected = 0
+
+        def collect(block: bool) -> None:
+            nonlocal rejected
+            ready, _ = ray.wait(
+                list(pending), num_returns=1 if block else len(pending), timeout=None if block else 0
+            )
+            for ref in ready:
+                c = ray.get(ref)
+                counts[pending.pop(ref)] = c
+                rejected += c["rejected"]
+                bar.update(c["read"])
+                bar.set_postfix(rejects=rejected, refresh=False)
+
+        seq0 = 0
+        records = iter_records(spec, data.get("limit"))
+        for index, chunk in enumerate(_chunks(records, int(data["chunk_size"]))):
+            done = work / "chunks" / f"c{index:06d}.done.json"
+            if done.exists():
+                counts[index] = c = json.loads(done.read_text())
+                bar.update(c["read"])
+            else:
+                pending[chunk_task.remote(index, seq0, chunk, data, excl_ref, str(work), parts)] = index
+            seq0 += len(chunk)
+            while len(pending) >= 2 * workers:
+                collect(True)
+        while pending:
+            collect(True)
+        bar.close()
+        n_chunks = len(counts)
+
+        # B. dedupe (hash partitions), C. per-chunk keep masks and split counts
+        dup_task = ray.remote(num_cpus=1)(W.dedupe_partition)
+        duplicates = sum(ray.get([dup_task.remote(str(work), p) for p in range(parts)]))
+        keep_task = ray.remote(num_cpus=1)(W.chunk_keep)
+        per_chunk = ray.get([keep_task.remote(str(work), i, parts) for i in range(n_chunks)])
+
+        # D. shards
+        size = int(data["samples_per_shard"])
+        old_entries = {e["name"]: e for s in (old or {}).get("splits", {}).values() for e in s["shards"]}
+        plan = _plan_shards(per_chunk, size)
+        entries: dict[str, dict] = {}
+        shard_task = ray.remote(num_cpus=1)(W.assemble_shard)
+        todo = []
+        for split, shards in plan.items():
+            for k, pieces in enumerate(shards):
+                name = shard_name(split, k)
+                prev = old_entries.get(name)
+                if prev and prev["samples"] == sum(b - a for _, a, b in pieces) and verify_shard(out, prev):
+                    entries[name] = prev
+                else:
+                    todo.append((name, split, pieces))
+        log.info("%d shards to write, %d verified from a previous run", len(todo), len(entries))
+        totals = {
+            "read": seq0,
+            "written": sum(sum(c.values()) for c in per_chunk),
+            "rejected": sum(c["rejected"] for c in counts.values()),
+            "duplicates": duplicates,
+            "excluded": sum(c["excluded"] for c in counts.values()),
+        }
+        reasons: dict[str, int] = {}
+        for c in counts.values():
+            for r, n in c["reasons"].items():
+                reasons[r] = reasons.get(r, 0) + n
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "name": cfg.name,
+            "config_hash": chash,
+            "data": data,
+            "input": files,
+            "counts": totals,
+            "reject_reasons": dict(sorted(reasons.items())),
+            "excluded_from": list(data.get("exclude") or []),
+            "samples_per_shard": size,
+            "modalities": ["graph.npz", "smiles.txt", "meta.json"]
+            + (["image.png"] if data.get("images") else []),
+            "complete": False,
+        }
+        pending_shards: dict[Any, str] = {}
+        last_save = time.time()
+        for name, split, pieces in todo:
+            ref = shard_task.remote(str(work), str(out / name), SPLITS.index(split), pieces)
+            pending_shards[ref] = name
+            while len(pending_shards) >= 2 * workers:
+                last_save = _collect_shards(pending_shards, entries, manifest, plan, out, last_save)
+        while pending_shards:
+            last_save = _collect_shards(pending_shards, entries, manifest, plan, out, last_save)
+
+        with open(out / ".rejects.jsonl.tmp", "wb") as fh:
+            for i in range(n_chunks):
+                fh.write((work / "chunks" / f"c{i:06d}.rejects.jsonl").read_bytes())
+        (out / ".rejects.jsonl.tmp").replace(out / "rejects.jsonl")
+        elapsed = time.time() - t0
+        manifest.update(_splits_section(plan, entries, complete=True))
+        manifest.update(
+            {"complete": True, "elapsed_s": round(elapsed, 2), "rate_per_s": round(seq0 / elapsed, 1)}
+        )
+        if (
+            totals["read"]
+            != totals["written"] + totals["rejected"] + totals["duplicates"] + totals["excluded"]
+        ):
+            raise FeaturizeError(f"counts do not add up: {totals}")
+        write_manifest(out, manifest)
+        shutil.rmtree(work, ignore_errors=True)
+    finally:
+        if started:
+            ray.shutdown()
+    print_summary(out, manifest)
+    return manifest
+
+
+def _plan_shards(per_chunk: list[dict[str, int]], size: int) -> dict[str, list[list[tuple[int, int, int]]]]:
+    """Per split, the shards as lists of (chunk, first, stop) ranges over each chunk's kept molecules."""
+    plan: dict[str, list[list[tuple[int, int, int]]]] = {}
+    for split in SPLITS:
+        shards: list[list[tuple[int, int, int]]] = []
+        current: list[tuple[int, int, int]] = []
+        filled = 0
+        for chunk, c in enumerate(per_chunk):
+            first, n = 0, c[split]
+            while first < n:
+                take = min(size - filled, n - first)
+                current.append((chunk, first, first + take))
+                first += take
+                filled += take
+                if filled == size:
+                    shards.append(current)
+                    current, filled = [], 0
+        if current:
+            shards.append(current)
+        plan[split] = shards
+    return plan
+
+
+def _splits_section(plan: dict, entries: dict[str, dict], complete: bool) -> dict[str, Any]:
+    splits = {}
+    for split, shards in plan.items():
+        names = [shard_name(split, k) for k in range(len(shards))]
+        listed = [
+            {"name": n, **{k: entries[n][k] for k in ("samples", "sha256")}} for n in names if n in entries
+        ]
+        splits[split] = {"samples": sum(e["samples"] for e in listed), "shards": listed}
+    return {"splits": splits}
+
+
+def _collect_shards(
+    pending: dict, entries: dict, manifest: dict, plan: dict, out: Path, last_save: float
+) -> float:
+    import ray
+
+    ready, _ = ray.wait(list(pending), num_returns=1)
+    for ref in ready:
+        name = pending.pop(ref)
+        entries[name] = {"name": name, **ray.get(ref)}
+    if time.time() - last_save > 2.0 or not pending:
+        # A partial manifest after every few shards: a killed run resumes from the shards it lists.
+        manifest.update(_splits_section(plan, entries, complete=False))
+        write_manifest(out, manifest)
+        return time.time()
+    return last_save
+
+
+def _progress(total: Any):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="mol", unit_scale=True, desc="featurize", mininterval=2.0, smoothing=0.1)
+
+
+def print_summary(out: Path, manifest: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"featurised {manifest['name']} -> {out}")
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    for key, value in manifest["counts"].items():
+        table.add_row(key, f"{value:,}")
+    for split, s in manifest["splits"].items():
+        table.add_row(f"{split} (samples / shards)", f"{s['samples']:,} / {len(s['shards'])}")
+    for reason, n in manifest.get("reject_reasons", {}).items():
+        table.add_row(f"rejected: {reason}", f"{n:,}")
+    table.add_row("elapsed (s)", f"{manifest.get('elapsed_s', 0):,.1f}")
+    table.add_row("rate (molecules/s)", f"{manifest.get('rate_per_s', 0):,.1f}")
+    Console(stderr=True).print(table)

@@ -1,0 +1,205 @@
+"""Per-chunk work of featurisation (runs inside Ray tasks): standardise, filter, exclude, featurise, encode.
+
+A chunk's accepted molecules go to `<work>/chunks/c<i>.tar` (final tar members, so shards are assembled by
+copying byte ranges) with an index `c<i>.npz` (seq, split, byte range); its dedupe keys go to one file per
+hash partition `<work>/keys/p<p>/c<i>.npy`; its rejects to `c<i>.rejects.jsonl`; `c<i>.done.json` last."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from acml_dist.data.shards import SPLITS, atomic_write, sample_members
+
+KEY_DTYPE = np.dtype([("digest", "S16"), ("seq", "<i8")])
+
+
+def digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def assign_split(group: str, seed: int, fractions: list[float]) -> int:
+    """Split index from a stable hash of the group (scaffold, or the molecule key for random splits)."""
+    h = int.from_bytes(hashlib.blake2b(f"{seed}:{group}".encode(), digest_size=8).digest(), "big")
+    u = h / 2**64
+    total = float(sum(fractions))
+    acc = 0.0
+    for i, f in enumerate(fractions):
+        acc += f / total
+        if u < acc:
+            return i
+    return len(fractions) - 1
+
+
+def process_chunk(
+    index: int,
+    seq0: int,
+    records: list[tuple[str, str, str]],
+    data: dict[str, Any],
+    excluded: frozenset[str] | set[str],
+    work: str,
+    parts: int,
+) -> dict[str, Any]:
+    """Featurise one chunk of records; returns its counts (also saved in `c<i>.done.json`)."""
+    from acml_dist.chem.depict import depict_png
+    from acml_dist.chem.featurize import mol_to_graph
+    from acml_dist.chem.standardize import Reject, standardize
+    from acml_dist.data.shards import encode_npz
+    from acml_dist.data.sources import sanitize_key
+
+    wdir = Path(work)
+    std_cfg = _Obj(data.get("standardize") or {})
+    by_smiles = data.get("dedupe_by", "inchikey") == "smiles"
+    random_split = data.get("split", "scaffold") == "random"
+    seed, fractions = int(data.get("seed", 0)), list(data.get("split_fractions", [0.8, 0.1, 0.1]))
+    source = str(data.get("source", "file"))
+    rejects: list[str] = []
+    reasons: dict[str, int] = {}
+    blob: list[bytes] = []
+    seqs, splits, starts, ends, digests = [], [], [], [], []
+    offset = excluded_n = 0
+    for j, (rid, text, fmt) in enumerate(records):
+        res = standardize(text, std_cfg, "smiles" if fmt == "smiles" else "molblock")
+        shown = text if fmt == "smiles" else text.split("\n", 1)[0]
+        if isinstance(res, Reject):
+            rejects.append(json.dumps({"source": source, "id": rid, "input": shown, "reason": res.reason}))
+            reason = res.reason.split(":")[0]
+            reasons[reason] = reasons.get(reason, 0) + 1
+            continue
+        if res.inchikey in excluded:
+            excluded_n += 1
+            continue
+        dkey = res.smiles if by_smiles else res.inchikey
+        group = dkey if random_split else res.scaffold
+        meta = {
+            "inchikey": res.inchikey,
+            "formula": res.formula,
+            "heavy_atoms": res.heavy_atoms,
+            "scaffold": res.scaffold,
+            "source": source,
+            "source_id": rid,
+            "input": shown,
+        }
+        files = {
+            "graph.npz": encode_npz(mol_to_graph(res.mol, res.hint)),
+            "smiles.txt": res.smiles.encode(),
+            "meta.json": json.dumps(meta, sort_keys=True, separators=(",", ":")).encode(),
+        }
+        if data.get("images"):
+            files["image.png"] = depict_png(res.mol)
+        members = sample_members(sanitize_key(rid), files)
+        blob.append(members)
+        seqs.append(seq0 + j)
+        splits.append(assign_split(group, seed, fractions))
+        starts.append(offset)
+        offset += len(members)
+        ends.append(offset)
+        digests.append(digest(dkey))
+    cdir = wdir / "chunks"
+    atomic_write(cdir / f"c{index:06d}.tar", b"".join(blob))
+    index_buf = _npz_bytes(
+        seq=np.array(seqs, np.int64),
+        split=np.array(splits, np.uint8),
+        start=np.array(starts, np.int64),
+        end=np.array(ends, np.int64),
+    )
+    atomic_write(cdir / f"c{index:06d}.npz", index_buf)
+    atomic_write(cdir / f"c{index:06d}.rejects.jsonl", "".join(r + "\n" for r in rejects).encode())
+    keys = np.empty(len(seqs), dtype=KEY_DTYPE)
+    keys["digest"] = digests
+    keys["seq"] = seqs
+    part = np.array([int.from_bytes(d[:4], "big") % parts for d in digests], dtype=np.int64)
+    for p in range(parts):
+        atomic_write(wdir / "keys" / f"p{p:04d}" / f"c{index:06d}.npy", _npy_bytes(keys[part == p]))
+    counts = {
+        "index": index,
+        "read": len(records),
+        "accepted": len(seqs),
+        "rejected": len(rejects),
+        "excluded": excluded_n,
+        "reasons": reasons,
+    }
+    atomic_write(cdir / f"c{index:06d}.done.json", json.dumps(counts, sort_keys=True).encode())
+    return counts
+
+
+def dedupe_partition(work: str, p: int) -> int:
+    """Duplicates in one hash partition: every seq whose key appeared earlier in input order."""
+    files = sorted((Path(work) / "keys" / f"p{p:04d}").glob("c*.npy"))
+    arrays = [np.load(f, allow_pickle=False) for f in files]
+    keys = np.concatenate(arrays) if arrays else np.empty(0, dtype=KEY_DTYPE)
+    order = np.lexsort((keys["seq"], keys["digest"]))
+    d = keys["digest"][order]
+    repeat = np.zeros(len(d), dtype=bool)
+    repeat[1:] = d[1:] == d[:-1]
+    dups = np.sort(keys["seq"][order][repeat])
+    atomic_write(Path(work) / "dups" / f"p{p:04d}.npy", _npy_bytes(dups))
+    return int(len(dups))
+
+
+def chunk_keep(work: str, index: int, parts: int) -> dict[str, int]:
+    """Mark a chunk's duplicates; per-split counts of the molecules it contributes."""
+    wdir = Path(work)
+    with np.load(wdir / "chunks" / f"c{index:06d}.npz", allow_pickle=False) as idx:
+        seq, split = idx["seq"], idx["split"]
+    keep = np.ones(len(seq), dtype=bool)
+    if len(seq):
+        lo, hi = seq.min(), seq.max()
+        for p in range(parts):
+            dups = np.load(wdir / "dups" / f"p{p:04d}.npy", allow_pickle=False)
+            dups = dups[np.searchsorted(dups, lo) : np.searchsorted(dups, hi, side="right")]
+            keep &= ~np.isin(seq, dups)
+    atomic_write(wdir / "chunks" / f"c{index:06d}.keep.npy", _npy_bytes(keep))
+    return {s: int(((split == i) & keep).sum()) for i, s in enumerate(SPLITS)}
+
+
+def assemble_shard(
+    work: str, out_path: str, split: int, pieces: list[tuple[int, int, int]]
+) -> dict[str, Any]:
+    """Write one shard from byte ranges of chunk tars: pieces = (chunk, first, stop) over the chunk's kept
+    molecules of `split`. Returns the manifest entry fields (samples, sha256)."""
+    from acml_dist.data.shards import tar_end
+
+    wdir = Path(work)
+    parts_: list[bytes] = []
+    n = 0
+    for chunk, first, stop in pieces:
+        with np.load(wdir / "chunks" / f"c{chunk:06d}.npz", allow_pickle=False) as idx:
+            sel = idx["split"] == split
+            keep = np.load(wdir / "chunks" / f"c{chunk:06d}.keep.npy", allow_pickle=False)
+            rows = np.flatnonzero(sel & keep)[first:stop]
+            starts, ends = idx["start"][rows], idx["end"][rows]
+        with open(wdir / "chunks" / f"c{chunk:06d}.tar", "rb") as fh:
+            for a, b in zip(starts, ends):
+                fh.seek(int(a))
+                parts_.append(fh.read(int(b - a)))
+        n += len(rows)
+    body = b"".join(parts_)
+    data = body + tar_end(len(body))
+    atomic_write(out_path, data)
+    return {"samples": n, "sha256": hashlib.sha256(data).hexdigest()}
+
+
+class _Obj:
+    """Attribute access over a plain dict (configs travel to Ray tasks as plain containers)."""
+
+    def __init__(self, d: dict[str, Any]) -> None:
+        self.__dict__.update(d)
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _npz_bytes(**arrays: np.ndarray) -> bytes:
+    from acml_dist.data.shards import encode_npz
+
+    return encode_npz(arrays)

@@ -1,0 +1,24 @@
+"""Featurise a corpus on a Ray cluster (or embedded local Ray):
+
+    ray job submit --address http://HEAD:8265 --working-dir . -- python cluster/featurize.py \
+        input=/data/pubchem/CID-SMILES.gz name=pubchem cluster.address=auto
+    python cluster/featurize.py data=moses name=moses          # local Ray, all cores
+
+Arguments are Hydra overrides of configs/featurize.yaml; same function as `acml featurize`."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str]) -> int:
+    from acml_dist.config import load_config
+    from acml_dist.data.featurize import featurize_corpus
+
+    cfg = load_config("featurize", argv)
+    featurize_corpus(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,91 @@
+"""Graph featurisation: the fast path equals the one-call-per-feature reference, schemas and layout."""
+
+from __future__ import annotations
+
+import gzip
+from itertools import islice
+
+import numpy as np
+import pytest
+from rdkit import Chem
+
+from acml_dist.chem.featurize import GRAPH_KEYS, mol_to_graph, mol_to_graph_reference
+from acml_dist.data.datasets import corpus_spec
+
+pytestmark = pytest.mark.unit
+
+TRICKY = [
+    "C/C=C/C(=O)O",  # bond stereo and directions
+    "F/C=C\\Cl",
+    "C[C@H](N)C(=O)O",  # chirality
+    "C[N+](C)(C)C.[Cl-]",  # charges
+    "CN(=O)=O",  # sanitisation charges a neutral-looking nitro group
+    "[CH3]",  # radical
+    "[2H]C([2H])([2H])O",  # isotopes, explicit H atoms
+    "c1ccc2[nH]ccc2c1",
+    "C#N",
+    "[Na+].[O-]c1ccccc1",
+    "O=S(=O)(O)c1ccccc1",
+    "C1CC1C=CC=CC#CC",
+    "[Fe+2]",
+    "N->[Pt]",  # dative bond: reference path
+]
+
+
+def _moses(n: int) -> list[str]:
+    path = corpus_spec("moses_test").paths[0]
+    with gzip.open(path, "rt") as fh:
+        next(fh)
+        return [line.strip() for line in islice(fh, n)]
+
+
+def _nci(n: int) -> list[str]:
+    path = corpus_spec("nci5k").paths[0]
+    with open(path) as fh:
+        return [line.split()[0] for line in islice(fh, n) if line.strip()]
+
+
+@pytest.mark.parametrize("source", ["tricky", "moses", "nci"])
+def test_fast_path_equals_reference(source: str) -> None:
+    smiles = {"tricky": TRICKY, "moses": _moses(1500), "nci": _nci(1500)}[source]
+    checked = 0
+    for s in smiles:
+        mol = Chem.MolFromSmiles(s)
+        if mol is None:
+            continue
+        fast, ref = mol_to_graph(mol, s), mol_to_graph_reference(mol)
+        assert set(fast) == set(GRAPH_KEYS)
+        for key in GRAPH_KEYS:
+            assert fast[key].dtype == ref[key].dtype, (s, key)
+            np.testing.assert_array_equal(fast[key], ref[key], err_msg=f"{s} {key}")
+        checked += 1
+    assert checked > 0.9 * len(smiles)
+
+
+def test_layout_and_known_values() -> None:
+    g = mol_to_graph(Chem.MolFromSmiles("C[C@H](N)C=O"), "C[C@H](N)C=O")
+    assert g["edge_index"].dtype == np.int32 and g["edge_index"].shape == (2, 8)
+    pairs = list(map(tuple, g["edge_index"].T))
+    assert pairs == sorted(pairs) and all((j, i) in pairs for i, j in pairs)  # both directions, sorted
+    assert g["hu_x"].shape == (5, 2) and g["ogb_x"].shape == (5, 9)
+    assert g["hu_x"][:, 0].tolist() == [5, 5, 6, 5, 7]  # atomic number - 1
+    assert g["hu_x"][1, 1] in (1, 2) and g["hu_x"][0, 1] == 0  # chiral centre
+    double = [k for k, (i, j) in enumerate(pairs) if {i, j} == {3, 4}]
+    assert [g["hu_edge_attr"][k, 0] for k in double] == [1, 1]  # double bond
+    assert [g["ogb_edge_attr"][k, 0] for k in double] == [1, 1]
+    benzene = mol_to_graph(Chem.MolFromSmiles("c1ccccc1"), "c1ccccc1")
+    assert (benzene["hu_edge_attr"][:, 0] == 3).all() and (benzene["ogb_x"][:, 7] == 1).all()
+    assert (benzene["ogb_x"][:, 8] == 1).all() and (benzene["ogb_edge_attr"][:, 2] == 1).all()
+
+
+def test_ogb_ranges() -> None:
+    dims = [119, 5, 12, 12, 10, 6, 6, 2, 2]
+    for s in _nci(300):
+        mol = Chem.MolFromSmiles(s)
+        if mol is None:
+            continue
+        g = mol_to_graph(mol, s)
+        assert (g["ogb_x"].max(axis=0) < np.array(dims)).all()
+        if len(g["ogb_edge_attr"]):
+            assert (g["ogb_edge_attr"].max(axis=0) < np.array([5, 6, 2])).all()
+        assert g["hu_x"][:, 0].max() < 120 and g["hu_x"][:, 1].max() <= 2

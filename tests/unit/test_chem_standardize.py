@@ -1,0 +1,65 @@
+"""Standardisation: salts stripped, charges neutralised, filters and reject reasons, identifiers."""
+
+from __future__ import annotations
+
+import pytest
+from rdkit import Chem
+
+from acml_dist.chem.depict import depict_png
+from acml_dist.chem.standardize import Reject, StandardResult, smiles_key, standardize
+from acml_dist.config.data import StandardizeConfig
+
+pytestmark = pytest.mark.unit
+
+
+def test_salt_stripped_and_neutralised() -> None:
+    res = standardize("CC(=O)[O-].[Na+]", StandardizeConfig())
+    assert isinstance(res, StandardResult)
+    assert res.smiles == "CC(=O)O" and res.hint is None
+    assert res.inchikey == Chem.MolToInchiKey(Chem.MolFromSmiles("CC(=O)O"))
+    assert res.formula == "C2H4O2" and res.heavy_atoms == 4 and res.scaffold == ""
+
+
+def test_neutralize_off_keeps_charge() -> None:
+    res = standardize("CC(=O)[O-]", StandardizeConfig(neutralize=False))
+    assert isinstance(res, StandardResult) and "-" in res.smiles
+
+
+def test_scaffold_and_hint() -> None:
+    res = standardize("CCc1ccccc1", StandardizeConfig())
+    assert isinstance(res, StandardResult)
+    assert res.scaffold == "c1ccccc1" and res.hint == "CCc1ccccc1"
+
+
+@pytest.mark.parametrize(
+    ("text", "cfg", "reason"),
+    [
+        ("not_a_smiles(", StandardizeConfig(), "invalid_smiles"),
+        ("", StandardizeConfig(), "empty"),
+        ("C", StandardizeConfig(min_heavy_atoms=2), "too_few_heavy_atoms"),
+        ("CCCCCCCCCC", StandardizeConfig(max_heavy_atoms=5), "too_many_heavy_atoms"),
+        ("CCBr", StandardizeConfig(allowed_elements=["C", "N", "O"]), "element_not_allowed"),
+    ],
+)
+def test_rejects(text: str, cfg: StandardizeConfig, reason: str) -> None:
+    res = standardize(text, cfg)
+    assert isinstance(res, Reject) and res.reason.startswith(reason)
+
+
+def test_molblock_and_key() -> None:
+    block = Chem.MolToMolBlock(Chem.MolFromSmiles("c1ccccc1O"))
+    res = standardize(block, StandardizeConfig(), fmt="molblock")
+    assert isinstance(res, StandardResult) and res.smiles == "Oc1ccccc1"
+    assert smiles_key("CCO") == smiles_key("CCO") and len(smiles_key("CCO")) == 17
+
+
+def test_depiction_is_grayscale_224_and_deterministic() -> None:
+    import io
+
+    from PIL import Image
+
+    mol = Chem.MolFromSmiles("c1ccccc1CCN")
+    png = depict_png(mol)
+    img = Image.open(io.BytesIO(png))
+    assert img.size == (224, 224) and img.mode == "L"
+    assert depict_png(mol) == png
