@@ -66,6 +66,18 @@ def finite(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 @contextmanager
+def cpu_threads(n: int):
+    """Cap torch's intra-op threads for the job (CPU only), restored afterwards."""
+    before = torch.get_num_threads()
+    if n and not torch.cuda.is_available():
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
 def mlflow_run(cfg: Any, run_name: str):
     """The active MLflow run if any, else a new one in the configured experiment; None when disabled."""
     if not cfg.tracking.enabled:
@@ -321,7 +333,7 @@ def run_evaluate(cfg: Any) -> dict:
         f"`{json.dumps(model.model_cfg, sort_keys=True)}`, teachers {teachers}. "
         f"Test molecules: split `{ecfg.split}` of `{root}`."
     ]
-    with mlflow_run(cfg, f"evaluate-{cfg.name}") as run:
+    with cpu_threads(ecfg.num_threads), mlflow_run(cfg, f"evaluate-{cfg.name}") as run:
         if (root / "manifest.json").exists():
             more, m = shard_sections(model, root, ecfg, teachers, figures)
             sections += more
@@ -350,7 +362,10 @@ def run_evaluate(cfg: Any) -> dict:
 def _data_config(name: str, split_kind: str):
     from acml_dist.config.data import DataConfig
 
-    return DataConfig(source=name, split=split_kind)
+    # Benchmarks keep every molecule RDKit can read: no heavy-atom floor (ESOL has methane).
+    cfg = DataConfig(source=name, split=split_kind)
+    cfg.standardize.min_heavy_atoms = 1
+    return cfg
 
 
 def property_report(results: dict, failures: dict, ecfg: Any) -> str:
@@ -395,7 +410,7 @@ def run_finetune(cfg: Any) -> dict:
     pd.DataFrame(data.invalid, columns=["row", "input", "reason"]).to_csv(
         out / "invalid_rows.csv", index=False
     )
-    with mlflow_run(cfg, f"finetune-{cfg.name}") as run:
+    with cpu_threads(cfg.eval.num_threads), mlflow_run(cfg, f"finetune-{cfg.name}") as run:
         result = run_dataset(model, data, cfg.eval, cfg.data.split, cfg.data.split_fractions, out / "figures")
         metrics = {
             "rows": data.rows,
@@ -411,7 +426,8 @@ def run_finetune(cfg: Any) -> dict:
             property_report({data.name: result}, {}, cfg.eval).replace(
                 "## Property prediction", "## Results"
             ),
-            f"Invalid SMILES rows ({len(data.invalid)}, listed in invalid_rows.csv):\n\n{invalid or 'none'}",
+            f"Rows not used: invalid SMILES or rejected by standardisation ({len(data.invalid)}, "
+            f"in invalid_rows.csv):\n\n{invalid or 'none'}",
         ]
         write_report(out, sections, metrics, OmegaConf.create({"report": None}))
         log_to_mlflow(run, metrics, out, {"model": cfg.model, "data": cfg.data.get("path") or name})
