@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,40 @@ def test_shard_bytes_deterministic_and_readable(tmp_path: Path) -> None:
     samples = list(wds.WebDataset(str(path), shardshuffle=False))
     assert samples[0]["__key__"] == "k1" and samples[0]["smiles.txt"] == b"C"
     np.testing.assert_array_equal(decode_npz(samples[0]["graph.npz"])["hu_x"], arrays["hu_x"])
+
+
+@pytest.mark.parametrize(
+    ("name", "size"), [("moses_train_123.graph.npz", 1234), ("k.smiles.txt", 0), ("y" * 150, 700)]
+)
+def test_tar_header_matches_tarfile(name: str, size: int) -> None:
+    import tarfile
+
+    from acml_dist.data.shards import tar_member
+
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = (
+        size,
+        0,
+        0o644,
+        0,
+        0,
+        "",
+        "",
+    )
+    ref = info.tobuf(format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape")
+    assert tar_member(name, b"a" * size)[: len(ref)] == ref
+
+
+def test_npz_members_equal_np_save() -> None:
+    import zipfile
+
+    import numpy as np
+
+    arrays = {"a": np.arange(6, dtype=np.int32).reshape(2, 3), "b": np.zeros((0, 9), np.uint8)}
+    data = encode_npz(arrays)
+    zf = zipfile.ZipFile(io.BytesIO(data))
+    assert zf.testzip() is None
+    for name, arr in arrays.items():
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        assert zf.read(f"{name}.npy") == buf.getvalue()
