@@ -17,6 +17,9 @@ class TeacherConfig:
     batch_size: int = 128
     device: str = "auto"  # auto | cpu | cuda
     max_length: int = 256
+    # torch intra-op threads per embedding actor on CPU; 0: the node's CPUs / embed_actors. On a shared box
+    # one thread per actor and one actor per core beats multi-threaded actors (measured 2x, BENCHMARKS.md).
+    cpu_threads: int = 0
     params: dict[str, Any] = field(default_factory=dict)  # kind-specific (e.g. radius, n_bits)
     weight: float = 1.0  # weight of this modality in the loss
     source: str = "cache"  # cache (embedding shards) | online

@@ -134,7 +134,7 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
     )
     # Reserve one CPU per actor so N actors fit on N cores; torch threads share the remaining cores.
     actor_cls = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(EmbedWorker)
-    threads = max(1, cpus // n_actors)
+    threads = int(tcfg.get("cpu_threads") or 0) or max(1, cpus // n_actors)
     actors = [actor_cls.remote(name, tcfg, threads) for _ in range(n_actors)]
     info = ray.get(actors[0].describe.remote())
     out_root = cache_dir(root, name)

@@ -18,7 +18,7 @@ class TeacherPyfunc(mlflow.pyfunc.PythonModel):
         info = json.loads((root / "teacher.json").read_text())
         self.teacher = load_teacher(info["name"], config_from_artifacts(root))
 
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+    def predict(self, context, model_input, params=None):  # untyped: MLflow reads hints as a schema
         import pandas as pd
 
         smiles = list(model_input["smiles"]) if isinstance(model_input, pd.DataFrame) else list(model_input)
