@@ -75,10 +75,28 @@ COMMANDS: dict[str, Command] = {
     ),
     "teacher-sanity": Command(
         "embed",
-        "acml_dist.teachers.sanity:sanity_from_config",
+        "acml_dist.cli:teacher_sanity",
         "Check that a teacher's embedding neighbours are chemically similar (Tanimoto vs random pairs).",
     ),
 }
+
+
+def teacher_sanity(cfg) -> dict:
+    """`acml teacher-sanity name=NAME [teachers=...]`: kNN Tanimoto check of each cached teacher."""
+    from pathlib import Path
+
+    from acml_dist.teachers.sanity import teacher_sanity as check
+
+    root = Path(cfg.shards or Path(cfg.shards_root) / cfg.name)
+    results = {}
+    for name in cfg.teachers:
+        r = check(root, name)
+        results[name] = r
+        print(
+            f"teacher {name} ({r['molecules']} {r['split']} molecules): mean Tanimoto of {r['k']} nearest "
+            f"neighbours {r['knn_tanimoto']:.3f} vs random pairs {r['random_tanimoto']:.3f} (x{r['ratio']})"
+        )
+    return results
 
 
 def build_parser() -> argparse.ArgumentParser:
