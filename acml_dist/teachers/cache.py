@@ -183,12 +183,18 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
     for a in actors:
         ray.kill(a)
     elapsed = time.time() - t0
-    per_split: dict[str, list[dict[str, Any]]] = {}
+    # Same layout as the dataset manifest: names relative to the manifest's folder.
+    splits: dict[str, dict[str, Any]] = {}
     for split, entries in shards.items():
-        per_split[split] = [
-            {k: done[(split, e["name"])][k] for k in ("name", "samples", "missing", "sha256")}
-            for e in entries
-        ]
+        recs = [done[(split, e["name"])] for e in entries]
+        splits[split] = {
+            "samples": sum(r["samples"] for r in recs),
+            "missing": sum(r["missing"] for r in recs),
+            "shards": [
+                {"name": f"{split}/{r['name']}", **{k: r[k] for k in ("samples", "missing", "sha256")}}
+                for r in recs
+            ],
+        }
     manifest = {
         "teacher": name,
         "kind": info["kind"],
@@ -197,9 +203,7 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
         "weights_hash": info["weights_hash"],
         "dtype": "float16",
         "config": tcfg,
-        "shards": per_split,
-        "counts": {s: sum(e["samples"] for e in es) for s, es in per_split.items()},
-        "missing": {s: sum(e["missing"] for e in es) for s, es in per_split.items()},
+        "splits": splits,
         "embedded_now": new,
         "elapsed_s": round(elapsed, 2),
         "rate_per_s": round(new / elapsed, 2) if elapsed > 0 else 0.0,
@@ -241,7 +245,8 @@ def summary_table(summary: dict[str, Any]) -> str:
     lines = [f"embedding cache under {summary['root']}/embeddings", head, "-" * len(head)]
     for name, m in summary["teachers"].items():
         lines.append(
-            f"{name:<14}{m['kind']:<14}{m['dim']:>6}{sum(m['counts'].values()):>11}{sum(m['missing'].values()):>9}"
+            f"{name:<14}{m['kind']:<14}{m['dim']:>6}{sum(s['samples'] for s in m['splits'].values()):>11}"
+            f"{sum(s['missing'] for s in m['splits'].values()):>9}"
             f"{m['embedded_now']:>9}{m['elapsed_s']:>9.1f}{m['rate_per_s']:>9.1f}  {m['weights_hash'][:12]}"
         )
     return "\n".join(lines)

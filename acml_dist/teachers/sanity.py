@@ -23,9 +23,9 @@ def load_cached(root: Path, teacher: str, split: str, n: int) -> tuple[list[str]
     manifest = cache_manifest(root, teacher)
     smiles: list[str] = []
     embs: list[np.ndarray] = []
-    for entry in manifest["shards"].get(split, []):
-        graph = {s["key"]: s["smiles"] for s in iter_graph_shard(root / split / entry["name"])}
-        for key, emb in iter_cache_shard(cache_dir(root, teacher) / split / entry["name"]):
+    for entry in manifest["splits"].get(split, {}).get("shards", []):
+        graph = {s["key"]: s["smiles"] for s in iter_graph_shard(root / entry["name"])}
+        for key, emb in iter_cache_shard(cache_dir(root, teacher) / entry["name"]):
             if emb is not None:
                 smiles.append(graph[key])
                 embs.append(emb.astype(np.float32))

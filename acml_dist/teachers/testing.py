@@ -51,7 +51,7 @@ def write_dataset(root: Path, splits: dict[str, list[str]], samples_per_shard: i
     from rdkit import Chem
 
     root = Path(root)
-    manifest: dict = {"schema_version": 1, "shards": {}, "counts": {}}
+    manifest: dict = {"schema_version": 1, "splits": {}}
     for split, smiles in splits.items():
         (root / split).mkdir(parents=True, exist_ok=True)
         entries = []
@@ -71,9 +71,10 @@ def write_dataset(root: Path, splits: dict[str, list[str]], samples_per_shard: i
                             "meta.json": json.dumps(meta).encode(),
                         }
                     )
-            entries.append({"name": path.name, "samples": len(chunk), "sha256": sha256_file(path)})
-        manifest["shards"][split] = entries
-        manifest["counts"][split] = len(smiles)
+            entries.append(
+                {"name": f"{split}/{path.name}", "samples": len(chunk), "sha256": sha256_file(path)}
+            )
+        manifest["splits"][split] = {"samples": len(smiles), "shards": entries}
     write_json_atomic(root / "manifest.json", manifest)
     return manifest
 

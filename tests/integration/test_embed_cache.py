@@ -44,18 +44,15 @@ def test_embed_dataset_two_teachers_two_actors(ray_local, tmp_path):
     for name, dim in (("rxnfp", 256), ("morgan", 2048)):
         m = read_json(cache_dir(root, name) / "manifest.json")
         assert m == summary["teachers"][name]
-        assert (m["teacher"], m["dim"], m["dtype"], m["counts"]) == (
-            name,
-            dim,
-            "float16",
-            {"train": 48, "test": 16},
-        )
+        assert (m["teacher"], m["dim"], m["dtype"]) == (name, dim, "float16")
+        assert {s: v["samples"] for s, v in m["splits"].items()} == {"train": 48, "test": 16}
         teacher = load_teacher(name, m["config"])
         assert m["weights_hash"] == teacher.weights_hash()
         for split, entries in graphs.items():
-            assert [e["name"] for e in m["shards"][split]] == [e["name"] for e in entries]
-            for entry, graph in zip(m["shards"][split], entries):
-                path = cache_dir(root, name) / split / entry["name"]
+            listed = m["splits"][split]["shards"]
+            assert [e["name"] for e in listed] == [f"{split}/{e['name']}" for e in entries]
+            for entry, graph in zip(listed, entries):
+                path = cache_dir(root, name) / entry["name"]
                 assert sha256_file(path) == entry["sha256"]
                 samples = list(iter_graph_shard(graph["path"]))
                 cached, mask = join_cache(samples, path, name, dim)  # same keys, same order
@@ -63,6 +60,20 @@ def test_embed_dataset_two_teachers_two_actors(ray_local, tmp_path):
                 np.testing.assert_allclose(
                     cached, teacher.encode_samples(samples).numpy(), rtol=2e-3, atol=2e-3
                 )
+    # The training reader joins the cache: same embeddings as the teachers compute online, and it refuses
+    # a cache made by other weights.
+    from acml_dist.data.loader import ShardMismatch, make_loader
+
+    hashes = {t: m["weights_hash"] for t, m in summary["teachers"].items()}
+    batches = list(make_loader(root, "test", 8, teachers=("rxnfp", "morgan"), teacher_hashes=hashes))
+    assert sum(len(b.keys) for b in batches) == 16
+    rx = load_teacher("rxnfp", summary["teachers"]["rxnfp"]["config"])
+    for b in batches:
+        assert b.masks["rxnfp"].all() and b.embeddings["morgan"].shape == (len(b.keys), 2048)
+        online = rx.encode_smiles(b.smiles).numpy()
+        np.testing.assert_allclose(b.embeddings["rxnfp"].numpy(), online, rtol=2e-3, atol=2e-3)
+    with pytest.raises(ShardMismatch, match="was built with weights"):
+        next(iter(make_loader(root, "test", 8, teachers=("rxnfp",), teacher_hashes={"rxnfp": "other"})))
     # Rerun: nothing to do, files untouched; overwrite: everything redone.
     stamp = {p: p.stat().st_mtime_ns for p in cache_dir(root, "rxnfp").rglob("shard-*.tar")}
     again = embed_dataset(_cfg(root, "teachers=smiles_fp"))
@@ -103,7 +114,8 @@ def test_killed_embed_resumes_to_the_same_cache(ray_local, tmp_path):
     # Same cache as an uninterrupted run: every shard holds exactly its graph shard's keys, in order, with
     # the teacher's embeddings (float16 tolerance), and the manifest lists every shard.
     teacher = load_teacher("rxnfp", resumed["config"])
-    assert [e["name"] for e in resumed["shards"]["train"]] == [e["name"] for e in graph_shards(root)["train"]]
+    names = [e["name"] for e in resumed["splits"]["train"]["shards"]]
+    assert names == [f"train/{e['name']}" for e in graph_shards(root)["train"]]
     for entry in graph_shards(root)["train"]:
         samples = list(iter_graph_shard(entry["path"]))
         cached, mask = join_cache(samples, out / entry["name"], "rxnfp", 256)
