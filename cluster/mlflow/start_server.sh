@@ -9,7 +9,7 @@
 #
 # Environment (all optional but the store and the artifact destination):
 #   MLFLOW_BACKEND_STORE_URI   full SQLAlchemy URI; default built from PGHOST, PGPORT (5432), PGUSER,
-#                              PGDATABASE (mlflow) as postgresql://USER@HOST:PORT/DB. The password is NOT
+#                              PGDATABASE (mlflow) as postgresql+psycopg2://USER@HOST:PORT/DB. The password is NOT
 #                              put in the URI (it would show in `ps`): libpq reads PGPASSWORD or ~/.pgpass.
 #   MLFLOW_ARTIFACTS_DESTINATION  s3://bucket/prefix (or gs://, wasbs://, a local dir for tests).
 #   MLFLOW_S3_ENDPOINT_URL     S3-compatible endpoint (MinIO ...); AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
@@ -32,7 +32,8 @@ if [[ -z $store ]]; then
     echo "start_server: set MLFLOW_BACKEND_STORE_URI, or PGHOST and PGUSER (and PGPASSWORD) for PostgreSQL" >&2
     exit 2
   fi
-  store="postgresql://${PGUSER}@${PGHOST}:${PGPORT:-5432}/${PGDATABASE:-mlflow}"
+  # Explicit driver: SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3, 2.0 to psycopg2.
+  store="postgresql+psycopg2://${PGUSER}@${PGHOST}:${PGPORT:-5432}/${PGDATABASE:-mlflow}"
 fi
 artifacts=${MLFLOW_ARTIFACTS_DESTINATION:-}
 if [[ -z $artifacts ]]; then

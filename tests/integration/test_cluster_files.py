@@ -274,7 +274,8 @@ def test_mlflow_script_builds_postgres_command_without_password():
                          check=True)
     argv = shlex.split(out.stdout)
     assert argv[:2] == ["mlflow", "server"]
-    assert argv[argv.index("--backend-store-uri") + 1] == "postgresql://mlflow@db.internal:5432/tracking"
+    store = "postgresql+psycopg2://mlflow@db.internal:5432/tracking"
+    assert argv[argv.index("--backend-store-uri") + 1] == store
     assert argv[argv.index("--artifacts-destination") + 1] == "s3://acml/artifacts"
     assert "--serve-artifacts" in argv and argv[argv.index("--host") + 1] == "127.0.0.1"
     assert "s3cret" not in out.stdout
@@ -282,7 +283,7 @@ def test_mlflow_script_builds_postgres_command_without_password():
     from mlflow.cli import cli
 
     ctx = cli.commands["server"].make_context("server", argv[2:])
-    assert ctx.params["backend_store_uri"] == "postgresql://mlflow@db.internal:5432/tracking"
+    assert ctx.params["backend_store_uri"] == store
     assert ctx.params["serve_artifacts"] is True
     # Without a store or an artifact destination it refuses to start.
     del env["PGHOST"]
@@ -290,52 +291,83 @@ def test_mlflow_script_builds_postgres_command_without_password():
     assert out.returncode == 2 and "MLFLOW_BACKEND_STORE_URI" in out.stderr
 
 
-def test_mlflow_script_starts_a_real_server_with_proxied_artifacts(tmp_path):
+def _start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
+    # Own session: the test stops the whole process tree (gunicorn/uvicorn workers included).
+    with open(log, "w") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while True:
+        assert proc.poll() is None, log.read_text()[-4000:]
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            assert time.time() < deadline, f"{url} did not come up: {log.read_text()[-4000:]}"
+            time.sleep(0.5)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_mlflow_script_serves_artifacts_from_an_object_store(tmp_path):
+    """The production shape: the server alone holds the object-store credentials and proxies artifacts.
+    The object store is a real S3 endpoint on 127.0.0.1 (moto's server); the client has no AWS keys."""
+    import boto3
     import mlflow
 
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MLFLOW_"))}
-    env.update(
-        MLFLOW_BIN=str(BIN / "mlflow"),
-        MLFLOW_BACKEND_STORE_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
-        MLFLOW_ARTIFACTS_DESTINATION=str(tmp_path / "artifacts"),
-        MLFLOW_PORT=str(port),
-        MLFLOW_WORKERS="1",
-    )
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([str(CLUSTER / "mlflow" / "start_server.sh")], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    s3_port, port = free_port(), free_port()
+    s3_url = f"http://127.0.0.1:{s3_port}"
+    key, secret = "acml-test", "acml-test-secret"
+    creds = {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": "us-east-1"}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MLFLOW_", "AWS_"))}
+    s3 = _start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)], base, tmp_path / "s3.log")
+    server = None
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
-                    assert resp.status == 200
-                break
-            except OSError:
-                assert time.time() < deadline, "mlflow server did not come up"
-                time.sleep(0.5)
+        _wait_http(f"{s3_url}/moto-api/", s3, tmp_path / "s3.log", timeout=60)
+        bucket = boto3.client("s3", endpoint_url=s3_url, aws_access_key_id=key, aws_secret_access_key=secret,
+                              region_name="us-east-1")
+        bucket.create_bucket(Bucket="acml-mlflow")
+        env = {
+            **base,
+            **creds,
+            "MLFLOW_BIN": str(BIN / "mlflow"),
+            "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "MLFLOW_ARTIFACTS_DESTINATION": "s3://acml-mlflow/artifacts",
+            "MLFLOW_S3_ENDPOINT_URL": s3_url,
+            "MLFLOW_PORT": str(port),
+            "MLFLOW_WORKERS": "1",
+        }
+        server = _start([str(CLUSTER / "mlflow" / "start_server.sh")], env, tmp_path / "server.log")
+        _wait_http(f"{url}/health", server, tmp_path / "server.log")
+
         client = mlflow.MlflowClient(tracking_uri=url)
-        experiment = client.create_experiment("cluster-check")
-        run = client.create_run(experiment)
+        run = client.create_run(client.create_experiment("cluster-check"))
         client.log_metric(run.info.run_id, "loss", 0.5)
         note = tmp_path / "note.txt"
         note.write_text("through the server")
         client.log_artifact(run.info.run_id, str(note))
-        # Artifacts went through the server's proxy into the destination, not to a client-side path.
+        # The run's artifacts are addressed through the server, and landed in the bucket.
         assert run.info.artifact_uri.startswith("mlflow-artifacts:")
-        stored = list((tmp_path / "artifacts").rglob("note.txt"))
-        assert len(stored) == 1 and stored[0].read_text() == "through the server"
+        keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="acml-mlflow")["Contents"]]
+        assert keys == [f"artifacts/{run.info.experiment_id}/{run.info.run_id}/artifacts/note.txt"]
+        body = bucket.get_object(Bucket="acml-mlflow", Key=keys[0])["Body"].read()
+        assert body == b"through the server"
+        assert [f.path for f in client.list_artifacts(run.info.run_id)] == ["note.txt"]
         assert client.get_run(run.info.run_id).data.metrics["loss"] == 0.5
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        if server is not None:
+            _stop(server)
+        _stop(s3)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/health", timeout=2)
