@@ -21,6 +21,7 @@ from typing import Any
 from acml_dist.data.shards import (
     SCHEMA_VERSION,
     SPLITS,
+    atomic_write,
     read_manifest,
     shard_name,
     verify_shard,
@@ -119,7 +120,13 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
     started = ensure_ray(cfg.get("cluster"))
     try:
         workers = int(cfg.cluster.featurize_workers) or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        parts = max(1, min(64, 2 * workers))
+        # The partition count is fixed by the first attempt: chunks of a killed run keep their key files.
+        plan_file = work / "plan.json"
+        if plan_file.exists():
+            parts = int(json.loads(plan_file.read_text())["parts"])
+        else:
+            parts = max(1, min(64, 2 * workers))
+            atomic_write(plan_file, json.dumps({"parts": parts, "config_hash": chash}).encode())
         excluded = set()
         if data.get("exclude"):
             from acml_dist.data.datasets import leakage_inchikeys
