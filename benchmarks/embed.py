@@ -140,7 +140,7 @@ def full(n_mol: int, name: str, shards_root: str, actors: int) -> dict[str, Any]
     summary = embed_dataset(cfg)
     out: dict[str, Any] = {"molecules": n_mol, "dataset_prep_s": round(prep_s, 1)}
     for t, m in summary["teachers"].items():
-        out[t] = {k: m[k] for k in ("elapsed_s", "rate_per_s", "embedded_now", "dim", "actors")}
+        out[t] = {k: m[k] for k in ("elapsed_s", "startup_s", "rate_per_s", "embedded_now", "dim", "actors")}
         out[t]["sanity"] = teacher_sanity(root, t, "test", n=5000)
     return out
 

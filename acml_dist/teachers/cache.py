@@ -137,6 +137,7 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
     threads = int(tcfg.get("cpu_threads") or 0) or max(1, cpus // n_actors)
     actors = [actor_cls.remote(name, tcfg, threads) for _ in range(n_actors)]
     info = ray.get(actors[0].describe.remote())
+    t_ready = time.time()  # rates below exclude Ray start and teacher loading (reported as startup_s)
     out_root = cache_dir(root, name)
     shards = graph_shards(root)
     if cfg.overwrite:
@@ -174,11 +175,14 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
         disable=None,
         mininterval=2.0,
     )
-    new = 0
-    for rec in pool.map_unordered(lambda a, t: a.embed.remote(t[0], t[2], t[3], t[4]), todo):
+    new, step = 0, max(1, len(todo) // 10)
+    for i, rec in enumerate(pool.map_unordered(lambda a, t: a.embed.remote(t[0], t[2], t[3], t[4]), todo), 1):
         done[(rec["split"], rec["name"])] = rec
         new += rec["samples"]
         bar.update(rec["samples"])
+        if bar.disable and (i % step == 0 or i == len(todo)):  # no TTY (Ray job, CI log): progress lines
+            rate = new / max(time.time() - t_ready, 1e-9)
+            log.info("teacher %s: %d/%d shards, %d molecules, %.1f mol/s", name, i, len(todo), new, rate)
     bar.close()
     for a in actors:
         ray.kill(a)
@@ -206,7 +210,8 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
         "splits": splits,
         "embedded_now": new,
         "elapsed_s": round(elapsed, 2),
-        "rate_per_s": round(new / elapsed, 2) if elapsed > 0 else 0.0,
+        "startup_s": round(t_ready - t0, 2),
+        "rate_per_s": round(new / max(time.time() - t_ready, 1e-9), 2),
         "actors": n_actors,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
