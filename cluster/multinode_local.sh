@@ -25,11 +25,19 @@ hostfile=$workdir/hostfile
 printf 'node0 slots=%s\nnode1 slots=%s\n' "$nproc" "$nproc" >"$hostfile"
 
 pids=()
+group_alive() { kill -0 -- "-$1" 2>/dev/null; }
 stop_all() {
-  for pid in "${pids[@]}"; do
-    # Each launcher leads its own process group (set -m below): stop it with the ranks it started.
-    kill -TERM -- "-$pid" 2>/dev/null || true
+  # Each launcher leads its own process group (set -m below): stop it with the ranks it started. DeepSpeed's
+  # launch.py cleans up its ranks on TERM but can take a while to exit: give it 20 s, then KILL the group.
+  local pid i
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  for ((i = 0; i < 40; i++)); do
+    local alive=0
+    for pid in "${pids[@]}"; do group_alive "$pid" && alive=1; done
+    ((alive)) || return 0
+    sleep 0.5
   done
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
 }
 trap 'stop_all; exit 130' INT TERM
 
