@@ -35,3 +35,4 @@ class TrainerConfig:
     num_workers: int = 0
     backend: str = "auto"  # auto (nccl on GPU, gloo on CPU) | nccl | gloo
     extra_ds_config: dict = field(default_factory=dict)
+    register: bool = False  # register the final model in MLflow at the end of train.run

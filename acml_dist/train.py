@@ -1,0 +1,619 @@
+"""ACML training on DeepSpeed: `run(cfg)` (Ray Train workers, tests, the CLI) and the `deepspeed` entry point.
+
+    deepspeed --num_gpus N acml_dist/train.py <hydra overrides>      # --cfg job: print the config, exit
+    python acml_dist/train.py <hydra overrides>                     # one process (world size 1)
+
+torch.distributed is joined if already initialised (Ray Train), else initialised from the launcher's env
+(RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), else as a world of one. One optimiser step = grad_accum
+micro-batches of trainer.micro_batch per rank; the loss sees negatives from every rank.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from acml_dist.log import get_logger
+
+log = get_logger("train")
+
+
+class TooManyBadSteps(RuntimeError):
+    """K consecutive non-finite losses: the run stops instead of training on garbage."""
+
+
+class BadStepGuard:
+    """Counts consecutive non-finite losses; `check(finite)` says whether to skip, raises at the limit."""
+
+    def __init__(self, limit: int, in_a_row: int = 0, total: int = 0) -> None:
+        self.limit, self.in_a_row, self.total = limit, in_a_row, total
+
+    def check(self, finite: bool, step: int) -> bool:
+        if finite:
+            self.in_a_row = 0
+            return False
+        self.in_a_row += 1
+        self.total += 1
+        log.warning("step %d: non-finite loss, step skipped (%d in a row)", step, self.in_a_row)
+        if self.in_a_row >= self.limit:
+            raise TooManyBadSteps(
+                f"{self.in_a_row} consecutive non-finite losses at step {step} (trainer.max_bad_steps="
+                f"{self.limit}): stopping. Lower trainer.lr or check the inputs, then resume."
+            )
+        return True
+
+
+# ----------------------------------------------------------------------------------------------- set-up
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed(backend: str = "auto") -> tuple[int, int, int]:
+    """Join or start torch.distributed through DeepSpeed; returns (rank, world_size, local_rank)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+    import torch.distributed as dist
+
+    if backend == "auto":
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not dist.is_initialized():
+        for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")):
+            os.environ.setdefault(key, value)
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    # DeepSpeed's CPU shared-memory allreduce is a C++ op JIT-compiled on first use (~100 s); gloo does it.
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    deepspeed.init_distributed(dist_backend=backend)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def build_ds_config(trainer: Any, total_steps: int, on_gpu: bool) -> dict[str, Any]:
+    """The DeepSpeed config from the Hydra `trainer` section."""
+    precision = trainer.precision if trainer.precision != "auto" else ("bf16" if on_gpu else "fp32")
+    config: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": int(trainer.micro_batch),
+        "gradient_accumulation_steps": int(trainer.grad_accum),
+        "gradient_clipping": float(trainer.grad_clip),
+        "steps_per_print": 10**9,  # we log ourselves
+        "optimizer": {
+            "type": "AdamW",
+            # torch_adam: no CPU-Adam / fused-Adam C++ build
+            "params": {
+                "lr": float(trainer.lr),
+                "weight_decay": float(trainer.weight_decay),
+                "torch_adam": True,
+            },
+        },
+        "scheduler": {
+            "type": "WarmupCosineLR",
+            "params": {
+                "total_num_steps": max(1, total_steps),
+                "warmup_num_steps": min(int(trainer.warmup_steps), max(0, total_steps - 1)),
+                "warmup_type": "linear",
+            },
+        },
+        "zero_optimization": {"stage": int(trainer.zero_stage)},
+        "zero_allow_untested_optimizer": True,
+        "bf16": {"enabled": precision == "bf16"},
+        "fp16": {"enabled": precision == "fp16"},
+        "wall_clock_breakdown": False,
+    }
+    extra = dict(trainer.extra_ds_config or {})
+    return _deep_merge(config, extra)
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def shards_root(cfg: Any) -> Path:
+    return Path(cfg.shards) if cfg.shards else Path(cfg.shards_root) / cfg.name
+
+
+def run_dir(cfg: Any) -> Path:
+    return Path(cfg.output) if cfg.output else Path(cfg.runs_root) / cfg.name
+
+
+def teacher_dims(cfg: Any, root: Path) -> tuple[dict[str, int], dict[str, Any]]:
+    """Dims of every teacher (cache manifest, or the online teacher itself) and the loaded online teachers."""
+    from acml_dist.data.loader import teacher_manifest
+
+    dims, online = {}, {}
+    for name, tcfg in cfg.teachers.items():
+        if tcfg.source == "online":
+            from acml_dist.teachers import load_teacher
+
+            online[name] = load_teacher(name, tcfg)
+            dims[name] = int(online[name].dim)
+        else:
+            dims[name] = int(teacher_manifest(root, name)["dim"])
+    return dims, online
+
+
+def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
+    # No decay on biases, norms, embeddings-free scalars such as the logit scales (as CLIP / open_clip).
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+# ----------------------------------------------------------------------------------------------- steps
+
+
+def _fill_online(batch: Any, online: dict[str, Any]) -> None:
+    import torch
+
+    for name, teacher in online.items():
+        batch.embeddings[name] = teacher.encode_smiles(batch.smiles).float()
+        batch.masks[name] = torch.ones(len(batch), dtype=torch.bool)
+
+
+def contrastive_losses(model: Any, loss_fn: Any, batch: Any, dtype: Any) -> dict[str, Any]:
+    """Loss per teacher (this rank's share) for one micro-batch; one GIN pass serves every head."""
+    embeddings = {n: e.to(dtype) for n, e in batch.embeddings.items()}
+    out = model(batch.graph, embeddings)
+    return {n: loss_fn(g, t, batch.masks.get(n), scale) for n, (g, t, scale) in out.items()}
+
+
+def retrieval_top1(model: Any, batch: Any, dtype: Any) -> dict[str, tuple[float, float]]:
+    """Within-batch graph -> teacher top-1: (hits, valid rows) per teacher, this rank's batch."""
+    import torch
+
+    hits = {}
+    with torch.no_grad():
+        h = model.encode(batch.graph)
+        for name, emb in batch.embeddings.items():
+            mask = batch.masks.get(name, torch.ones(len(batch), dtype=torch.bool)).to(h.device)
+            if mask.sum() == 0:
+                hits[name] = (0.0, 0.0)
+                continue
+            g = torch.nn.functional.normalize(model.project_graph(h, name)[mask].float(), dim=-1)
+            t = torch.nn.functional.normalize(
+                model.project_teacher(emb.to(dtype), name)[mask].float(), dim=-1
+            )
+            best = (g @ t.T).argmax(dim=1)
+            hits[name] = (float((best == torch.arange(len(g), device=g.device)).sum()), float(len(g)))
+    return hits
+
+
+def evaluate_retrieval(
+    engine: Any, cfg: Any, root: Path, online: dict, rank: int, world: int
+) -> dict[str, float]:
+    """Graph -> teacher top-1 inside batches of 128 held-out (val) molecules, summed over ranks."""
+    import torch
+    import torch.distributed as dist
+
+    from acml_dist.data.loader import count_samples, make_loader
+
+    cache = [n for n in cfg.teachers if n not in online]
+    total = count_samples(root, "val")
+    batch = min(128, total // world)
+    if batch < 2:
+        return {}
+    loader = make_loader(
+        root,
+        "val",
+        batch,
+        schema=cfg.model.schema,
+        teachers=cache,
+        rank=rank,
+        world_size=world,
+        batches_per_epoch=total // (world * batch),
+    )
+    model, dtype = engine.module, _dtype(engine)
+    model.eval()
+    sums: dict[str, list[float]] = {n: [0.0, 0.0] for n in cfg.teachers}
+    for mb in loader:
+        _fill_online(mb, online)
+        for name, (hit, n) in retrieval_top1(model, mb.to(engine.device), dtype).items():
+            sums[name][0] += hit
+            sums[name][1] += n
+    model.train()
+    names = list(cfg.teachers)
+    totals = torch.tensor([sums[n] for n in names], dtype=torch.float64)
+    if world > 1:
+        dist.all_reduce(totals)
+    out = {
+        f"retrieval_top1_{n}": float(totals[i, 0] / max(1.0, float(totals[i, 1])))
+        for i, n in enumerate(names)
+    }
+    out["retrieval_top1"] = sum(out.values()) / len(out)
+    out["retrieval_batch"] = float(batch)
+    return out
+
+
+def _dtype(engine: Any) -> Any:
+    return next(engine.module.parameters()).dtype
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+def _rng_state() -> dict[str, Any]:
+    import random
+
+    import numpy as np
+    import torch
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def save_checkpoint(engine: Any, ckpt_dir: Path, step: int, client: dict[str, Any], rank: int) -> None:
+    import torch
+    import torch.distributed as dist
+
+    tag = f"step{step:08d}"
+    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client)
+    # RNG is per rank; DeepSpeed's client state is rank 0's only.
+    torch.save(_rng_state(), ckpt_dir / tag / f"rng_rank{rank}.pt")
+    dist.barrier()
+
+
+def load_checkpoint(engine: Any, ckpt_dir: Path, rank: int) -> Optional[dict[str, Any]]:
+    import torch
+
+    if not (ckpt_dir / "latest").exists():
+        return None
+    path, client = engine.load_checkpoint(str(ckpt_dir))
+    if path is None:
+        return None
+    tag = (ckpt_dir / "latest").read_text().strip()
+    rng = ckpt_dir / tag / f"rng_rank{rank}.pt"
+    if rng.exists():
+        _set_rng_state(torch.load(rng, weights_only=False))  # our own file: python/numpy RNG tuples
+    return client
+
+
+# ----------------------------------------------------------------------------------------------- run
+
+
+def _micro_top1(out: dict[str, Any], masks: dict[str, Any]) -> dict[str, float]:
+    import torch
+
+    top1 = {}
+    with torch.no_grad():
+        for name, (g, t, _) in out.items():
+            mask = masks.get(name)
+            g, t = (g, t) if mask is None else (g[mask], t[mask])
+            if len(g):
+                sims = (
+                    torch.nn.functional.normalize(g.float(), dim=-1)
+                    @ torch.nn.functional.normalize(t.float(), dim=-1).T
+                )
+                top1[name] = float((sims.argmax(1) == torch.arange(len(g), device=g.device)).float().mean())
+    return top1
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    """Train the GIN + heads on cfg.shards (or <shards_root>/<name>); returns metrics, model_dir, run_id."""
+    import deepspeed
+    import torch
+    import torch.distributed as dist
+
+    from acml_dist import tracking
+    from acml_dist.data.loader import count_samples, make_loader
+    from acml_dist.losses import ContrastiveLoss
+    from acml_dist.models import ACMLModel
+    from acml_dist.models.io import save_model
+
+    tr = cfg.trainer
+    rank, world, _ = init_distributed(tr.backend)
+    root, out = shards_root(cfg), run_dir(cfg)
+    ckpt_dir = out / "checkpoints"
+    if rank == 0:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    dims, online = teacher_dims(cfg, root)
+    if not dims:
+        raise ValueError("train: no teachers configured (teachers=smiles_fp, teachers=fingerprint, ...)")
+    cache = [n for n in cfg.teachers if n not in online]
+    weights = {n: float(cfg.teachers[n].weight) for n in dims}
+    per_epoch = count_samples(root, "train") // (world * tr.micro_batch)
+    if per_epoch < tr.grad_accum:
+        raise ValueError(f"{root}: too few training samples for {world} ranks x micro_batch {tr.micro_batch}")
+    steps_per_epoch = per_epoch // tr.grad_accum
+    total_steps = int(tr.max_steps) if tr.max_steps else int(tr.epochs) * steps_per_epoch
+    global_batch = world * tr.micro_batch * tr.grad_accum
+
+    torch.manual_seed(tr.seed)  # same initial weights on every rank
+    model = ACMLModel(
+        cfg.model, dims, cfg.loss.init_logit_scale, cfg.loss.max_logit_scale, cfg.loss.learnable_scale
+    )
+    ds_config = build_ds_config(tr, total_steps, torch.cuda.is_available())
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model, model_parameters=_param_groups(model, float(tr.weight_decay)), config=ds_config
+    )
+    loss_fn = ContrastiveLoss(cfg.loss.kind, gather=cfg.loss.gather)
+    dtype = _dtype(engine)
+
+    state: dict[str, Any] = {
+        "step": 0,
+        "epoch": 0,
+        "micro": 0,
+        "bad_in_a_row": 0,
+        "bad_total": 0,
+        "history": [],
+    }
+    client = load_checkpoint(engine, ckpt_dir, rank) if cfg.resume else None
+    if client:
+        state.update({k: client[k] for k in state if k in client})
+        log.info(
+            "resumed from %s at step %d (epoch %d, batch %d)",
+            ckpt_dir,
+            state["step"],
+            state["epoch"],
+            state["micro"],
+        )
+    torch.manual_seed(tr.seed + 1 + rank + state["step"])  # dropout differs per rank, continues on resume
+    guard = BadStepGuard(int(tr.max_bad_steps), state["bad_in_a_row"], state["bad_total"])
+    history: list[dict[str, float]] = state["history"]
+
+    logger = tracking.RunLogger(cfg, enabled=rank == 0 and cfg.tracking.enabled, run_name=f"train-{cfg.name}")
+    logger.start(
+        params={"world_size": world, "global_batch": global_batch, "total_steps": total_steps, **dims},
+        texts={"config/train.yaml": _yaml(cfg), "config/deepspeed.json": json.dumps(ds_config, indent=2)},
+        files=_manifests(root, cache),
+    )
+    log.info(
+        "world %d, global batch %d (= %d ranks x %d x %d accumulation), %d steps, teachers %s",
+        world,
+        global_batch,
+        world,
+        tr.micro_batch,
+        tr.grad_accum,
+        total_steps,
+        dims,
+    )
+
+    step, accum, window = state["step"], 0, _Window()
+    last_ckpt = step
+    t_start = time.time()
+    train_time = 0.0
+    while step < total_steps:
+        loader = make_loader(
+            root,
+            "train",
+            tr.micro_batch,
+            schema=cfg.model.schema,
+            teachers=cache,
+            rank=rank,
+            world_size=world,
+            batches_per_epoch=per_epoch,
+            shuffle=True,
+            seed=tr.seed,
+            epoch=state["epoch"],
+            num_workers=tr.num_workers,
+        )
+        batches = iter(loader)
+        for _ in range(state["micro"]):  # data position: skip what the checkpointed run consumed
+            next(batches)
+        tick = time.time()
+        for batch in batches:
+            state["micro"] += 1
+            _fill_online(batch, online)
+            batch = batch.to(engine.device)
+            outputs = engine(batch.graph, {n: e.to(dtype) for n, e in batch.embeddings.items()})
+            losses = {n: loss_fn(g, t, batch.masks.get(n), s) for n, (g, t, s) in outputs.items()}
+            total = sum(weights[n] * v for n, v in losses.items())
+            values = torch.stack([total.detach().float()] + [v.detach().float() for v in losses.values()])
+            if world > 1:  # mean over ranks = the global-batch loss; NaN anywhere reaches every rank
+                dist.all_reduce(values)
+                values /= world
+            if guard.check(bool(torch.isfinite(values).all()), step + 1):
+                continue
+            engine.backward(total)
+            engine.step()
+            accum += 1
+            window.add(values, list(losses), len(batch) * world)
+            if accum < tr.grad_accum:
+                continue
+            accum = 0
+            step += 1
+            now = time.time()
+            train_time += now - tick
+            window.seconds += now - tick
+            record = {
+                "step": step,
+                "loss": float(values[0]),
+                **{f"loss_{n}": float(values[i + 1]) for i, n in enumerate(losses)},
+            }
+            history.append(record)
+            if step % tr.log_every == 0 or step == total_steps:
+                metrics = window.flush()
+                metrics.update({f"train_top1_{n}": v for n, v in _micro_top1(outputs, batch.masks).items()})
+                metrics.update({f"logit_scale_{n}": float(engine.module.logit_scale(n)) for n in dims})
+                grad_norm = engine.get_global_grad_norm()
+                metrics["grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
+                metrics["lr"] = float(scheduler.get_last_lr()[0])
+                metrics["bad_steps"] = float(guard.total)
+                logger.log_metrics(metrics, step)
+                log.info(
+                    "step %d/%d loss %.4f %s %.0f mol/s",
+                    step,
+                    total_steps,
+                    metrics["loss"],
+                    " ".join(f"{k}={v:.3g}" for k, v in metrics.items() if k.startswith("train_top1")),
+                    metrics["molecules_per_s"],
+                )
+            if tr.eval_every and step % tr.eval_every == 0:
+                logger.log_metrics(evaluate_retrieval(engine, cfg, root, online, rank, world), step)
+            if tr.checkpoint_every and step % tr.checkpoint_every == 0 and step < total_steps:
+                _checkpoint(engine, ckpt_dir, step, state, guard, history, rank)
+                last_ckpt = step
+            if step >= total_steps:
+                break
+            tick = time.time()
+        else:
+            state["epoch"] += 1
+            state["micro"] = 0
+    if last_ckpt != step or not (ckpt_dir / "latest").exists():
+        _checkpoint(engine, ckpt_dir, step, state, guard, history, rank)
+
+    final = evaluate_retrieval(engine, cfg, root, online, rank, world)
+    last = history[-1] if history else {}
+    trained = max(1, step - (client or {}).get("step", 0))
+    metrics = {
+        **{k: v for k, v in last.items() if k != "step"},
+        **final,
+        "steps": step,
+        "bad_steps": guard.total,
+        "global_batch": global_batch,
+        "world_size": world,
+        "molecules_per_s": trained * global_batch / max(train_time, 1e-9),
+        "wall_s": time.time() - t_start,
+    }
+    result: dict[str, Any] = {"metrics": metrics, "model_dir": None, "run_id": logger.run_id, **metrics}
+    if rank == 0:
+        model_dir = save_model(
+            engine.module,
+            out / "model",
+            {"metrics": metrics, "loss": cfg.loss.kind, "teachers": {n: dict(cfg.teachers[n]) for n in dims}},
+        )
+        result["model_dir"] = str(model_dir)
+        curve = _plot_history(history, out / "loss_curve.png")
+        (out / "history.json").write_text(json.dumps(history))
+        logger.finish(metrics, files=[curve, out / "history.json"], model_dir=model_dir)
+        if tr.register and cfg.tracking.enabled:
+            result["version"] = tracking.register_model(model_dir, metrics, cfg.tracking)
+        print(_summary_table(metrics), file=sys.stderr)
+    if world > 1:
+        dist.barrier()
+    return result
+
+
+class _Window:
+    """Loss / throughput accumulated between two log lines."""
+
+    def __init__(self) -> None:
+        self.sums: Any = None
+        self.names: list[str] = []
+        self.count, self.molecules, self.seconds = 0, 0, 0.0
+
+    def add(self, values: Any, names: list[str], molecules: int) -> None:
+        self.sums = values.clone() if self.sums is None else self.sums + values
+        self.names, self.count, self.molecules = names, self.count + 1, self.molecules + molecules
+
+    def flush(self) -> dict[str, float]:
+        mean = (self.sums / max(1, self.count)).tolist() if self.sums is not None else [float("nan")]
+        out = {"loss": mean[0], **{f"loss_{n}": mean[i + 1] for i, n in enumerate(self.names)}}
+        out["molecules_per_s"] = self.molecules / max(self.seconds, 1e-9)
+        self.__init__()
+        return out
+
+
+def _checkpoint(engine, ckpt_dir, step, state, guard, history, rank) -> None:
+    client = {
+        **state,
+        "step": step,
+        "bad_in_a_row": guard.in_a_row,
+        "bad_total": guard.total,
+        "history": history,
+    }
+    save_checkpoint(engine, ckpt_dir, step, client, rank)
+    log.info("checkpoint at step %d in %s", step, ckpt_dir)
+
+
+def _yaml(cfg: Any) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def _manifests(root: Path, teachers: list[str]) -> list[Path]:
+    paths = [root / "manifest.json"] + [root / "embeddings" / t / "manifest.json" for t in teachers]
+    return [p for p in paths if p.exists()]
+
+
+def _plot_history(history: list[dict[str, float]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = [h["step"] for h in history]
+    for key in sorted({k for h in history for k in h if k.startswith("loss")}):
+        ax.plot(steps, [h.get(key, math.nan) for h in history], label=key, lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("contrastive loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _summary_table(metrics: dict[str, Any]) -> str:
+    width = max(len(k) for k in metrics)
+    lines = ["", f"{'metric':<{width}}  value", "-" * (width + 14)]
+    lines += [
+        f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}" for k, v in metrics.items()
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """`deepspeed acml_dist/train.py <overrides>`: strips the launcher's --local_rank, `--cfg job` prints."""
+    from acml_dist.config import load_config, to_yaml
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    overrides, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith(("--local_rank", "--local-rank")):
+            i += 1 if "=" in arg else 2
+            continue
+        overrides.append(arg)
+        i += 1
+    show = "--cfg" in overrides
+    if show:
+        at = overrides.index("--cfg")
+        del overrides[at : at + 2]
+    cfg = load_config("train", overrides)
+    if show:
+        print(to_yaml(cfg))
+        return 0
+    result = run(cfg)
+    if result.get("model_dir"):
+        print(json.dumps({k: v for k, v in result.items() if k != "metrics"}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    # As a script, this folder is sys.path[0]: its module names (data, config, ...) must not shadow others.
+    sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+    sys.exit(main())
