@@ -113,7 +113,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--ray-molecules", type=int, default=8000)
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args(argv)
-    n, n_ray = (1500, 1600) if args.quick else (args.molecules, args.ray_molecules)
+    n, n_ray = (1200, 1200) if args.quick else (args.molecules, args.ray_molecules)
     smiles = moses_smiles(max(n, n_ray))
     rates = per_core(smiles[:n], args.rounds)
     ray_rates = ray_scaling(smiles[:n_ray], max(100, n_ray // 8))
