@@ -63,19 +63,24 @@ def isomer_bars(rows: list[dict], path: Path) -> Path:
 
 
 def embedding_map(
-    x: np.ndarray, color: np.ndarray, label: str, path: Path, seed: int = 0
+    x: np.ndarray, color: np.ndarray, label: str, path: Path, seed: int = 0, method: str = "auto"
 ) -> tuple[Path, str]:
-    """2-D map of embeddings (UMAP when umap-learn is importable, else t-SNE) coloured by a property."""
-    try:
-        import umap
+    """2-D map of embeddings coloured by a property: UMAP (`auto`: when umap-learn is importable) or t-SNE."""
+    xy = None
+    if method in ("auto", "umap"):
+        try:
+            import umap
 
-        xy = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(x) - 1)).fit_transform(x)
-        method = "UMAP"
-    except ImportError:
+            reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(x) - 1))
+            xy, method = reducer.fit_transform(x), "UMAP"
+        except ImportError:
+            if method == "umap":
+                raise
+    if xy is None:
         from sklearn.manifold import TSNE
 
-        xy = TSNE(2, random_state=seed, perplexity=min(30.0, (len(x) - 1) / 3), init="pca").fit_transform(x)
-        method = "t-SNE"
+        perplexity = min(30.0, (len(x) - 1) / 3)
+        xy, method = TSNE(2, random_state=seed, perplexity=perplexity, init="pca").fit_transform(x), "t-SNE"
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 4.2))
     sc = ax.scatter(xy[:, 0], xy[:, 1], c=color, s=4, cmap="viridis")

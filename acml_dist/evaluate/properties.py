@@ -31,8 +31,10 @@ def read_labelled_frame(data_cfg: Any, name: str | None = None):
     import pandas as pd
 
     if name is not None and not data_cfg.get("path"):
-        from acml_dist.data.datasets import load_labelled
+        from acml_dist.data.datasets import LABELLED, load_labelled
 
+        if name.lower() not in LABELLED:
+            raise ValueError(f"unknown dataset {name!r}: known {sorted(LABELLED)}, or pass data.path=FILE")
         frame, targets, task = load_labelled(name)  # the registry renames the SMILES column to `smiles`
         return frame, "smiles", list(targets), task
     path = Path(data_cfg.path)

@@ -316,7 +316,7 @@ def property_sections(model: Any, ecfg: Any, figures: Path) -> tuple[str, dict]:
             continue
         results[name] = run_dataset(model, labelled, ecfg, ecfg.split_kind, data_cfg.split_fractions, figures)
         metrics.update(property_metrics(name, results[name]))
-    return (property_report(results, failures, ecfg) if results or failures else ""), metrics
+    return (property_report(results, failures, ecfg, ecfg.split_kind) if results or failures else ""), metrics
 
 
 def run_evaluate(cfg: Any) -> dict:
@@ -368,14 +368,14 @@ def _data_config(name: str, split_kind: str):
     return cfg
 
 
-def property_report(results: dict, failures: dict, ecfg: Any) -> str:
+def property_report(results: dict, failures: dict, ecfg: Any, split_kind: str) -> str:
     parts = [
         "## Property prediction\n\nFor each seed: the pretrained GIN fine-tuned with an MLP head; the same "
         "architecture trained from scratch with the same split, seed and budget "
         f"({ecfg.finetune_epochs} epochs max, early stopping on validation with patience {ecfg.patience}, "
         f"batch {ecfg.batch_size}, lr {ecfg.lr}); linear probes on frozen embeddings.",
-        report.property_section(results, list(ecfg.seeds), ecfg.split_kind),
-        "Datasets:\n\n" + report.dataset_notes(results),
+        report.property_section(results, list(ecfg.seeds), split_kind),
+        ("Datasets:\n\n" + report.dataset_notes(results)) if results else "",
     ]
     parts += [f"![{n}](figures/{r['figure'].name})" for n, r in results.items()]
     parts += [f"- `{n}` unavailable: {msg}" for n, msg in failures.items()]
@@ -423,7 +423,7 @@ def run_finetune(cfg: Any) -> dict:
         invalid = "\n".join(f"- row {r['row']}: `{r['input']}` ({r['reason']})" for r in data.invalid[:50])
         sections = [
             f"# Fine-tuning `{data.name}` ({data.task}, targets {data.targets})\n\nModel `{cfg.model}`.",
-            property_report({data.name: result}, {}, cfg.eval).replace(
+            property_report({data.name: result}, {}, cfg.eval, cfg.data.split).replace(
                 "## Property prediction", "## Results"
             ),
             f"Rows not used: invalid SMILES or rejected by standardisation ({len(data.invalid)}, "

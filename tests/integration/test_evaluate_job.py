@@ -102,8 +102,9 @@ def test_evaluate_metrics(evaluated):
     assert metrics["retrieval_morgan_teacher2graph_poolall_mean_rank"] <= n
     assert 0.0 <= metrics["isomer_morgan_graph2teacher_top1"] <= 1.0
     assert 0.0 < metrics["isomer_morgan_graph2teacher_chance_top1"] <= 0.5
-    # The Morgan fingerprint itself must linearly encode ring counts far better than chance.
-    assert metrics["probe_rings_teacher_morgan"] > 0.5
+    # The Morgan fingerprint itself must linearly reveal functional groups far better than chance (0.5).
+    groups = [metrics[f"probe_{g}_teacher_morgan"] for g in ("alcohol", "ester", "amide", "ether")]
+    assert np.mean(groups) > 0.8
     assert "probe_logP_ACML_GIN" in metrics and "probe_logP_random-init_GIN" in metrics
 
 

@@ -109,7 +109,7 @@ def test_figures_are_written(tmp_path):
     written = [
         plots.recall_curves({"a": np.linspace(0.1, 1, 10)}, tmp_path / "r.png"),
         plots.isomer_bars(isomer_table(x, x, ["A", "A", "B", "B", "B"] * 8), tmp_path / "i.png"),
-        plots.embedding_map(x, x[:, 0], "p", tmp_path / "m.png")[0],
+        plots.embedding_map(x, x[:, 0], "p", tmp_path / "m.png", method="tsne")[0],
         plots.probe_bars(probe_table({"e": x[: len(SMILES)]}, SMILES)[:4], ["e"], tmp_path / "p.png"),
         plots.finetune_curves(
             {"m": [{"epoch": 1, "train_loss": 1.0, "val_rmse": 2.0}]}, "rmse", tmp_path / "f.png", "t"
