@@ -319,23 +319,34 @@ def print_summary(cfg: DictConfig, results: dict, summary: dict) -> None:
     table.add_column("stage")
     table.add_column("time (s)", justify="right")
     table.add_column("result")
-    keys = {
-        "featurize": ["read", "written", "rejected", "duplicates", "excluded"],
-        "embed": ["molecules", "rate"],
-        "train": ["steps", "final_loss", "val_retrieval_top1", "molecules_per_s"],
-        "evaluate": ["retrieval_top1", "retrieval_top1_pool1000"],
-        "register": ["name", "version", "champion"],
-    }
     for name in STAGES:
-        if name not in results:
-            continue
-        res = results[name]
-        shown = [f"{k}={_fmt(res[k])}" for k in keys[name] if k in res]
-        if res.get("skipped"):
-            shown.insert(0, "(verified, skipped)")
-        table.add_row(name, f"{summary['timings'].get(name, 0):.1f}", " ".join(shown))
+        if name in results:
+            shown = stage_highlights(name, results[name])
+            if results[name].get("skipped"):
+                shown.insert(0, "(verified, skipped)")
+            table.add_row(name, f"{summary['timings'].get(name, 0):.1f}", " ".join(shown))
     Console().print(table)
     print(f"MLflow: {summary['tracking_uri']} (parent run {summary['parent_run_id']})")
+
+
+def stage_highlights(name: str, res: dict) -> list[str]:
+    """The few numbers of a stage's result worth a glance in the final table."""
+    if name == "featurize":
+        counts = res.get("counts", res)
+        keys = ["read", "written", "rejected", "duplicates", "excluded"]
+        return [f"{k}={counts[k]}" for k in keys if k in counts]
+    if name == "embed":
+        return [
+            f"{t}: dim {info.get('dim')}, {info.get('rate_per_s', 0):.0f} mol/s"
+            for t, info in res.get("teachers", {}).items()
+        ]
+    if name == "train":
+        m = res.get("metrics", res)
+        keys = ["steps", "world_size", "global_batch", "loss", "retrieval_top1", "molecules_per_s"]
+        return [f"{k}={_fmt(m[k])}" for k in keys if k in m]
+    if name == "evaluate":
+        return [f"{k}={_fmt(v)}" for k, v in res.items() if k in ("retrieval_top1", "eval_molecules")]
+    return [f"{k}={res[k]}" for k in ("name", "version") if k in res]
 
 
 def _fmt(value: Any) -> str:
