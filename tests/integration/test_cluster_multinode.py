@@ -35,6 +35,7 @@ def run_two_nodes(workdir: Path, overrides: list[str], *, script: Path | None = 
         "MASTER_PORT": str(free_port()),
         "ACML_MULTINODE_DIR": str(workdir),
         "OMP_NUM_THREADS": "1",
+        "ACML_LOG_LEVEL": "INFO",  # non-zero ranks log too: each node's log shows the job its rank joined
     }
     if script is not None:
         env["ACML_TRAIN_SCRIPT"] = str(script)
@@ -52,6 +53,53 @@ def probe_records(workdir: Path) -> list[dict]:
             if line.startswith("PROBE {"):
                 records.append(json.loads(line[len("PROBE "):]))
     return sorted(records, key=lambda r: r["rank"])
+
+
+@pytest.fixture(scope="module")
+def tiny_shards(tmp_path_factory, ray_local) -> Path:
+    """160 NCI molecules featurised into shards (126 train) with the Morgan-fingerprint embedding cache."""
+    from acml_dist.config import load_config
+    from acml_dist.data.featurize import featurize_corpus
+    from acml_dist.teachers.cache import embed_dataset
+
+    root = tmp_path_factory.mktemp("multinode") / "shards" / "nci"
+    featurize_corpus(load_config("featurize", [
+        "data=nci5k", "data.limit=160", "data.split=random", "data.samples_per_shard=64",
+        f"output={root}", "cluster.num_cpus=2",
+    ]))
+    embed_dataset(load_config("embed", [f"shards={root}", "teachers=fingerprint", "cluster.num_cpus=2"]))
+    return root
+
+
+def test_two_nodes_train_one_model(tiny_shards, tmp_path):
+    """acml_dist/train.py under the two launchers: one run, world 2, global batch = 2 x micro-batch."""
+    import mlflow
+
+    micro = 16
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = run_two_nodes(tmp_path / "nodes", [
+        "name=mn", f"shards={tiny_shards}", f"runs_root={tmp_path / 'runs'}", "teachers=fingerprint",
+        "model=gin_small", "model.num_layers=2", "model.emb_dim=16", "model.proj_dim=16",
+        "trainer=cpu", f"trainer.micro_batch={micro}", "trainer.max_steps=3", "trainer.log_every=1",
+        "trainer.warmup_steps=1", f"tracking.tracking_uri={tracking}",
+    ])
+    logs = [node_log(tmp_path / "nodes", n) for n in (0, 1)]
+    assert out.returncode == 0, out.stderr[-4000:] + logs[0][-3000:] + logs[1][-3000:]
+    # Each node's launcher ran one rank of the same 2-rank job (the ranks log which job they joined).
+    line = f"world 2, global batch {2 * micro} (= 2 ranks x {micro} x 1 accumulation)"
+    assert f"[rank 0] acml.train: {line}" in logs[0] and f"[rank 1] acml.train: {line}" in logs[1]
+    assert "[rank 1]" not in logs[0] and "[rank 0]" not in logs[1]
+    # Rank 0 reports the run: 3 optimiser steps on the global batch, a saved model.
+    result = json.loads(next(ln for ln in logs[0].splitlines() if ln.startswith('{"model_dir"')))
+    assert (result["world_size"], result["global_batch"], result["steps"]) == (2, 2 * micro, 3)
+    assert Path(result["model_dir"]).is_dir()
+    # One MLflow run, recorded by rank 0 only, with negatives gathered across the two nodes.
+    run = mlflow.MlflowClient(tracking).get_run(result["run_id"])
+    params = run.data.params
+    assert params["world_size"] == "2" and params["global_batch"] == str(2 * micro)
+    assert params["loss.gather"] == "True"
+    assert len(mlflow.MlflowClient(tracking).search_runs([run.info.experiment_id])) == 1
+    assert run.data.metrics["loss"] > 0
 
 
 def test_two_launchers_form_one_job_with_gathered_negatives(tmp_path):
