@@ -454,7 +454,7 @@ def run(cfg: Any) -> dict[str, Any]:
             if step % tr.log_every == 0 or step == total_steps:
                 metrics = window.flush()
                 metrics.update({f"train_top1_{n}": v for n, v in _micro_top1(outputs, batch.masks).items()})
-                metrics.update({f"logit_scale_{n}": float(engine.module.logit_scale(n)) for n in dims})
+                metrics.update({f"logit_scale_{n}": engine.module.logit_scale(n).item() for n in dims})
                 grad_norm = engine.get_global_grad_norm()
                 metrics["grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
                 metrics["lr"] = float(scheduler.get_last_lr()[0])

@@ -1,0 +1,144 @@
+"""Training on real shards with 2 DeepSpeed ranks over gloo: a rank killed with SIGKILL midway, then a
+resume that finishes the run with its loss curve continuing from the checkpoint; MLflow run logged."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny_shards(tmp_path_factory, ray_local):
+    from acml_dist.config import load_config
+    from acml_dist.data.featurize import featurize_corpus
+    from acml_dist.teachers.cache import embed_dataset
+
+    tmp = tmp_path_factory.mktemp("train_shards")
+    moses = Path(importlib.util.find_spec("moses").submodule_search_locations[0]) / "dataset/data/test.csv.gz"
+    with gzip.open(moses, "rt") as fh:
+        smiles = fh.read().splitlines()[1:401]
+    (tmp / "corpus.csv").write_text("smiles\n" + "\n".join(smiles) + "\n")
+    root = tmp / "ds"
+    featurize_corpus(
+        load_config(
+            "featurize",
+            [
+                f"input={tmp / 'corpus.csv'}",
+                f"output={root}",
+                "data=file",
+                "data.split=random",
+                "data.split_fractions=[0.8,0.2,0.0]",
+                "data.samples_per_shard=64",
+                "cluster.num_cpus=2",
+            ],
+        )
+    )
+    embed_dataset(load_config("embed", [f"shards={root}", "teachers=fingerprint", "cluster.num_cpus=2"]))
+    return root
+
+
+def _launch(overrides: list[str], port: int, logs: Path, tag: str) -> list[subprocess.Popen]:
+    procs = []
+    for rank in range(2):
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "DS_ACCELERATOR": "cpu",
+            "OMP_NUM_THREADS": "1",
+            "ACML_LOG_LEVEL": "INFO",
+        }
+        out = open(logs / f"{tag}-rank{rank}.log", "w")  # noqa: SIM115 - closed with the process
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(REPO / "acml_dist/train.py"), *overrides],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+        )
+    return procs
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_kill9_midway_then_resume_continues_curve(tiny_shards, tmp_path, mlflow_store):
+    run = tmp_path / "run"
+    overrides = [
+        f"shards={tiny_shards}",
+        f"output={run}",
+        f"runs_root={tmp_path}",
+        "teachers=fingerprint",
+        "model=gin_small",
+        "model.num_layers=2",
+        "model.emb_dim=16",
+        "model.proj_dim=16",
+        "trainer.micro_batch=16",
+        "trainer.max_steps=16",
+        "trainer.checkpoint_every=4",
+        "trainer.log_every=2",
+        "trainer.warmup_steps=2",
+        "trainer.lr=3e-3",
+    ]
+    first = _launch(overrides, _free_port(), tmp_path, "first")
+    latest = run / "checkpoints" / "latest"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (latest.exists() and latest.read_text().strip() >= "step00000008"):
+        assert all(p.poll() is None for p in first), (tmp_path / "first-rank0.log").read_text()[-3000:]
+        time.sleep(0.2)
+    assert latest.exists(), "no checkpoint within 240 s"
+    first[1].send_signal(signal.SIGKILL)  # a rank dies midway; its peer fails in the next collective
+    try:
+        first[0].wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        first[0].kill()
+    first[0].wait()
+    assert first[1].wait() == -signal.SIGKILL
+    killed_at = int(latest.read_text().strip().removeprefix("step"))
+    assert 8 <= killed_at < 16
+
+    second = _launch(overrides, _free_port(), tmp_path, "second")
+    codes = [p.wait(timeout=300) for p in second]
+    log0 = (tmp_path / "second-rank0.log").read_text()
+    assert codes == [0, 0], log0[-3000:]
+    assert f"at step {killed_at}" in log0  # resumed from the checkpoint, not from scratch
+    result = json.loads(log0.strip().splitlines()[-1])
+    assert result["steps"] == 16 and result["world_size"] == 2 and result["global_batch"] == 32
+    history = json.loads((run / "history.json").read_text())
+    assert [h["step"] for h in history] == list(range(1, 17))  # one curve, no restart, no gap
+    losses = [h["loss"] for h in history]
+    assert losses[killed_at] < losses[0]  # the first resumed step continues the trained curve
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4
+    assert (run / "loss_curve.png").stat().st_size > 1000
+    assert (Path(result["model_dir"]) / "model.pt").exists()
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_store)
+    logged = client.get_run(result["run_id"])
+    assert logged.data.params["world_size"] == "2"
+    assert "final_retrieval_top1" in logged.data.metrics
+    steps = [m.step for m in client.get_metric_history(result["run_id"], "loss")]
+    assert steps and min(steps) > killed_at and max(steps) == 16
