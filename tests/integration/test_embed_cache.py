@@ -76,7 +76,7 @@ def test_embed_dataset_two_teachers_two_actors(ray_local, tmp_path):
         next(iter(make_loader(root, "test", 8, teachers=("rxnfp",), teacher_hashes={"rxnfp": "other"})))
     # Rerun: nothing to do, files untouched; overwrite: everything redone.
     stamp = {p: p.stat().st_mtime_ns for p in cache_dir(root, "rxnfp").rglob("shard-*.tar")}
-    again = embed_dataset(_cfg(root, "teachers=smiles_fp"))
+    again = embed_dataset(_cfg(root, "teachers=rxnfp"))
     assert again["teachers"]["rxnfp"]["embedded_now"] == 0
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
     redo = embed_dataset(_cfg(root, "teachers=fingerprint", "overwrite=true"))
@@ -88,7 +88,7 @@ def test_embed_dataset_two_teachers_two_actors(ray_local, tmp_path):
 
 def test_killed_embed_resumes_to_the_same_cache(ray_local, tmp_path):
     root = tmp_path / "ds"
-    write_dataset(root, {"train": moses_smiles(160)}, samples_per_shard=16)  # 10 shards
+    write_dataset(root, {"train": moses_smiles(80)}, samples_per_shard=8)  # 10 shards
     env = {**os.environ, "ACML_LOG_LEVEL": "WARNING"}
     cmd = [sys.executable, "-m", "acml_dist.teachers.cache", f"shards={root}", "teachers=rxnfp"]
     cmd += ["cluster.num_cpus=1", "cluster.object_store_memory=100000000"]
@@ -108,7 +108,7 @@ def test_killed_embed_resumes_to_the_same_cache(ray_local, tmp_path):
     assert 1 <= len(done) < 10, f"expected a partial run; done={sorted(done)}"
     assert not (cache_dir(root, "rxnfp") / "manifest.json").exists()
     resumed = embed_dataset(_cfg(root, "teachers=rxnfp"))["teachers"]["rxnfp"]
-    assert resumed["embedded_now"] == 160 - 16 * len(done)
+    assert resumed["embedded_now"] == 80 - 8 * len(done)
     assert all((out / name).read_text() == text for name, text in done.items())  # finished shards kept
     assert not list(out.glob(".*.tmp*"))  # no partial files left behind
     # Same cache as an uninterrupted run: every shard holds exactly its graph shard's keys, in order, with
