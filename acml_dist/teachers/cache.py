@@ -133,7 +133,12 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
         resources.get("GPU", 0) > 0 and tcfg.get("device", "auto") != "cpu" and tcfg["kind"] != "fingerprint"
     )
     # Reserve one CPU per actor so N actors fit on N cores; torch threads share the remaining cores.
-    actor_cls = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(EmbedWorker)
+    # A `models:/` teacher is fetched by each actor: give it the driver's registry.
+    uri = getattr(getattr(cfg, "tracking", None), "tracking_uri", None) or os.environ.get(
+        "MLFLOW_TRACKING_URI"
+    )
+    env = {"env_vars": {"MLFLOW_TRACKING_URI": uri}} if uri else None
+    actor_cls = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0, runtime_env=env)(EmbedWorker)
     threads = int(tcfg.get("cpu_threads") or 0) or max(1, cpus // n_actors)
     actors = [actor_cls.remote(name, tcfg, threads) for _ in range(n_actors)]
     info = ray.get(actors[0].describe.remote())
