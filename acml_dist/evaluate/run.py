@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,22 +31,17 @@ log = get_logger("evaluate")
 # ---------------------------------------------------------------- shared helpers
 
 
-def resolve_model(uri: str) -> Path:
-    """A saved-model dir, a run dir holding `model/`, or a registry URI (via acml_dist.tracking)."""
-    path = Path(uri)
-    for candidate in (path, path / "model"):
-        if (candidate / "config.json").exists():
-            return candidate
-    from acml_dist.tracking import resolve_model_dir
-
-    return Path(resolve_model_dir(uri))
-
-
-def load(uri: str):
+def load(cfg: Any):
+    """The model named by cfg.model: a saved-model dir, a run dir, or a `models:/` / `runs:/` URI."""
     from acml_dist.models.io import load_model
+    from acml_dist.tracking import resolve_model_dir, resolve_tracking_uri
 
-    model_dir = resolve_model(uri)
-    log.info("model %s -> %s", uri, model_dir)
+    if ":/" in str(cfg.model):  # a registry/run URI: look it up in the configured tracking store
+        import mlflow
+
+        mlflow.set_tracking_uri(resolve_tracking_uri(cfg.tracking, cfg.runs_root))
+    model_dir = resolve_model_dir(cfg.model)
+    log.info("model %s -> %s", cfg.model, model_dir)
     return load_model(model_dir), model_dir
 
 
@@ -88,12 +82,9 @@ def mlflow_run(cfg: Any, run_name: str):
     if mlflow.active_run() is not None:
         yield mlflow.active_run()
         return
-    uri = cfg.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        root = Path(cfg.runs_root).resolve()
-        root.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{root / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
+    from acml_dist.tracking import resolve_tracking_uri
+
+    mlflow.set_tracking_uri(resolve_tracking_uri(cfg.tracking, cfg.runs_root))
     mlflow.set_experiment(cfg.tracking.experiment)
     with mlflow.start_run(run_name=run_name) as run:
         yield run
@@ -321,7 +312,7 @@ def property_sections(model: Any, ecfg: Any, figures: Path) -> tuple[str, dict]:
 
 def run_evaluate(cfg: Any) -> dict:
     ecfg = cfg.eval
-    model, model_dir = load(cfg.model)
+    model, model_dir = load(cfg)
     out = output_dir(cfg, "evaluation")
     figures = out / "figures"
     root = Path(cfg.shards) if cfg.get("shards") else Path(cfg.shards_root) / cfg.name
@@ -403,7 +394,7 @@ def write_report(out: Path, sections: list[str], metrics: dict, ecfg: Any) -> No
 def run_finetune(cfg: Any) -> dict:
     import pandas as pd
 
-    model, model_dir = load(cfg.model)
+    model, model_dir = load(cfg)
     out = output_dir(cfg, "finetune")
     name = None if cfg.data.get("path") else cfg.data.source
     data = load_labelled_set(cfg.data, name, schema_of(model))
