@@ -1,0 +1,43 @@
+"""The deepspeed entry point's argument handling, the DeepSpeed config built from Hydra, the NaN guard."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_entry_strips_local_rank_and_prints_config(capsys):
+    from acml_dist.train import main
+
+    assert (
+        main(["--local_rank=1", "--local-rank", "0", "--cfg", "job", "trainer.micro_batch=7", "name=x"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "micro_batch: 7" in printed and "name: x" in printed and "local_rank" not in printed
+
+
+def test_ds_config_from_hydra():
+    from acml_dist.config import load_config
+    from acml_dist.train import build_ds_config
+
+    cfg = load_config("train", ["trainer=gpu", "trainer.grad_accum=4", "trainer.zero_stage=2"])
+    ds = build_ds_config(cfg.trainer, 1000, on_gpu=True)
+    assert ds["zero_optimization"]["stage"] == 2 and ds["gradient_accumulation_steps"] == 4
+    assert ds["bf16"]["enabled"] and not ds["fp16"]["enabled"]
+    assert ds["optimizer"]["type"] == "AdamW" and ds["optimizer"]["params"]["torch_adam"]
+    assert ds["scheduler"]["params"]["warmup_num_steps"] == 500
+    cpu = build_ds_config(load_config("train", ["trainer.precision=auto"]).trainer, 10, on_gpu=False)
+    assert not cpu["bf16"]["enabled"] and cpu["scheduler"]["params"]["warmup_num_steps"] == 9
+
+
+def test_bad_step_guard_skips_then_stops():
+    from acml_dist.train import BadStepGuard, TooManyBadSteps
+
+    guard = BadStepGuard(limit=3)
+    assert guard.check(False, 1) and guard.check(False, 2)
+    assert not guard.check(True, 3) and guard.in_a_row == 0 and guard.total == 2
+    guard.check(False, 4)
+    guard.check(False, 5)
+    with pytest.raises(TooManyBadSteps, match="3 consecutive non-finite losses at step 6"):
+        guard.check(False, 6)
