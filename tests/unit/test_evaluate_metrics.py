@@ -117,3 +117,20 @@ def test_probe_table_descriptor_embedding_beats_noise():
     table = probe_table({"informative": informative, "noise": noise}, smiles)
     mw = table.set_index("property").loc["MW"]
     assert mw["metric"] == "R2" and mw["informative"] > 0.99 and mw["noise"] < 0.2
+
+
+def test_report_tables_show_mean_and_std_per_method():
+    from acml_dist.evaluate import report
+    from acml_dist.evaluate.properties import summarise
+
+    runs = [
+        {"seed": 0, "method": "acml_finetune", "rmse": 1.0, "mae": 0.5},
+        {"seed": 1, "method": "acml_finetune", "rmse": 2.0, "mae": 0.7},
+        {"seed": 0, "method": "scratch_finetune", "rmse": 3.0, "mae": 1.0},
+    ]
+    summary = summarise(runs)
+    assert summary["acml_finetune"]["rmse"] == (1.5, 0.5)
+    text = report.property_section({"esol": {"task": "regression", "summary": summary}}, [0, 1], "scaffold")
+    assert "| esol | ACML GIN, fine-tuned | 1.500 ± 0.500 | 0.600 ± 0.100 |" in text
+    assert "| esol | GIN from scratch (baseline) | 3.000 ± 0.000 |" in text
+    assert "scaffold split" in text and "lower is better" in text
