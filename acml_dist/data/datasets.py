@@ -278,12 +278,19 @@ def leakage_inchikeys(names: list[str], standardize_cfg: Any = None) -> set[str]
         expanded += list(LABELLED) if name == "all" else [name]
     for name in expanded:
         if name.lower() in LABELLED:
+            cached = _cached_keys(name.lower(), standardize_cfg)
+            if cached is not None:
+                keys |= cached
+                continue
             try:
                 df, _, _ = load_labelled(name.lower())
             except DatasetUnavailable as exc:
                 log.warning("leakage list: skipping %s (%s)", name, str(exc).split(". ")[0])
                 continue
-            smiles = df["smiles"].astype(str).tolist()
+            found = {k for k in map(lambda s: inchikey_of(s, standardize_cfg), df["smiles"].astype(str)) if k}
+            _cache_keys(name.lower(), standardize_cfg, found)
+            keys |= found
+            continue
         elif Path(name).exists():
             smiles = [line.strip().split()[0] for line in Path(name).read_text().splitlines() if line.strip()]
         else:
@@ -298,6 +305,38 @@ def leakage_inchikeys(names: list[str], standardize_cfg: Any = None) -> set[str]
                 if key:
                     keys.add(key)
     return keys
+
+
+def _keys_path(name: str, standardize_cfg: Any) -> Path:
+    import dataclasses
+
+    from acml_dist.config import config_hash
+
+    if standardize_cfg is None:
+        cfg: Any = {}
+    elif dataclasses.is_dataclass(standardize_cfg):
+        cfg = dataclasses.asdict(standardize_cfg)
+    else:
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.to_container(standardize_cfg, resolve=True)
+    ds_file = cache_dir() / LABELLED[name].filename
+    stamp = ds_file.stat().st_mtime_ns if ds_file.exists() else 0
+    return cache_dir() / "inchikeys" / f"{name}-{config_hash({'std': cfg, 'file': stamp})}.txt"
+
+
+def _cached_keys(name: str, standardize_cfg: Any) -> Optional[set[str]]:
+    """InChIKeys of a dataset computed earlier with the same standardisation (they cost ~1 ms each)."""
+    path = _keys_path(name, standardize_cfg)
+    return set(path.read_text().split()) if path.exists() else None
+
+
+def _cache_keys(name: str, standardize_cfg: Any, keys: set[str]) -> None:
+    path = _keys_path(name, standardize_cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text("".join(k + "\n" for k in sorted(keys)))
+    os.replace(tmp, path)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -64,7 +64,8 @@ def write_pubchem_sdf(path: Path, items: list[tuple[int, str]]) -> None:
 
 def run(out: Path, overrides: list[str]) -> dict:
     cfg = load_config(
-        "featurize", [f"output={out}", "data.chunk_size=6", "data.samples_per_shard=3", *overrides]
+        "featurize",
+        [f"output={out}", "data.chunk_size=6", "data.samples_per_shard=3", "data.exclude=[]", *overrides],
     )
     return featurize_corpus(cfg)
 
