@@ -9,6 +9,8 @@ DEMO=$ROOT/.demo
 VENV_BIN=$ROOT/.venv/bin
 export PATH=$VENV_BIN:$PATH           # the job's `python` is the one on the PATH of `ray start`
 export RAY_USAGE_STATS_ENABLED=0 MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
+# `ray start` enables token authentication (token in ~/.ray/auth_token); the CLI must send it.
+export RAY_AUTH_MODE=token
 RAY_PORT=${ACML_DEMO_RAY_PORT:-6390}
 DASH_PORT=${ACML_DEMO_DASHBOARD_PORT:-8265}
 MLFLOW_PORT=${ACML_DEMO_MLFLOW_PORT:-5000}

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -37,9 +38,26 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
         try:
             with urllib.request.urlopen(url, timeout=5):
                 return
+        except urllib.error.HTTPError:
+            return  # answering (e.g. 401 from Ray's token-authenticated dashboard)
         except OSError:
             time.sleep(1)
     raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def wait_port(port: int, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process waited on for port {port} exited with {proc.returncode}")
+        with socket.socket() as s:
+            if (
+                s.connect_ex(("127.0.0.1", port)) == 0
+                or s.connect_ex((socket.gethostbyname(socket.gethostname()), port)) == 0
+            ):
+                return
+        time.sleep(1)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
 
 
 def start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
@@ -65,10 +83,20 @@ def services():
         **os.environ,
         "PATH": f"{BIN}:{os.environ['PATH']}",
         "RAY_USAGE_STATS_ENABLED": "0",
+        # Ray >= 2.5x: `ray start` enables token auth; the CLI clients must be told to send the token.
+        "RAY_AUTH_MODE": "token",
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
     env.pop("MLFLOW_TRACKING_URI", None)
-    mlflow_port, ray_port, dash_port = free_port(), free_port(), free_port()
+    mlflow_port, ray_port, dash_port, agent_port = free_port(), free_port(), free_port(), free_port()
+    # Every port of the head is chosen free, so the test never collides with another Ray on the machine.
+    extra_ports = [
+        ("--dashboard-agent-listen-port", agent_port),
+        ("--dashboard-agent-grpc-port", free_port()),
+        ("--runtime-env-agent-port", free_port()),
+        ("--metrics-export-port", free_port()),
+        ("--ray-client-server-port", free_port()),
+    ]
     procs = []
     try:
         mlflow_proc = start(
@@ -111,6 +139,7 @@ def services():
                 "--temp-dir",
                 str(work / "ray"),
                 "--disable-usage-stats",
+                *[str(x) for pair in extra_ports for x in pair],
             ],
             env,
             work / "ray.log",
@@ -119,6 +148,7 @@ def services():
         mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
         wait_http(f"{mlflow_uri}/health", 90, mlflow_proc)
         wait_http(f"http://127.0.0.1:{dash_port}/api/version", 120, ray_proc)
+        wait_port(agent_port, 120, ray_proc)  # the job agent: submissions fail until it listens
         yield {"work": work, "env": env, "mlflow": mlflow_uri, "dashboard": f"http://127.0.0.1:{dash_port}"}
     finally:
         for proc in reversed(procs):
@@ -171,7 +201,7 @@ def test_ray_job_pipeline_registry_and_rest(services):
         timeout=1200,
     )
     log = submit.stdout + submit.stderr
-    assert submit.returncode == 0 and "SUCCEEDED" in log, log[-6000:]
+    assert submit.returncode == 0 and "succeeded" in log, log[-6000:]
     assert "acml pipeline 'e2e'" in log  # the final summary table was printed by the job
 
     manifest = json.loads((work / "shards" / "e2e" / "manifest.json").read_text())
