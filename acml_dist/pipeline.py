@@ -100,7 +100,9 @@ def shards_verify(root: Path) -> bool:
         return False
     for split, info in splits.items():
         for shard in info.get("shards", []):
-            path = root / split / shard["name"]
+            # Shard names are relative to the dataset root ("train/shard-000000.tar").
+            name = shard["name"]
+            path = root / name if "/" in name else root / split / name
             if not path.exists() or _sha256(path) != shard["sha256"]:
                 log.info("%s: shard %s does not verify; stage will run", root, path.name)
                 return False
