@@ -19,6 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from acml_dist.config import validate
+from acml_dist.data.featurize import ensure_ray
 from acml_dist.log import get_logger
 
 log = get_logger("pipeline")
@@ -216,25 +217,6 @@ def stage_register(cfg: DictConfig, model_dir: str, metrics: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ driver
-def init_ray(cluster: DictConfig) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = cluster.address if cluster.address not in (None, "", "local") else None
-    if address is None and os.environ.get("RAY_ADDRESS"):
-        address = "auto"  # inside `ray job submit`: join the cluster that runs us
-    if address:
-        ray.init(address=address, log_to_driver=True)
-    else:
-        ray.init(
-            num_cpus=cluster.num_cpus,
-            object_store_memory=cluster.object_store_memory,
-            include_dashboard=False,
-        )
-    log.info("Ray resources: %s", ray.cluster_resources())
-
-
 def _tracking_uri(cfg: DictConfig) -> str:
     uri = cfg.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
@@ -255,7 +237,7 @@ def run_pipeline(cfg: DictConfig) -> dict:
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(cfg.tracking.experiment)
-    init_ray(cfg.cluster)
+    ensure_ray(cfg.cluster, log_to_driver=True)  # training ranks report progress through the driver
 
     results: dict[str, Any] = {}
     timings: dict[str, float] = {}
