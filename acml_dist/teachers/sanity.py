@@ -18,8 +18,9 @@ import numpy as np
 from acml_dist.teachers.shards import cache_dir, cache_manifest, iter_cache_shard, iter_graph_shard
 
 
-def load_cached(root: Path, teacher: str, split: str, n: int) -> tuple[list[str], np.ndarray]:
+def load_cached(root: str | Path, teacher: str, split: str, n: int) -> tuple[list[str], np.ndarray]:
     """Up to n (smiles, embedding) pairs of `split`, in shard order, from the teacher's cache."""
+    root = Path(root)
     manifest = cache_manifest(root, teacher)
     smiles: list[str] = []
     embs: list[np.ndarray] = []
