@@ -101,25 +101,6 @@ class EmbedWorker:
         return {**embed_shard(self.teacher, Path(graph_path), Path(out_path), graph_sha), "split": split}
 
 
-def _init_ray(cluster: Any) -> bool:
-    """Reuse an initialised Ray, join `cluster.address`, or start an embedded one; True if we started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if cluster.address not in (None, "", "local"):
-        ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
-    else:
-        ray.init(
-            num_cpus=cluster.num_cpus,
-            object_store_memory=cluster.object_store_memory,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
-    return True
-
-
 def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dict[str, Any]:
     import ray
     from ray.util import ActorPool
@@ -234,7 +215,9 @@ def embed_dataset(cfg: Any) -> dict[str, Any]:
         raise FileNotFoundError(f"dataset {root} does not exist: run `acml featurize name={cfg.name}` first")
     if not cfg.teachers:
         raise ValueError("no teachers configured: pass teachers=<group> (e.g. teachers=smiles_fp)")
-    started = _init_ray(cfg.cluster)
+    from acml_dist.data.featurize import ensure_ray  # the one Ray set-up every stage shares
+
+    started = ensure_ray(cfg.cluster)
     summary: dict[str, Any] = {"root": str(root), "teachers": {}}
     try:
         for name, tcfg in cfg.teachers.items():
