@@ -16,6 +16,8 @@ from acml_dist.losses import ContrastiveLoss
 
 
 def main() -> None:
+    # As acml_dist/train.py does: no JIT build of DeepSpeed's CPU shared-memory op (~100 s); gloo reduces.
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     deepspeed.init_distributed(dist_backend="gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     if f"fail_rank={rank}" in sys.argv[1:]:
