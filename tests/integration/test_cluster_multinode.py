@@ -139,3 +139,49 @@ def test_a_failing_node_fails_the_job_and_stops_the_other(tmp_path):
     # Nothing of the job is left running.
     ps = subprocess.run(["pgrep", "-f", str(script)], capture_output=True, text=True)
     assert ps.stdout.strip() == ""
+
+
+def test_slurm_script_runs_the_same_recipe_on_a_simulated_allocation(tmp_path):
+    """cluster/slurm/train.sbatch end to end without SLURM: `scontrol` and `srun` stand-ins on PATH play a
+    2-node allocation whose node names both resolve to this machine; the script's own hostfile, rendezvous
+    address and per-node rank lookup (SLURMD_NODENAME) must form one job of 2 ranks."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(
+        '#!/bin/bash\n[[ "$1 $2" == "show hostnames" ]] || exit 2\ntr "," "\\n" <<<"$3"\n'
+    )
+    # srun: one task per node, each with its node's SLURMD_NODENAME and its own output file; options ignored.
+    (bin_dir / "srun").write_text(
+        "#!/bin/bash\nwhile [[ $1 == --* ]]; do shift; done\npids=()\n"
+        "for node in ${SLURM_JOB_NODELIST//,/ }; do\n"
+        '  SLURMD_NODENAME=$node "$@" >"$SRUN_OUT/$node.out" 2>&1 & pids+=($!)\ndone\n'
+        'rc=0; for p in "${pids[@]}"; do wait "$p" || rc=$?; done; exit $rc\n'
+    )
+    for shim in bin_dir.iterdir():
+        shim.chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NODELIST": "localhost,127.0.0.1",
+        "GPUS_PER_NODE": "1",
+        "MASTER_PORT": str(free_port()),
+        "ACML_VENV": str(Path(sys.executable).parents[1]),
+        "ACML_HOSTFILE_DIR": str(tmp_path),
+        "ACML_TRAIN_SCRIPT": str(PROBE),
+        "DS_ACCELERATOR": "cpu",
+        "OMP_NUM_THREADS": "1",
+        "SRUN_OUT": str(tmp_path),
+    }
+    out = subprocess.run(["bash", str(ROOT / "cluster/slurm/train.sbatch"), "name=slurm"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    tasks = {node: (tmp_path / f"{node}.out").read_text() for node in ("localhost", "127.0.0.1")}
+    assert out.returncode == 0, out.stderr[-3000:] + "".join(t[-3000:] for t in tasks.values())
+    assert (tmp_path / "hostfile-4242").read_text() == "localhost slots=1\n127.0.0.1 slots=1\n"
+    # The task on the second node looked itself up in the hostfile: node rank 1.
+    assert "launch_node: node 1 of 2, master localhost:" in tasks["127.0.0.1"]
+    records = sorted((json.loads(ln[len("PROBE "):]) for t in tasks.values() for ln in t.splitlines()
+                      if ln.startswith("PROBE {")), key=lambda r: r["rank"])
+    assert [(r["rank"], r["node_rank"], r["world_size"]) for r in records] == [(0, 0, 2), (1, 1, 2)]
+    assert all(r["argv"] == ["name=slurm"] for r in records)
+    assert records[0]["loss_gathered_mean"] == pytest.approx(records[0]["loss_global_reference"], rel=1e-5)
