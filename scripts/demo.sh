@@ -14,7 +14,6 @@ export RAY_AUTH_MODE=token
 RAY_PORT=${ACML_DEMO_RAY_PORT:-6390}
 DASH_PORT=${ACML_DEMO_DASHBOARD_PORT:-8265}
 MLFLOW_PORT=${ACML_DEMO_MLFLOW_PORT:-5000}
-DEMO_MOLECULES=${ACML_DEMO_MOLECULES:-20000}
 MLFLOW_URI=http://127.0.0.1:$MLFLOW_PORT
 
 stop_all() {
@@ -43,11 +42,11 @@ ray start --head --node-ip-address 127.0.0.1 --port "$RAY_PORT" --dashboard-host
   || { cat "$DEMO/ray-start.log"; exit 1; }
 
 START=$(date +%s)
-echo "== submitting cluster/pretrain.py (MOSES subset of $DEMO_MOLECULES molecules)"
+echo "== submitting cluster/pretrain.py (embedded defaults: configs/pretrain.yaml, a MOSES subset)"
 set +e
 ray job submit --address "http://127.0.0.1:$DASH_PORT" --working-dir . \
   --runtime-env-json '{"excludes": [".venv", ".git", ".demo", "shards", "runs", ".torch_extensions", "*.pyc"]}' \
-  -- python cluster/pretrain.py name=demo data.limit="$DEMO_MOLECULES" \
+  -- python cluster/pretrain.py name=demo \
   shards_root="$ROOT/shards" runs_root="$ROOT/runs" cluster.address=auto \
   tracking.tracking_uri="$MLFLOW_URI" "$@"
 STATUS=$?
