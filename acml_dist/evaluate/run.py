@@ -310,6 +310,30 @@ def property_sections(model: Any, ecfg: Any, figures: Path) -> tuple[str, dict]:
     return (property_report(results, failures, ecfg, ecfg.split_kind) if results or failures else ""), metrics
 
 
+def provenance(root: Path, model_dir: Path) -> str:
+    """Where the test molecules and the model came from: the shard manifest and the training history."""
+    lines = []
+    manifest = root / "manifest.json"
+    if manifest.exists():
+        m = json.loads(manifest.read_text())
+        data = m.get("data", {})
+        lines.append(
+            f"- corpus: `{data.get('source')}` (limit {data.get('limit')}), {data.get('split')} split "
+            f"{data.get('split_fractions')}, counts {m.get('counts')}, leakage exclusion list "
+            f"`{data.get('exclude')}`"
+        )
+    history = model_dir.parent / "history.json"
+    if history.exists():
+        steps = json.loads(history.read_text())
+        if steps:
+            last = steps[-1]
+            lines.append(
+                f"- training: {len(steps)} logged steps, last step {last.get('step')}, loss "
+                f"{report.fmt(float(last.get('loss', float('nan'))))}"
+            )
+    return "\n".join(lines)
+
+
 def run_evaluate(cfg: Any) -> dict:
     ecfg = cfg.eval
     model, model_dir = load(cfg)
@@ -322,7 +346,8 @@ def run_evaluate(cfg: Any) -> dict:
     sections = [
         f"# ACML evaluation: `{cfg.model}`\n\nModel dir `{model_dir}`, architecture "
         f"`{json.dumps(model.model_cfg, sort_keys=True)}`, teachers {teachers}. "
-        f"Test molecules: split `{ecfg.split}` of `{root}`."
+        f"Test molecules: split `{ecfg.split}` of `{root}`.",
+        provenance(root, Path(model_dir)),
     ]
     with cpu_threads(ecfg.num_threads), mlflow_run(cfg, f"evaluate-{cfg.name}") as run:
         if (root / "manifest.json").exists():
