@@ -47,8 +47,10 @@ def embed_smiles_file(cfg: DictConfig) -> dict:
     smiles = table[cfg.smiles_column].astype(str).tolist()
     parts = []
     for start in tqdm(range(0, len(smiles), cfg.batch_size), desc="embed-smiles", unit="batch"):
-        parts.append(model.predict(pd.DataFrame({"smiles": smiles[start : start + cfg.batch_size]})))
-    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        batch = pd.DataFrame({"smiles": smiles[start : start + cfg.batch_size]})
+        parts.append(np.asarray(model.predict(batch), dtype=np.float32))
+    emb = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+    out = pd.DataFrame(emb, columns=[f"emb_{i}" for i in range(emb.shape[1])])
     out.insert(0, "smiles", smiles)
     Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
     out.to_parquet(cfg.output, index=False)

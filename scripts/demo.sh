@@ -56,10 +56,10 @@ echo "== job finished with status $STATUS after $(( $(date +%s) - START )) s"
 
 echo "== a downstream user pulls models:/acml-gin@champion in a fresh process"
 MLFLOW_TRACKING_URI=$MLFLOW_URI python - <<'PY'
-import mlflow, pandas as pd
+import mlflow, numpy as np, pandas as pd
 model = mlflow.pyfunc.load_model("models:/acml-gin@champion")
-emb = model.predict(pd.DataFrame({"smiles": ["CCO", "c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O"]}))
-print(f"embeddings: {emb.shape[0]} molecules x {emb.shape[1]} columns; first row starts {emb.iloc[0, :4].round(3).tolist()}")
+emb = np.asarray(model.predict(pd.DataFrame({"smiles": ["CCO", "c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O"]})))
+print(f"embeddings: {emb.shape[0]} molecules x {emb.shape[1]} dims; first row starts {emb[0, :4].round(3).tolist()}")
 PY
 echo
 echo "MLflow UI: $MLFLOW_URI   (still running; stop it with: make demo-stop)"

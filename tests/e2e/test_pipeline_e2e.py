@@ -230,6 +230,19 @@ def test_ray_job_pipeline_registry_and_rest(services):
     )
     assert pull.returncode == 0 and "EMB (3," in pull.stdout, pull.stdout + pull.stderr
 
+    # A file of SMILES through the CLI: one row per input, invalid SMILES kept as NaN rows and counted.
+    (work / "in.csv").write_text("smiles\nCCO\nnot_a_smiles\nc1ccccc1O\n")
+    cli = subprocess.run(
+        [str(BIN / "acml"), "embed-smiles", f"input={work / 'in.csv'}", f"output={work / 'out.parquet'}"],
+        env={**env, "MLFLOW_TRACKING_URI": services["mlflow"]},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "3 rows, 2 embedded, 1 invalid" in cli.stdout
+
     # The same model over REST.
     port = free_port()
     serve = start(
