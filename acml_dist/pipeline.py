@@ -8,7 +8,6 @@ Training runs inside Ray Train (`TorchTrainer`): each worker calls the same `acm
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -20,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from acml_dist.config import validate
 from acml_dist.data.featurize import ensure_ray
+from acml_dist.data.shards import read_manifest, verify_shard
 from acml_dist.log import get_logger
 
 log = get_logger("pipeline")
@@ -82,30 +82,16 @@ def evaluate_config(cfg: DictConfig, model_dir: str) -> DictConfig:
 
 
 # ---------------------------------------------------------------------------------- verification
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def shards_verify(root: Path) -> bool:
-    """True when `root/manifest.json` exists and every shard it lists is there with its sha256."""
-    manifest_path = root / "manifest.json"
-    if not manifest_path.exists():
+    """True when `root/manifest.json` is complete and every shard it lists is there with its sha256
+    (graph shards and embedding caches share the manifest layout)."""
+    manifest = read_manifest(root)
+    if not manifest or not manifest.get("splits") or manifest.get("complete") is False:
         return False
-    manifest = json.loads(manifest_path.read_text())
-    splits = manifest.get("splits", {})
-    if not splits:
-        return False
-    for split, info in splits.items():
-        for shard in info.get("shards", []):
-            # Shard names are relative to the dataset root ("train/shard-000000.tar").
-            name = shard["name"]
-            path = root / name if "/" in name else root / split / name
-            if not path.exists() or _sha256(path) != shard["sha256"]:
-                log.info("%s: shard %s does not verify; stage will run", root, path.name)
+    for info in manifest["splits"].values():
+        for entry in info.get("shards", []):
+            if not verify_shard(root, entry):
+                log.info("%s: shard %s does not verify; the stage will run", root, entry["name"])
                 return False
     return True
 

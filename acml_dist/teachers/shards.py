@@ -7,7 +7,6 @@ calls to attach one teacher's embeddings to graph samples: it fails loudly on an
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -17,19 +16,13 @@ from typing import Any, Optional
 
 import numpy as np
 
+from acml_dist.data.shards import sha256_file
+
 SPLITS = ("train", "val", "test")
 
 
 class CacheMismatchError(RuntimeError):
     """An embedding cache does not match its graph shards (keys, order, teacher hash) or is incomplete."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_json(path: Path) -> dict[str, Any]:
