@@ -1,0 +1,166 @@
+"""The distributed plumbing of `acml_dist/train.py`: joining torch.distributed through DeepSpeed, the
+DeepSpeed config built from the Hydra `trainer` section, the NaN/Inf guard, and checkpoints with per-rank RNG.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Optional
+
+from acml_dist.log import get_logger
+
+log = get_logger("train")
+
+
+class TooManyBadSteps(RuntimeError):
+    """K consecutive non-finite losses: the run stops instead of training on garbage."""
+
+
+class BadStepGuard:
+    """Counts consecutive non-finite losses; `check(finite)` says whether to skip, raises at the limit."""
+
+    def __init__(self, limit: int, in_a_row: int = 0, total: int = 0) -> None:
+        self.limit, self.in_a_row, self.total = limit, in_a_row, total
+
+    def check(self, finite: bool, step: int) -> bool:
+        if finite:
+            self.in_a_row = 0
+            return False
+        self.in_a_row += 1
+        self.total += 1
+        log.warning("step %d: non-finite loss, step skipped (%d in a row)", step, self.in_a_row)
+        if self.in_a_row >= self.limit:
+            raise TooManyBadSteps(
+                f"{self.in_a_row} consecutive non-finite losses at step {step} (trainer.max_bad_steps="
+                f"{self.limit}): stopping. Lower trainer.lr or check the inputs, then resume."
+            )
+        return True
+
+
+# ----------------------------------------------------------------------------------------------- set-up
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed(backend: str = "auto") -> tuple[int, int, int]:
+    """Join or start torch.distributed through DeepSpeed; returns (rank, world_size, local_rank)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+    import torch.distributed as dist
+
+    if backend == "auto":
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not dist.is_initialized():
+        for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")):
+            os.environ.setdefault(key, value)
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    # DeepSpeed's CPU shared-memory allreduce is a C++ op JIT-compiled on first use (~100 s); gloo does it.
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    deepspeed.init_distributed(dist_backend=backend)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def build_ds_config(trainer: Any, total_steps: int, on_gpu: bool) -> dict[str, Any]:
+    """The DeepSpeed config from the Hydra `trainer` section."""
+    precision = trainer.precision if trainer.precision != "auto" else ("bf16" if on_gpu else "fp32")
+    config: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": int(trainer.micro_batch),
+        "gradient_accumulation_steps": int(trainer.grad_accum),
+        "gradient_clipping": float(trainer.grad_clip),
+        "steps_per_print": 10**9,  # we log ourselves
+        "optimizer": {
+            "type": "AdamW",
+            # torch_adam: no CPU-Adam / fused-Adam C++ build
+            "params": {
+                "lr": float(trainer.lr),
+                "weight_decay": float(trainer.weight_decay),
+                "torch_adam": True,
+            },
+        },
+        "scheduler": {
+            "type": "WarmupCosineLR",
+            "params": {
+                "total_num_steps": max(1, total_steps),
+                "warmup_num_steps": min(int(trainer.warmup_steps), max(0, total_steps - 1)),
+                "warmup_type": "linear",
+            },
+        },
+        "zero_optimization": {"stage": int(trainer.zero_stage)},
+        "zero_allow_untested_optimizer": True,
+        "bf16": {"enabled": precision == "bf16"},
+        "fp16": {"enabled": precision == "fp16"},
+        "wall_clock_breakdown": False,
+    }
+    extra = dict(trainer.extra_ds_config or {})
+    return _deep_merge(config, extra)
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+def _rng_state() -> dict[str, Any]:
+    import random
+
+    import numpy as np
+    import torch
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def save_checkpoint(engine: Any, ckpt_dir: Path, step: int, client: dict[str, Any], rank: int) -> None:
+    import torch
+    import torch.distributed as dist
+
+    tag = f"step{step:08d}"
+    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client)
+    # RNG is per rank; DeepSpeed's client state is rank 0's only.
+    torch.save(_rng_state(), ckpt_dir / tag / f"rng_rank{rank}.pt")
+    dist.barrier()
+
+
+def load_checkpoint(engine: Any, ckpt_dir: Path, rank: int) -> Optional[dict[str, Any]]:
+    import torch
+
+    if not (ckpt_dir / "latest").exists():
+        return None
+    path, client = engine.load_checkpoint(str(ckpt_dir))
+    if path is None:
+        return None
+    tag = (ckpt_dir / "latest").read_text().strip()
+    rng = ckpt_dir / tag / f"rng_rank{rank}.pt"
+    if rng.exists():
+        _set_rng_state(torch.load(rng, weights_only=False))  # our own file: python/numpy RNG tuples
+    return client
