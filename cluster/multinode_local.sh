@@ -52,20 +52,20 @@ echo "multinode_local: 2 nodes x $nproc ranks, master 127.0.0.1:$port, logs in $
 
 status=0
 remaining=("${pids[@]}")
-# Wait for each launcher in turn (wait -p names the one that ended, bash >= 5.1); when one fails the other
-# would hang in a collective, so stop it.
+# Poll the launchers; when one fails the other would hang in a collective, so stop it. (Polling with
+# `kill -0` + `wait PID`, not `wait -n`: a launcher that bash has already reaped makes `wait -n` fail.)
 while ((${#remaining[@]})); do
-  done_pid=
-  if wait -n -p done_pid "${remaining[@]}"; then rc=0; else rc=$?; fi
   still=()
   for pid in "${remaining[@]}"; do
-    [[ $pid == "$done_pid" ]] || still+=("$pid")
+    if kill -0 "$pid" 2>/dev/null; then still+=("$pid"); continue; fi
+    if wait "$pid"; then rc=0; else rc=$?; fi
+    if ((rc != 0)) && ((status == 0)); then
+      status=$rc
+      stop_all
+    fi
   done
   remaining=("${still[@]+"${still[@]}"}")
-  if ((rc != 0)) && ((status == 0)); then
-    status=$rc
-    stop_all
-  fi
+  if ((${#remaining[@]})); then sleep 1; fi
 done
 for rank in 0 1; do
   echo "----- node$rank ($workdir/node$rank.log, last lines)" >&2
