@@ -151,9 +151,11 @@ def stage_train(cfg: DictConfig, mlflow_run_id: str | None, tracking_uri: str | 
         "mlflow_run_id": mlflow_run_id,
         "tracking_uri": tracking_uri,
     }
-    if cfg.cluster.train_launcher == "ray_train" and cfg.cluster.train_workers > 0:
+    if cfg.cluster.train_launcher == "deepspeed":
+        _run_deepspeed_launcher(cfg, loop_config, out)
+    elif cfg.cluster.train_workers > 0:
         _run_ray_train(cfg, loop_config, out)
-    else:  # one process, no Ray Train (debugging, or a cluster whose training is launched by deepspeed)
+    else:  # train_workers=0: one process in the driver (debugging)
         _train_worker(loop_config)
     return json.loads(result_path.read_text())
 
@@ -176,6 +178,40 @@ def _run_ray_train(cfg: DictConfig, loop_config: dict, out: Path) -> None:
         run_config=RunConfig(name=f"acml-{cfg.name}", storage_path=str(out / "ray_train")),
     )
     trainer.fit()
+
+
+def _run_deepspeed_launcher(cfg: DictConfig, loop_config: dict, out: Path) -> None:
+    """`deepspeed` launched from the driver, its hostfile built from Ray's alive nodes (GPUs per node as
+    slots; the launcher reaches other nodes over ssh, as DeepSpeed expects). On CPU: one node, N ranks."""
+    import subprocess
+    import sys
+
+    import ray
+    import yaml
+
+    config_file = out / "train_config.yaml"
+    config_file.write_text(yaml.safe_dump(loop_config["cfg"], sort_keys=False))
+    script = Path(__file__).resolve().parent / "train.py"
+    cmd = ["deepspeed", "--no_local_rank"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": loop_config.get("tracking_uri") or ""}
+    if loop_config.get("mlflow_run_id"):
+        env["MLFLOW_RUN_ID"] = loop_config["mlflow_run_id"]
+    gpu_nodes = [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("GPU", 0) >= 1]
+    if cfg.cluster.gpus_per_worker > 0 and gpu_nodes:
+        hostfile = out / "hostfile"
+        hostfile.write_text(
+            "".join(f"{n['NodeManagerAddress']} slots={int(n['Resources']['GPU'])}\n" for n in gpu_nodes)
+        )
+        cmd += ["--hostfile", str(hostfile)]
+    else:
+        env["DS_ACCELERATOR"] = "cpu"
+        cmd += ["--num_gpus", str(max(1, cfg.cluster.train_workers))]
+    cmd += [str(script), "--config-file", str(config_file)]
+    log.info("launching: %s", " ".join(cmd))
+    bin_dir = str(Path(sys.executable).parent)  # the launcher and its ranks use this environment's Python
+    env["PATH"] = f"{bin_dir}:{env.get('PATH', '')}"
+    if subprocess.call(cmd, env=env) != 0:
+        raise RuntimeError(f"deepspeed launcher failed: {' '.join(cmd)}")
 
 
 def stage_evaluate(cfg: DictConfig, model_dir: str) -> dict:

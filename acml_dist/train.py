@@ -462,13 +462,28 @@ def main(argv: Optional[list[str]] = None) -> int:
     if show:
         at = overrides.index("--cfg")
         del overrides[at : at + 2]
-    cfg = load_config("train", overrides)
+    config_file = None
+    if "--config-file" in overrides:  # a resolved train config written by the pipeline's deepspeed launch
+        at = overrides.index("--config-file")
+        config_file = overrides[at + 1]
+        del overrides[at : at + 2]
+    if config_file:
+        from omegaconf import OmegaConf
+
+        from acml_dist.config import validate
+
+        raw = OmegaConf.merge(OmegaConf.load(config_file), OmegaConf.from_dotlist(overrides))
+        cfg = validate("train", raw)
+    else:
+        cfg = load_config("train", overrides)
     if show:
         print(to_yaml(cfg))
         return 0
     result = run(cfg)
-    if result.get("model_dir"):
-        print(json.dumps({k: v for k, v in result.items() if k != "metrics"}, default=str))
+    if result.get("model_dir"):  # rank 0
+        summary = json.dumps({k: v for k, v in result.items() if k != "metrics"}, default=str)
+        print(summary)
+        (run_dir(cfg) / "train_result.json").write_text(json.dumps(result, indent=2, default=str))
     return 0
 
 
