@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -490,4 +491,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 if __name__ == "__main__":
     # As a script, this folder is sys.path[0]: its module names (data, config, ...) must not shadow others.
     sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-    sys.exit(main())
+    code = main()
+    # A finished rank leaves at once: in interpreter teardown gloo's background threads can die with
+    # "terminate called without an active exception" (SIGABRT) after all work is done, which the
+    # launcher would report as a failed rank. Everything is written and flushed by now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
