@@ -78,6 +78,11 @@ def _launch(overrides: list[str], port: int, logs: Path, tag: str) -> list[subpr
     return procs
 
 
+# Far more steps than the kill point: on an idle machine 12 tiny steps finished before the test could
+# kill a rank after the step-6 checkpoint.
+TOTAL_STEPS = 60
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -96,7 +101,7 @@ def test_kill9_midway_then_resume_continues_curve(tiny_shards, tmp_path, mlflow_
         "model.emb_dim=16",
         "model.proj_dim=16",
         "trainer.micro_batch=16",
-        "trainer.max_steps=12",
+        f"trainer.max_steps={TOTAL_STEPS}",
         "trainer.checkpoint_every=3",
         "trainer.log_every=2",
         "trainer.warmup_steps=2",
@@ -117,7 +122,7 @@ def test_kill9_midway_then_resume_continues_curve(tiny_shards, tmp_path, mlflow_
     first[0].wait()
     assert first[1].wait() == -signal.SIGKILL
     killed_at = int(latest.read_text().strip().removeprefix("step"))
-    assert 6 <= killed_at < 12
+    assert 6 <= killed_at < TOTAL_STEPS
 
     second = _launch(overrides, _free_port(), tmp_path, "second")
     codes = [p.wait(timeout=300) for p in second]
@@ -125,9 +130,9 @@ def test_kill9_midway_then_resume_continues_curve(tiny_shards, tmp_path, mlflow_
     assert codes == [0, 0], log0[-3000:]
     assert f"at step {killed_at}" in log0  # resumed from the checkpoint, not from scratch
     result = json.loads(log0.strip().splitlines()[-1])
-    assert result["steps"] == 12 and result["world_size"] == 2 and result["global_batch"] == 32
+    assert result["steps"] == TOTAL_STEPS and result["world_size"] == 2 and result["global_batch"] == 32
     history = json.loads((run / "history.json").read_text())
-    assert [h["step"] for h in history] == list(range(1, 13))  # one curve, no restart, no gap
+    assert [h["step"] for h in history] == list(range(1, TOTAL_STEPS + 1))  # one curve, no restart, no gap
     losses = [h["loss"] for h in history]
     assert losses[killed_at] < losses[0]  # the first resumed step continues the trained curve
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
@@ -141,4 +146,4 @@ def test_kill9_midway_then_resume_continues_curve(tiny_shards, tmp_path, mlflow_
     assert logged.data.params["world_size"] == "2"
     assert "final_retrieval_top1" in logged.data.metrics
     steps = [m.step for m in client.get_metric_history(result["run_id"], "loss")]
-    assert steps and min(steps) > killed_at and max(steps) == 12
+    assert steps and min(steps) > killed_at and max(steps) == TOTAL_STEPS
