@@ -56,9 +56,12 @@ def featurize_config(cfg: DictConfig) -> DictConfig:
     return validate("featurize", sub)
 
 
-def embed_config(cfg: DictConfig) -> DictConfig:
+def embed_config(cfg: DictConfig, teachers: list[str] | None = None) -> DictConfig:
+    """The embed stage's config; `teachers` limits it to those whose cache does not verify yet."""
     sub = _section(cfg, "name", "overwrite", "teachers", "cluster", "tracking")
     sub["shards"] = str(dataset_dir(cfg))
+    if teachers is not None:
+        sub["teachers"] = {k: v for k, v in sub["teachers"].items() if k in teachers}
     return validate("embed", sub)
 
 
@@ -113,10 +116,7 @@ def stage_embed(cfg: DictConfig) -> dict:
     todo = [name for name in cfg.teachers if cfg.overwrite or not shards_verify(root / "embeddings" / name)]
     if not todo:
         return {"skipped": True}
-    sub = embed_config(cfg)
-    with_todo = OmegaConf.to_container(sub, resolve=True)
-    with_todo["teachers"] = {k: v for k, v in with_todo["teachers"].items() if k in todo}
-    return embed_dataset(validate("embed", with_todo))
+    return embed_dataset(embed_config(cfg, todo))
 
 
 def _train_worker(loop_config: dict) -> None:
