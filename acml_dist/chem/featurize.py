@@ -14,6 +14,8 @@ from typing import Optional
 import numpy as np
 from rdkit import Chem
 
+from acml_dist.chem.parse import mol_from_smiles
+
 
 # RDKit enum value -> schema index (see ogb.utils.features and pretrain-gnns loader.py), as lookup tables.
 def _table(values: list[int], fill: int, size: int = 256) -> np.ndarray:
@@ -36,7 +38,6 @@ _ATOMIC = _table([118] + list(range(118)), 118)
 _DEGREE = _table(list(range(11)), 11)
 _NUM_H = _table(list(range(9)), 9)
 _RADICAL = _table(list(range(5)), 5)
-_ATOMIC_PY, _NUM_H_PY = _ATOMIC.tolist(), _NUM_H.tolist()  # per-atom Python look-ups
 _SP3 = int(Chem.HybridizationType.SP3)
 _CHARGED = Chem.MolFromSmarts("[!+0]")
 
@@ -112,34 +113,36 @@ def mol_to_graph(mol: Chem.Mol, hint: Optional[str] = None) -> dict[str, np.ndar
         return mol_to_graph_reference(mol)
     n = mol.GetNumAtoms()
     adj = Chem.GetAdjacencyMatrix(mol, useBO=True)
-    src, dst = np.nonzero(adj)
-    if len(src) != 2 * mol.GetNumBonds():  # zero-order bonds: not visible in the matrix
+    src, dst = np.nonzero(adj)  # row-major: already sorted by (source, target)
+    e = len(src)
+    if e != 2 * mol.GetNumBonds():  # zero-order bonds: not visible in the matrix
         return mol_to_graph_reference(mol)
-    btype = _HALF_ORDER_TO_TYPE[np.minimum((adj[src, dst] * 2).astype(np.intp), 7)]  # 1, 1.5, 2, 3
+    btype = _HALF_ORDER_TO_TYPE.take((adj[src, dst] * 2).astype(np.intp), mode="clip")  # 1, 1.5, 2, 3
     if not btype.all():  # another bond order: dative, quadruple, ...
         return mol_to_graph_reference(mol)
-    # GetAtomWithIdx, not GetAtoms(): RDKit's Python-level sequence wrapper costs more than the look-ups.
+    # One map per feature over atom objects made once (GetAtoms()' sequence wrapper costs more).
     atoms = list(map(mol.GetAtomWithIdx, range(n)))
-    rows = [
-        (
-            _ATOMIC_PY[min(a.GetAtomicNum(), 255)],
-            _NUM_H_PY[min(a.GetTotalNumHs(), 255)],
-            a.GetHybridization().real,
-            a.GetIsAromatic(),
-        )
-        for a in atoms
-    ]
-    cols = np.array(rows, dtype=np.int64).reshape(n, 4)
-    hyb = cols[:, 2]
+    hyb_objects = map(_Atom.GetHybridization, atoms)
+    z, num_h, hyb, ring = np.array(
+        [
+            list(map(_Atom.GetAtomicNum, atoms)),
+            list(map(_Atom.GetTotalNumHs, atoms)),
+            [h.real for h in hyb_objects],
+            list(map(_Atom.IsInRing, atoms)),
+        ],
+        dtype=np.intp,
+    ).reshape(4, n)
+    aromatic = btype == 12
     ogb_x = np.zeros((n, 9), dtype=np.uint8)
     hu_x = np.zeros((n, 2), dtype=np.uint8)
-    ogb_x[:, 0] = hu_x[:, 0] = cols[:, 0]
-    ogb_x[:, 2] = _DEGREE[np.minimum(np.count_nonzero(adj, axis=1), 255)]
+    ogb_x[:, 0] = hu_x[:, 0] = _ATOMIC.take(z, mode="clip")
+    ogb_x[:, 2] = _DEGREE.take(np.bincount(src, minlength=n), mode="clip")
     ogb_x[:, 3] = 5  # formal charge 0
-    ogb_x[:, 4] = cols[:, 1]
+    ogb_x[:, 4] = _NUM_H.take(num_h, mode="clip")
     ogb_x[:, 6] = _OGB_HYB[hyb]
-    ogb_x[:, 7] = cols[:, 3]
-    ogb_x[[i for ring in mol.GetRingInfo().AtomRings() for i in ring], 8] = 1
+    # A sanitised atom is aromatic exactly when one of its bonds is (aromatic rings flag atoms and bonds).
+    ogb_x[src[aromatic], 7] = 1
+    ogb_x[:, 8] = ring
     if "@" in hint:
         chiral = np.array([a.GetChiralTag().real for a in atoms], dtype=np.intp)
         ogb_x[:, 1], hu_x[:, 1] = _OGB_CHIRAL[chiral], _HU_CHIRAL[chiral]
@@ -149,30 +152,29 @@ def mol_to_graph(mol: Chem.Mol, hint: Optional[str] = None) -> dict[str, np.ndar
         ogb_x[:, 3] = np.where(np.abs(charge) <= 5, charge + 5, 11)
     if "[" in hint:
         ogb_x[:, 5] = _RADICAL[np.minimum([a.GetNumRadicalElectrons() for a in atoms], 255)]
-    e = len(src)
     hu_edge_attr = np.zeros((e, 2), dtype=np.uint8)
     ogb_edge_attr = np.zeros((e, 3), dtype=np.uint8)
     hu_edge_attr[:, 0] = _BT_HU[btype]
     ogb_edge_attr[:, 0] = _BT_OGB[btype]
-    # Aromatic bonds are conjugated; a bond with an sp3 end is not; ask RDKit about the rest.
-    aromatic = btype == 12
-    conj = aromatic.astype(np.uint8)
+    # Aromatic bonds are conjugated; a bond with an sp3 end is not; ask RDKit about the rest. Per-pair
+    # values go through an n x n matrix, which also gives each reverse edge its value.
     ask = np.flatnonzero(~aromatic & (hyb[src] != _SP3) & (hyb[dst] != _SP3) & (src < dst))
     if len(ask):
-        flags = [mol.GetBondBetweenAtoms(int(src[k]), int(dst[k])).GetIsConjugated() for k in ask]
-        _set_pairs(conj, src, dst, ask, np.array(flags, dtype=np.uint8))
-    ogb_edge_attr[:, 2] = conj
+        pairs = np.zeros((n, n), dtype=np.uint8)
+        pairs[src[ask], dst[ask]] = [
+            mol.GetBondBetweenAtoms(int(src[k]), int(dst[k])).GetIsConjugated() for k in ask
+        ]
+        ogb_edge_attr[:, 2] = aromatic | (pairs + pairs.T)[src, dst].astype(bool)
+    else:
+        ogb_edge_attr[:, 2] = aromatic
     if "/" in hint or "\\" in hint:
         bonds = list(map(mol.GetBondWithIdx, range(mol.GetNumBonds())))
-        ends = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in bonds], dtype=np.int64).reshape(
-            -1, 2
-        )
-        fwd = _edge_pos(src, dst, n, ends[:, 0], ends[:, 1])
-        rev = _edge_pos(src, dst, n, ends[:, 1], ends[:, 0])
-        stereo = _OGB_STEREO[[b.GetStereo().real for b in bonds]]
-        bdir = _HU_DIR[[b.GetBondDir().real for b in bonds]]
-        ogb_edge_attr[fwd, 1] = ogb_edge_attr[rev, 1] = stereo
-        hu_edge_attr[fwd, 1] = hu_edge_attr[rev, 1] = bdir
+        i = list(map(Chem.Bond.GetBeginAtomIdx, bonds))
+        j = list(map(Chem.Bond.GetEndAtomIdx, bonds))
+        stereo, bdir = np.zeros((n, n), dtype=np.uint8), np.zeros((n, n), dtype=np.uint8)
+        stereo[i, j] = stereo[j, i] = _OGB_STEREO[[b.GetStereo().real for b in bonds]]
+        bdir[i, j] = bdir[j, i] = _HU_DIR[[b.GetBondDir().real for b in bonds]]
+        ogb_edge_attr[:, 1], hu_edge_attr[:, 1] = stereo[src, dst], bdir[src, dst]
     edge_index = np.array([src, dst], dtype=np.int32).reshape(2, e)
     return {
         "edge_index": edge_index,
@@ -185,21 +187,13 @@ def mol_to_graph(mol: Chem.Mol, hint: Optional[str] = None) -> dict[str, np.ndar
 
 # 2 x bond order (1, 1.5, 2, 3) -> RDKit BondType value (SINGLE 1, AROMATIC 12, DOUBLE 2, TRIPLE 3); 0: other
 _HALF_ORDER_TO_TYPE = np.array([0, 0, 1, 12, 2, 0, 3, 0], dtype=np.int64)
-
-
-def _edge_pos(src: np.ndarray, dst: np.ndarray, n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Positions of edges (i, j) in the (src, dst)-sorted edge list."""
-    return np.searchsorted(src * n + dst, i * n + j)
-
-
-def _set_pairs(values: np.ndarray, src: np.ndarray, dst: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
-    """Set `v` on edges `k` and on their reverse edges."""
-    n = int(max(src.max(), dst.max())) + 1
-    values[k] = v
-    values[_edge_pos(src, dst, n, dst[k], src[k])] = v
+_Atom = Chem.Atom
 
 
 def smiles_to_graph(smiles: str) -> Optional[dict[str, np.ndarray]]:
     """Parse + featurise (what the benchmark times against a bare parse); None for invalid SMILES."""
-    mol = Chem.MolFromSmiles(smiles)
+    try:
+        mol = mol_from_smiles(smiles)
+    except ValueError:
+        return None
     return None if mol is None else mol_to_graph(mol, smiles)

@@ -14,6 +14,8 @@ from rdkit.Chem import rdMolDescriptors
 from rdkit.Chem.MolStandardize import rdMolStandardize
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
+from acml_dist.chem.parse import mol_from_smiles
+
 RDLogger.DisableLog("rdApp.*")  # parse errors become reject reasons, not stderr noise
 
 
@@ -60,7 +62,9 @@ def parse(text: str, fmt: str = "smiles") -> Union[Chem.Mol, Reject]:
     if not text:
         return Reject("empty")
     try:
-        mol = Chem.MolFromSmiles(text) if fmt == "smiles" else Chem.MolFromMolBlock(text)
+        mol = mol_from_smiles(text) if fmt == "smiles" else Chem.MolFromMolBlock(text)
+    except ValueError as exc:  # parsed, but RDKit's sanitisation refused it: keep RDKit's reason
+        return Reject(f"invalid_smiles: {exc}")
     except Exception as exc:  # RDKit raises for a few malformed inputs instead of returning None
         return Reject(f"parse_error: {exc}")
     if mol is None:

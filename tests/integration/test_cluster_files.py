@@ -63,7 +63,7 @@ def test_ray_cluster_yaml_passes_rays_validator():
         _ray_prepared(broken)
 
     # The synced checkout is this repository, and every node installs it from the mount point.
-    (mount, source), = config["file_mounts"].items()
+    ((mount, source),) = config["file_mounts"].items()
     assert (ROOT / source / "acml_dist").is_dir()
     assert any(mount in cmd for cmd in config["setup_commands"])
 
@@ -72,8 +72,12 @@ def test_ray_cluster_yaml_passes_rays_validator():
     gpu_nodes = [t for t in config["available_node_types"].values() if t["resources"].get("GPU", 0) > 0]
     slots = sum(
         t["max_workers"]
-        * int(min(t["resources"]["GPU"] // ray_group.gpus_per_worker,
-                  t["resources"]["CPU"] // ray_group.cpus_per_worker))
+        * int(
+            min(
+                t["resources"]["GPU"] // ray_group.gpus_per_worker,
+                t["resources"]["CPU"] // ray_group.cpus_per_worker,
+            )
+        )
         for t in gpu_nodes
     )
     assert slots >= ray_group.train_workers
@@ -220,7 +224,7 @@ def sbatch_directives(text: str) -> list[str]:
         if stripped and not stripped.startswith("#"):
             break
         if stripped.startswith("#SBATCH"):
-            directives.append(stripped[len("#SBATCH"):].split("#")[0].strip())
+            directives.append(stripped[len("#SBATCH") :].split("#")[0].strip())
     return directives
 
 
@@ -253,11 +257,16 @@ def test_launch_node_rejects_bad_node_rank(tmp_path):
     hostfile.write_text("# two nodes\nnode-a slots=1\nnode-b slots=1\n")
     launcher = str(CLUSTER / "slurm" / "launch_node.sh")
     env = {**os.environ, "PYTHON": sys.executable}
-    out = subprocess.run([launcher, str(hostfile), "2", "127.0.0.1", "29500"], env=env,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [launcher, str(hostfile), "2", "127.0.0.1", "29500"], env=env, capture_output=True, text=True
+    )
     assert out.returncode == 2 and "outside 0..1" in out.stderr
-    out = subprocess.run([launcher, str(hostfile), "auto", "127.0.0.1", "29500"],
-                         env={**env, "SLURMD_NODENAME": "node-c"}, capture_output=True, text=True)
+    out = subprocess.run(
+        [launcher, str(hostfile), "auto", "127.0.0.1", "29500"],
+        env={**env, "SLURMD_NODENAME": "node-c"},
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "node-c is not in" in out.stderr
 
 
@@ -268,10 +277,16 @@ def test_mlflow_script_builds_postgres_command_without_password():
     script = CLUSTER / "mlflow" / "start_server.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MLFLOW_"))}
-    env.update(PGHOST="db.internal", PGUSER="mlflow", PGPASSWORD="s3cret", PGDATABASE="tracking",
-               MLFLOW_ARTIFACTS_DESTINATION="s3://acml/artifacts")
-    out = subprocess.run([str(script), "--print-command"], env=env, capture_output=True, text=True,
-                         check=True)
+    env.update(
+        PGHOST="db.internal",
+        PGUSER="mlflow",
+        PGPASSWORD="s3cret",
+        PGDATABASE="tracking",
+        MLFLOW_ARTIFACTS_DESTINATION="s3://acml/artifacts",
+    )
+    out = subprocess.run(
+        [str(script), "--print-command"], env=env, capture_output=True, text=True, check=True
+    )
     argv = shlex.split(out.stdout)
     assert argv[:2] == ["mlflow", "server"]
     store = "postgresql+psycopg2://mlflow@db.internal:5432/tracking"
@@ -335,8 +350,13 @@ def test_mlflow_script_serves_artifacts_from_an_object_store(tmp_path):
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_http(f"{s3_url}/moto-api/", s3, tmp_path / "s3.log", timeout=60)
-        bucket = boto3.client("s3", endpoint_url=s3_url, aws_access_key_id=key, aws_secret_access_key=secret,
-                              region_name="us-east-1")
+        bucket = boto3.client(
+            "s3",
+            endpoint_url=s3_url,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            region_name="us-east-1",
+        )
         bucket.create_bucket(Bucket="acml-mlflow")
         env = {
             **base,

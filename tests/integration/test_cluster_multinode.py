@@ -26,8 +26,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_two_nodes(workdir: Path, overrides: list[str], *, script: Path | None = None,
-                  timeout: float = 600) -> subprocess.CompletedProcess:
+def run_two_nodes(
+    workdir: Path, overrides: list[str], *, script: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "PYTHON": sys.executable,
@@ -51,7 +52,7 @@ def probe_records(workdir: Path) -> list[dict]:
     for node in (0, 1):
         for line in node_log(workdir, node).splitlines():
             if line.startswith("PROBE {"):
-                records.append(json.loads(line[len("PROBE "):]))
+                records.append(json.loads(line[len("PROBE ") :]))
     return sorted(records, key=lambda r: r["rank"])
 
 
@@ -63,10 +64,19 @@ def tiny_shards(tmp_path_factory, ray_local) -> Path:
     from acml_dist.teachers.cache import embed_dataset
 
     root = tmp_path_factory.mktemp("multinode") / "shards" / "nci"
-    featurize_corpus(load_config("featurize", [
-        "data=nci5k", "data.limit=160", "data.split=random", "data.samples_per_shard=64",
-        f"output={root}", "cluster.num_cpus=2",
-    ]))
+    featurize_corpus(
+        load_config(
+            "featurize",
+            [
+                "data=nci5k",
+                "data.limit=160",
+                "data.split=random",
+                "data.samples_per_shard=64",
+                f"output={root}",
+                "cluster.num_cpus=2",
+            ],
+        )
+    )
     embed_dataset(load_config("embed", [f"shards={root}", "teachers=fingerprint", "cluster.num_cpus=2"]))
     return root
 
@@ -77,12 +87,25 @@ def test_two_nodes_train_one_model(tiny_shards, tmp_path):
 
     micro = 16
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    out = run_two_nodes(tmp_path / "nodes", [
-        "name=mn", f"shards={tiny_shards}", f"runs_root={tmp_path / 'runs'}", "teachers=fingerprint",
-        "model=gin_small", "model.num_layers=2", "model.emb_dim=16", "model.proj_dim=16",
-        "trainer=cpu", f"trainer.micro_batch={micro}", "trainer.max_steps=3", "trainer.log_every=1",
-        "trainer.warmup_steps=1", f"tracking.tracking_uri={tracking}",
-    ])
+    out = run_two_nodes(
+        tmp_path / "nodes",
+        [
+            "name=mn",
+            f"shards={tiny_shards}",
+            f"runs_root={tmp_path / 'runs'}",
+            "teachers=fingerprint",
+            "model=gin_small",
+            "model.num_layers=2",
+            "model.emb_dim=16",
+            "model.proj_dim=16",
+            "trainer=cpu",
+            f"trainer.micro_batch={micro}",
+            "trainer.max_steps=3",
+            "trainer.log_every=1",
+            "trainer.warmup_steps=1",
+            f"tracking.tracking_uri={tracking}",
+        ],
+    )
     logs = [node_log(tmp_path / "nodes", n) for n in (0, 1)]
     assert out.returncode == 0, out.stderr[-4000:] + logs[0][-3000:] + logs[1][-3000:]
     # Each node's launcher ran one rank of the same 2-rank job (the ranks log which job they joined).
@@ -173,15 +196,28 @@ def test_slurm_script_runs_the_same_recipe_on_a_simulated_allocation(tmp_path):
         "OMP_NUM_THREADS": "1",
         "SRUN_OUT": str(tmp_path),
     }
-    out = subprocess.run(["bash", str(ROOT / "cluster/slurm/train.sbatch"), "name=slurm"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        ["bash", str(ROOT / "cluster/slurm/train.sbatch"), "name=slurm"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     tasks = {node: (tmp_path / f"{node}.out").read_text() for node in ("localhost", "127.0.0.1")}
     assert out.returncode == 0, out.stderr[-3000:] + "".join(t[-3000:] for t in tasks.values())
     assert (tmp_path / "hostfile-4242").read_text() == "localhost slots=1\n127.0.0.1 slots=1\n"
     # The task on the second node looked itself up in the hostfile: node rank 1.
     assert "launch_node: node 1 of 2, master localhost:" in tasks["127.0.0.1"]
-    records = sorted((json.loads(ln[len("PROBE "):]) for t in tasks.values() for ln in t.splitlines()
-                      if ln.startswith("PROBE {")), key=lambda r: r["rank"])
+    records = sorted(
+        (
+            json.loads(ln[len("PROBE ") :])
+            for t in tasks.values()
+            for ln in t.splitlines()
+            if ln.startswith("PROBE {")
+        ),
+        key=lambda r: r["rank"],
+    )
     assert [(r["rank"], r["node_rank"], r["world_size"]) for r in records] == [(0, 0, 2), (1, 1, 2)]
     assert all(r["argv"] == ["name=slurm"] for r in records)
     assert records[0]["loss_gathered_mean"] == pytest.approx(records[0]["loss_global_reference"], rel=1e-5)

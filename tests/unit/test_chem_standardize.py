@@ -35,6 +35,7 @@ def test_scaffold_and_hint() -> None:
     ("text", "cfg", "reason"),
     [
         ("not_a_smiles(", StandardizeConfig(), "invalid_smiles"),
+        ("C(C)(C)(C)(C)C", StandardizeConfig(), "invalid_smiles: Explicit valence for atom # 0 C"),
         ("", StandardizeConfig(), "empty"),
         ("C", StandardizeConfig(min_heavy_atoms=2), "too_few_heavy_atoms"),
         ("CCCCCCCCCC", StandardizeConfig(max_heavy_atoms=5), "too_many_heavy_atoms"),
