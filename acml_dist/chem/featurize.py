@@ -122,12 +122,11 @@ def mol_to_graph(mol: Chem.Mol, hint: Optional[str] = None) -> dict[str, np.ndar
         return mol_to_graph_reference(mol)
     # One map per feature over atom objects made once (GetAtoms()' sequence wrapper costs more).
     atoms = list(map(mol.GetAtomWithIdx, range(n)))
-    hyb_objects = map(_Atom.GetHybridization, atoms)
     z, num_h, hyb, ring = np.array(
         [
             list(map(_Atom.GetAtomicNum, atoms)),
             list(map(_Atom.GetTotalNumHs, atoms)),
-            [h.real for h in hyb_objects],
+            list(map(_HYB_VALUE.__getitem__, map(_Atom.GetHybridization, atoms))),
             list(map(_Atom.IsInRing, atoms)),
         ],
         dtype=np.intp,
@@ -161,10 +160,11 @@ def mol_to_graph(mol: Chem.Mol, hint: Optional[str] = None) -> dict[str, np.ndar
     ask = np.flatnonzero(~aromatic & (hyb[src] != _SP3) & (hyb[dst] != _SP3) & (src < dst))
     if len(ask):
         pairs = np.zeros((n, n), dtype=np.uint8)
-        pairs[src[ask], dst[ask]] = [
-            mol.GetBondBetweenAtoms(int(src[k]), int(dst[k])).GetIsConjugated() for k in ask
+        i, j = src[ask], dst[ask]
+        pairs[i, j] = pairs[j, i] = [
+            mol.GetBondBetweenAtoms(int(a), int(b)).GetIsConjugated() for a, b in zip(i, j)
         ]
-        ogb_edge_attr[:, 2] = aromatic | (pairs + pairs.T)[src, dst].astype(bool)
+        ogb_edge_attr[:, 2] = pairs[src, dst] | aromatic
     else:
         ogb_edge_attr[:, 2] = aromatic
     if "/" in hint or "\\" in hint:
@@ -188,6 +188,9 @@ def mol_to_graph(mol: Chem.Mol, hint: Optional[str] = None) -> dict[str, np.ndar
 # 2 x bond order (1, 1.5, 2, 3) -> RDKit BondType value (SINGLE 1, AROMATIC 12, DOUBLE 2, TRIPLE 3); 0: other
 _HALF_ORDER_TO_TYPE = np.array([0, 0, 1, 12, 2, 0, 3, 0], dtype=np.int64)
 _Atom = Chem.Atom
+_HYB_VALUE = {
+    h: int(h) for h in Chem.HybridizationType.values.values()
+}  # enum object -> int, no attribute look-up
 
 
 def smiles_to_graph(smiles: str) -> Optional[dict[str, np.ndarray]]:
