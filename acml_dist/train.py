@@ -23,6 +23,7 @@ from acml_dist.engine import (  # the distributed plumbing; tests and benchmarks
     TooManyBadSteps,  # noqa: F401
     build_ds_config,
     init_distributed,
+    initialize_engine,
     load_checkpoint,
     save_checkpoint,
 )
@@ -53,15 +54,6 @@ def teacher_dims(cfg: Any, root: Path) -> tuple[dict[str, int], dict[str, Any]]:
         else:
             dims[name] = int(teacher_manifest(root, name)["dim"])
     return dims, online
-
-
-def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
-    # No decay on biases, norms, embeddings-free scalars such as the logit scales (as CLIP / open_clip).
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 # ----------------------------------------------------------------------------------------------- steps
@@ -180,7 +172,6 @@ def _micro_top1(out: dict[str, Any], masks: dict[str, Any]) -> dict[str, float]:
 
 def run(cfg: Any) -> dict[str, Any]:
     """Train the GIN + heads on cfg.shards (or <shards_root>/<name>); returns metrics, model_dir, run_id."""
-    import deepspeed
     import torch
     import torch.distributed as dist
 
@@ -213,9 +204,7 @@ def run(cfg: Any) -> dict[str, Any]:
         cfg.model, dims, cfg.loss.init_logit_scale, cfg.loss.max_logit_scale, cfg.loss.learnable_scale
     )
     ds_config = build_ds_config(tr, total_steps, torch.cuda.is_available())
-    engine, _, _, scheduler = deepspeed.initialize(
-        model=model, model_parameters=_param_groups(model, float(tr.weight_decay)), config=ds_config
-    )
+    engine, scheduler = initialize_engine(model, ds_config, float(tr.weight_decay))
     loss_fn = ContrastiveLoss(cfg.loss.kind, gather=cfg.loss.gather)
     dtype = _dtype(engine)
 

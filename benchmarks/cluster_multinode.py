@@ -39,10 +39,19 @@ def make_shards(out: Path, molecules: int) -> Path:
     from acml_dist.teachers.cache import embed_dataset
 
     root = out / "shards" / "bench"
-    featurize_corpus(load_config("featurize", [
-        "data=nci5k", f"data.limit={molecules}", "data.split=random", "data.samples_per_shard=200",
-        f"output={root}", "cluster.num_cpus=2",
-    ]))
+    featurize_corpus(
+        load_config(
+            "featurize",
+            [
+                "data=nci5k",
+                f"data.limit={molecules}",
+                "data.split=random",
+                "data.samples_per_shard=200",
+                f"output={root}",
+                "cluster.num_cpus=2",
+            ],
+        )
+    )
     embed_dataset(load_config("embed", [f"shards={root}", "teachers=fingerprint", "cluster.num_cpus=2"]))
     import ray
 
@@ -51,17 +60,31 @@ def make_shards(out: Path, molecules: int) -> Path:
 
 
 def _env(workdir: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHON": sys.executable, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1",
-            "MASTER_PORT": str(_free_port()), "ACML_MULTINODE_DIR": str(workdir)}
+    return {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "DS_ACCELERATOR": "cpu",
+        "OMP_NUM_THREADS": "1",
+        "MASTER_PORT": str(_free_port()),
+        "ACML_MULTINODE_DIR": str(workdir),
+    }
 
 
 def run_once(mode: str, shards: Path, out: Path, steps: int, micro: int) -> dict[str, Any]:
     workdir = out / f"{mode}-{time.monotonic_ns()}"
     workdir.mkdir(parents=True)
     overrides = [
-        "name=bench", f"shards={shards}", f"runs_root={workdir / 'runs'}", "teachers=fingerprint",
-        "model=gin_small", "trainer=cpu", f"trainer.micro_batch={micro}", f"trainer.max_steps={steps}",
-        f"trainer.log_every={steps}", "trainer.checkpoint_every=0", "tracking.enabled=false",
+        "name=bench",
+        f"shards={shards}",
+        f"runs_root={workdir / 'runs'}",
+        "teachers=fingerprint",
+        "model=gin_small",
+        "trainer=cpu",
+        f"trainer.micro_batch={micro}",
+        f"trainer.max_steps={steps}",
+        f"trainer.log_every={steps}",
+        "trainer.checkpoint_every=0",
+        "tracking.enabled=false",
     ]
     env = _env(workdir)
     if mode == "one_launcher":
@@ -105,8 +128,14 @@ def main() -> None:
             for mode in order if r % 2 == 0 else order[::-1]:  # alternate: drift hits both alike
                 runs[mode].append(run_once(mode, shards, out, steps, args.micro_batch))
                 print(f"round {r}: {mode:14s} {runs[mode][-1]}", file=sys.stderr)
-    summary: dict[str, Any] = {"benchmark": "cluster_multinode", "molecules": molecules, "steps": steps,
-                               "rounds": rounds, "micro_batch": args.micro_batch, "world_size": 2}
+    summary: dict[str, Any] = {
+        "benchmark": "cluster_multinode",
+        "molecules": molecules,
+        "steps": steps,
+        "rounds": rounds,
+        "micro_batch": args.micro_batch,
+        "world_size": 2,
+    }
     for mode, values in runs.items():
         summary[f"{mode}_mol_per_s"] = round(statistics.median(v["molecules_per_s"] for v in values), 1)
         summary[f"{mode}_wall_s"] = round(statistics.median(v["wall_s"] for v in values), 1)
@@ -116,8 +145,11 @@ def main() -> None:
     summary["wall_ratio_two_vs_one"] = round(
         summary["two_launchers_wall_s"] / summary["one_launcher_wall_s"], 3
     )
-    print(f"two launchers / one launcher: throughput x{summary['throughput_ratio_two_vs_one']}, "
-          f"wall x{summary['wall_ratio_two_vs_one']}", file=sys.stderr)
+    print(
+        f"two launchers / one launcher: throughput x{summary['throughput_ratio_two_vs_one']}, "
+        f"wall x{summary['wall_ratio_two_vs_one']}",
+        file=sys.stderr,
+    )
     print(json.dumps(summary))
 
 

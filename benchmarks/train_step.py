@@ -106,13 +106,12 @@ def acml_step(data: list, emb_dim: int, warmup: int) -> float:
 
 def acml_step_fn(batch: int, emb_dim: int):
     """The training step of acml_dist.train (DeepSpeed engine, heads, loss, gather) on the current world."""
-    import deepspeed
     from omegaconf import OmegaConf
 
     from acml_dist.config.train import TrainerConfig
     from acml_dist.losses import ContrastiveLoss
     from acml_dist.models import ACMLModel
-    from acml_dist.train import _param_groups, build_ds_config, init_distributed
+    from acml_dist.train import build_ds_config, init_distributed, initialize_engine
 
     init_distributed("gloo")
     import torch
@@ -120,9 +119,7 @@ def acml_step_fn(batch: int, emb_dim: int):
     torch.manual_seed(0)
     model = ACMLModel(model_cfg(emb_dim), TEACHERS)
     trainer = OmegaConf.structured(TrainerConfig(micro_batch=batch, warmup_steps=1))
-    engine, *_ = deepspeed.initialize(
-        model=model, model_parameters=_param_groups(model, 1e-3), config=build_ds_config(trainer, 100, False)
-    )
+    engine, _ = initialize_engine(model, build_ds_config(trainer, 100, False), 1e-3)
     loss_fn = ContrastiveLoss("clip")
 
     def step(graph, emb):
@@ -168,7 +165,7 @@ def main() -> None:
     import torch.multiprocessing as mp
 
     torch.set_num_threads(1)
-    count, warmup = (12, 2) if args.quick else (60, 5)
+    count, warmup = (40, 3) if args.quick else (120, 5)
     data = batches(moses_graphs(args.batch * 8), args.batch, count)
     # Ranks are separate processes: measure them before this process joins a process group itself.
     out = Path(os.environ.get("TMPDIR", "/tmp")) / f"train_step_{os.getpid()}.json"
