@@ -76,6 +76,7 @@ def init_distributed(backend: str = "auto") -> tuple[int, int, int]:
 def build_ds_config(trainer: Any, total_steps: int, on_gpu: bool) -> dict[str, Any]:
     """The DeepSpeed config from the Hydra `trainer` section."""
     precision = trainer.precision if trainer.precision != "auto" else ("bf16" if on_gpu else "fp32")
+    warmup = min(int(trainer.warmup_steps), total_steps - 1)
     config: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": int(trainer.micro_batch),
         "gradient_accumulation_steps": int(trainer.grad_accum),
@@ -96,8 +97,10 @@ def build_ds_config(trainer: Any, total_steps: int, on_gpu: bool) -> dict[str, A
         "scheduler": {
             "type": "WarmupCosineLR",
             "params": {
-                "total_num_steps": max(1, total_steps),
-                "warmup_num_steps": min(int(trainer.warmup_steps), max(0, total_steps - 1)),
+                "total_num_steps": max(2, total_steps),
+                # DeepSpeed wants >= 1 warm-up step: "no warm-up" is one step that starts at the full rate
+                "warmup_num_steps": max(1, warmup),
+                "warmup_min_ratio": 0.0 if warmup >= 1 else 1.0,
                 "warmup_type": "linear",
             },
         },

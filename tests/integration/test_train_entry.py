@@ -29,6 +29,9 @@ def test_ds_config_from_hydra():
     assert ds["scheduler"]["params"]["warmup_num_steps"] == 500
     cpu = build_ds_config(load_config("train", ["trainer.precision=auto"]).trainer, 10, on_gpu=False)
     assert not cpu["bf16"]["enabled"] and cpu["scheduler"]["params"]["warmup_num_steps"] == 9
+    flat = build_ds_config(load_config("train", ["trainer.warmup_steps=0"]).trainer, 10, on_gpu=False)
+    assert flat["scheduler"]["params"]["warmup_num_steps"] == 1  # DeepSpeed rejects 0
+    assert flat["scheduler"]["params"]["warmup_min_ratio"] == 1.0  # ... so start at the full rate
 
 
 def test_bad_step_guard_skips_then_stops():

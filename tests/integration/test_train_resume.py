@@ -147,3 +147,49 @@ def test_kill9_midway_then_resume_continues_curve(tiny_shards, tmp_path, mlflow_
     assert "final_retrieval_top1" in logged.data.metrics
     steps = [m.step for m in client.get_metric_history(result["run_id"], "loss")]
     assert steps and min(steps) > killed_at and max(steps) == TOTAL_STEPS
+
+
+def test_diverging_run_skips_non_finite_steps_then_stops(tiny_shards, tmp_path, mlflow_store):
+    """A learning rate of 1e12 blows the weights up after the first steps: the loop skips each non-finite
+    step (no backward, no update) and stops with a clear error at trainer.max_bad_steps in a row."""
+    env = {
+        **os.environ,
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+        "DS_ACCELERATOR": "cpu",
+        "OMP_NUM_THREADS": "1",
+        "ACML_LOG_LEVEL": "INFO",
+    }
+    overrides = [
+        f"shards={tiny_shards}",
+        f"output={tmp_path / 'run'}",
+        f"runs_root={tmp_path}",
+        "teachers=fingerprint",
+        "model=gin_small",
+        "model.num_layers=2",
+        "model.emb_dim=16",
+        "model.proj_dim=16",
+        "trainer.micro_batch=16",
+        "trainer.max_steps=20",
+        "trainer.warmup_steps=0",  # DeepSpeed's scheduler needs >= 1: build_ds_config maps 0 to a flat start
+        "trainer.lr=1e12",
+        "trainer.max_bad_steps=3",
+        "trainer.log_every=1",
+    ]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "acml_dist/train.py"), *overrides],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0, log[-3000:]
+    assert "non-finite loss, step skipped (1 in a row)" in log, log[-3000:]
+    assert "non-finite loss, step skipped (2 in a row)" in log
+    assert "3 consecutive non-finite losses" in log and "trainer.max_bad_steps=3" in log
+    assert "step 1/20 loss" in log.split("non-finite")[0]  # a finite step ran before the blow-up
