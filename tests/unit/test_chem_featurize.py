@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
-from acml_dist.chem.featurize import GRAPH_KEYS, mol_to_graph, mol_to_graph_reference, smiles_to_graph
+from acml_dist.chem.featurize import (
+    GRAPH_KEYS,
+    mol_to_graph,
+    mol_to_graph_reference,
+    mols_to_graphs,
+    smiles_to_graph,
+    smiles_to_graphs,
+)
 from acml_dist.chem.parse import mol_from_smiles
 from acml_dist.data.datasets import corpus_spec
 
@@ -120,3 +127,28 @@ def test_parse_route_gives_molfromsmiles_molecule(source: str) -> None:
     with pytest.raises(ValueError, match="valence"):
         mol_from_smiles("C(C)(C)(C)(C)C")
     assert mol_from_smiles("C1CC") is None
+
+
+def test_batch_equals_reference_molecule_by_molecule() -> None:
+    """One batch mixing every path (stereo, dative bonds, charges, SDF-style Mols without a hint, invalid
+    SMILES): each molecule's arrays equal its own reference featurisation."""
+    smiles = TRICKY + _nci(400) + ["not a smiles", "C1CC"] + _moses(200)
+    graphs = smiles_to_graphs(smiles)
+    assert len(graphs) == len(smiles)
+    mols = [Chem.MolFromSmiles(s) for s in smiles]
+    for s, mol, graph in zip(smiles, mols, graphs):
+        assert (graph is None) == (mol is None), s
+        if mol is None:
+            continue
+        ref = mol_to_graph_reference(mol)
+        for key in GRAPH_KEYS:
+            assert graph[key].dtype == ref[key].dtype and graph[key].flags.c_contiguous, (s, key)
+            np.testing.assert_array_equal(graph[key], ref[key], err_msg=f"{s} {key}")
+    valid = [m for m in mols if m is not None]
+    hints = [None if i % 3 == 0 else Chem.MolToSmiles(m) for i, m in enumerate(valid)]
+    # A hint must be the text the Mol was parsed from: re-parse the canonical SMILES for those.
+    reparsed = [m if h is None else Chem.MolFromSmiles(h) for m, h in zip(valid, hints)]
+    for mol, graph in zip(reparsed, mols_to_graphs(reparsed, hints)):
+        ref = mol_to_graph_reference(mol)
+        for key in GRAPH_KEYS:
+            np.testing.assert_array_equal(graph[key], ref[key])
