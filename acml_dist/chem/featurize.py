@@ -250,12 +250,8 @@ _HYB_VALUE = {
 
 
 def smiles_to_graph(smiles: str) -> Optional[dict[str, np.ndarray]]:
-    """Parse + featurise (what the benchmark times against a bare parse); None for invalid SMILES."""
-    try:
-        mol = mol_from_smiles(smiles)
-    except ValueError:
-        return None
-    return None if mol is None else mol_to_graph(mol, smiles)
+    """Parse + featurise one SMILES; None when RDKit cannot parse or sanitise it."""
+    return smiles_to_graphs([smiles])[0]
 
 
 def smiles_to_graphs(smiles: Sequence[str]) -> list[Optional[dict[str, np.ndarray]]]:

@@ -51,20 +51,39 @@ def tiny_shards(tmp_path_factory, ray_local):
     return root
 
 
+def _rank_env(rank: int, world: int, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "RANK": str(rank),
+        "LOCAL_RANK": str(rank),
+        "WORLD_SIZE": str(world),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "DS_ACCELERATOR": "cpu",
+        "OMP_NUM_THREADS": "1",
+        "ACML_LOG_LEVEL": "INFO",
+    }
+
+
+def _tiny_model(shards: Path, run: Path, runs_root: Path) -> list[str]:
+    """Overrides for a 2-layer, width-16 GIN on the fingerprint teacher: steps of a few milliseconds."""
+    return [
+        f"shards={shards}",
+        f"output={run}",
+        f"runs_root={runs_root}",
+        "teachers=fingerprint",
+        "model=gin_small",
+        "model.num_layers=2",
+        "model.emb_dim=16",
+        "model.proj_dim=16",
+        "trainer.micro_batch=16",
+    ]
+
+
 def _launch(overrides: list[str], port: int, logs: Path, tag: str) -> list[subprocess.Popen]:
     procs = []
     for rank in range(2):
-        env = {
-            **os.environ,
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": "2",
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-            "DS_ACCELERATOR": "cpu",
-            "OMP_NUM_THREADS": "1",
-            "ACML_LOG_LEVEL": "INFO",
-        }
+        env = _rank_env(rank, 2, port)
         out = open(logs / f"{tag}-rank{rank}.log", "w")  # noqa: SIM115 - closed with the process
         procs.append(
             subprocess.Popen(
@@ -92,15 +111,7 @@ def _free_port() -> int:
 def test_kill9_midway_then_resume_continues_curve(tiny_shards, tmp_path, mlflow_store):
     run = tmp_path / "run"
     overrides = [
-        f"shards={tiny_shards}",
-        f"output={run}",
-        f"runs_root={tmp_path}",
-        "teachers=fingerprint",
-        "model=gin_small",
-        "model.num_layers=2",
-        "model.emb_dim=16",
-        "model.proj_dim=16",
-        "trainer.micro_batch=16",
+        *_tiny_model(tiny_shards, run, tmp_path),
         f"trainer.max_steps={TOTAL_STEPS}",
         "trainer.checkpoint_every=3",
         "trainer.log_every=2",
@@ -152,27 +163,9 @@ def test_kill9_midway_then_resume_continues_curve(tiny_shards, tmp_path, mlflow_
 def test_diverging_run_skips_non_finite_steps_then_stops(tiny_shards, tmp_path, mlflow_store):
     """A learning rate of 1e12 blows the weights up after the first steps: the loop skips each non-finite
     step (no backward, no update) and stops with a clear error at trainer.max_bad_steps in a row."""
-    env = {
-        **os.environ,
-        "RANK": "0",
-        "LOCAL_RANK": "0",
-        "WORLD_SIZE": "1",
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(_free_port()),
-        "DS_ACCELERATOR": "cpu",
-        "OMP_NUM_THREADS": "1",
-        "ACML_LOG_LEVEL": "INFO",
-    }
+    env = _rank_env(0, 1, _free_port())
     overrides = [
-        f"shards={tiny_shards}",
-        f"output={tmp_path / 'run'}",
-        f"runs_root={tmp_path}",
-        "teachers=fingerprint",
-        "model=gin_small",
-        "model.num_layers=2",
-        "model.emb_dim=16",
-        "model.proj_dim=16",
-        "trainer.micro_batch=16",
+        *_tiny_model(tiny_shards, tmp_path / "run", tmp_path),
         "trainer.max_steps=20",
         "trainer.warmup_steps=0",  # DeepSpeed's scheduler needs >= 1: build_ds_config maps 0 to a flat start
         "trainer.lr=1e12",
