@@ -16,6 +16,7 @@ import numpy as np
 from acml_dist.data.shards import SPLITS, atomic_write, sample_members
 
 KEY_DTYPE = np.dtype([("digest", "S16"), ("seq", "<i8")])
+GRAPH_BATCH = 1024  # molecules featurised together (bounded memory, numpy calls amortised)
 
 
 def digest(text: str) -> bytes:
@@ -62,7 +63,41 @@ def process_chunk(
     blob: list[bytes] = []
     seqs, splits, starts, ends, digests = [], [], [], [], []
     offset = excluded_n = 0
-    accepted = []  # (record position, id, shown input, StandardResult)
+    accepted: list = []  # (record position, id, shown input, StandardResult), up to GRAPH_BATCH at a time
+
+    def write_accepted() -> None:
+        """Graphs of the accepted batch in one call (numpy work once per batch), then the tar members."""
+        nonlocal offset
+        graphs = mols_to_graphs([a[3].mol for a in accepted], [a[3].hint for a in accepted])
+        for (pos, rid, shown, res), graph in zip(accepted, graphs):
+            dkey = res.smiles if by_smiles else res.inchikey
+            group = dkey if random_split else res.scaffold
+            meta = {
+                "inchikey": res.inchikey,
+                "formula": res.formula,
+                "heavy_atoms": res.heavy_atoms,
+                "scaffold": res.scaffold,
+                "source": source,
+                "source_id": rid,
+                "input": shown,
+            }
+            files = {
+                "graph.npz": encode_npz(graph),
+                "smiles.txt": res.smiles.encode(),
+                "meta.json": json.dumps(meta, sort_keys=True, separators=(",", ":")).encode(),
+            }
+            if data.get("images"):
+                files["image.png"] = depict_png(res.mol)
+            members = sample_members(sanitize_key(rid), files)
+            blob.append(members)
+            seqs.append(seq0 + pos)
+            splits.append(assign_split(group, seed, fractions))
+            starts.append(offset)
+            offset += len(members)
+            ends.append(offset)
+            digests.append(digest(dkey))
+        accepted.clear()
+
     for j, (rid, text, fmt) in enumerate(records):
         res = standardize(text, std_cfg, "smiles" if fmt == "smiles" else "molblock")
         shown = text if fmt == "smiles" else text.split("\n", 1)[0]
@@ -74,35 +109,10 @@ def process_chunk(
             excluded_n += 1
         else:
             accepted.append((j, rid, shown, res))
-    # The chunk's graphs as one batch: numpy work once per chunk, not once per molecule.
-    graphs = mols_to_graphs([a[3].mol for a in accepted], [a[3].hint for a in accepted])
-    for (j, rid, shown, res), graph in zip(accepted, graphs):
-        dkey = res.smiles if by_smiles else res.inchikey
-        group = dkey if random_split else res.scaffold
-        meta = {
-            "inchikey": res.inchikey,
-            "formula": res.formula,
-            "heavy_atoms": res.heavy_atoms,
-            "scaffold": res.scaffold,
-            "source": source,
-            "source_id": rid,
-            "input": shown,
-        }
-        files = {
-            "graph.npz": encode_npz(graph),
-            "smiles.txt": res.smiles.encode(),
-            "meta.json": json.dumps(meta, sort_keys=True, separators=(",", ":")).encode(),
-        }
-        if data.get("images"):
-            files["image.png"] = depict_png(res.mol)
-        members = sample_members(sanitize_key(rid), files)
-        blob.append(members)
-        seqs.append(seq0 + j)
-        splits.append(assign_split(group, seed, fractions))
-        starts.append(offset)
-        offset += len(members)
-        ends.append(offset)
-        digests.append(digest(dkey))
+            if len(accepted) == GRAPH_BATCH:
+                write_accepted()
+    if accepted:
+        write_accepted()
     cdir = wdir / "chunks"
     atomic_write(cdir / f"c{index:06d}.tar", b"".join(blob))
     index_buf = _npz_bytes(
