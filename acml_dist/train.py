@@ -67,13 +67,6 @@ def _fill_online(batch: Any, online: dict[str, Any]) -> None:
         batch.masks[name] = torch.ones(len(batch), dtype=torch.bool)
 
 
-def contrastive_losses(model: Any, loss_fn: Any, batch: Any, dtype: Any) -> dict[str, Any]:
-    """Loss per teacher (this rank's share) for one micro-batch; one GIN pass serves every head."""
-    embeddings = {n: e.to(dtype) for n, e in batch.embeddings.items()}
-    out = model(batch.graph, embeddings)
-    return {n: loss_fn(g, t, batch.masks.get(n), scale) for n, (g, t, scale) in out.items()}
-
-
 def retrieval_top1(model: Any, batch: Any, dtype: Any) -> dict[str, tuple[float, float]]:
     """Within-batch graph -> teacher top-1: (hits, valid rows) per teacher, this rank's batch."""
     import torch

@@ -120,7 +120,7 @@ def mols_to_graphs(mols: Sequence[Chem.Mol], hints: Sequence[Optional[str]]) -> 
     batch: list[int] = []  # molecules on the fast path, in order
     sizes: list[tuple[int, int]] = []  # (atoms, directed edges)
     src_l, dst_l, orders = [], [], []
-    z, num_h, hyb, ring, chiral, charge, radical = [], [], [], [], [], [], []
+    atom: dict[str, list[int]] = {k: [] for k in _ATOM_COLUMNS}  # per-atom raw RDKit values, batch-wide
     edge_extra: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # batch position -> (stereo, bond dir)
     for k, (mol, hint) in enumerate(zip(mols, hints)):
         if hint is None or "->" in hint or "<-" in hint or "*" in hint:
@@ -134,15 +134,16 @@ def mols_to_graphs(mols: Sequence[Chem.Mol], hints: Sequence[Optional[str]]) -> 
             continue
         # One map per feature over atom objects made once (GetAtoms()' sequence wrapper costs more).
         atoms = list(map(mol.GetAtomWithIdx, range(n)))
-        z += map(_Atom.GetAtomicNum, atoms)
-        num_h += map(_Atom.GetTotalNumHs, atoms)
-        hyb += map(_HYB_VALUE.__getitem__, map(_Atom.GetHybridization, atoms))
-        ring += map(_Atom.IsInRing, atoms)
+        atom["z"] += map(_Atom.GetAtomicNum, atoms)
+        atom["num_h"] += map(_Atom.GetTotalNumHs, atoms)
+        atom["hyb"] += map(_HYB_VALUE.__getitem__, map(_Atom.GetHybridization, atoms))
+        atom["ring"] += map(_Atom.IsInRing, atoms)
         # Features the text rules out are not looked up: no '@', no chirality; no '[', no radicals.
-        chiral += [a.GetChiralTag().real for a in atoms] if "@" in hint else [0] * n
-        radical += map(_Atom.GetNumRadicalElectrons, atoms) if "[" in hint else [0] * n
+        atom["chiral"] += [a.GetChiralTag().real for a in atoms] if "@" in hint else [0] * n
+        atom["radical"] += map(_Atom.GetNumRadicalElectrons, atoms) if "[" in hint else [0] * n
         # Not a text check: sanitisation charges some neutral-looking input (nitro N(=O)=O, perchlorate).
-        charge += map(_Atom.GetFormalCharge, atoms) if mol.HasSubstructMatch(_CHARGED) else [0] * n
+        charged = mol.HasSubstructMatch(_CHARGED)
+        atom["charge"] += map(_Atom.GetFormalCharge, atoms) if charged else [0] * n
         if "/" in hint or "\\" in hint:
             edge_extra[len(batch)] = _bond_stereo(mol, n, src, dst)
         batch.append(k)
@@ -151,10 +152,7 @@ def mols_to_graphs(mols: Sequence[Chem.Mol], hints: Sequence[Optional[str]]) -> 
         dst_l.append(dst)
         orders.append(adj[src, dst])
     if batch:
-        graphs = _batch_arrays(
-            [mols[k] for k in batch], sizes, src_l, dst_l, orders, edge_extra,
-            z, num_h, hyb, ring, chiral, charge, radical,
-        )  # fmt: skip
+        graphs = _batch_arrays([mols[k] for k in batch], sizes, src_l, dst_l, orders, edge_extra, atom)
         for k, graph in zip(batch, graphs):
             out[k] = graph if graph is not None else mol_to_graph_reference(mols[k])
     return out
@@ -171,9 +169,7 @@ def _bond_stereo(mol: Chem.Mol, n: int, src: np.ndarray, dst: np.ndarray) -> tup
     return stereo[src, dst], bdir[src, dst]
 
 
-def _batch_arrays(
-    mols, sizes, src_l, dst_l, orders, edge_extra, z, num_h, hyb, ring, chiral, charge, radical
-):
+def _batch_arrays(mols, sizes, src_l, dst_l, orders, edge_extra, atom: dict[str, list[int]]):
     """Schema arrays for a batch of molecules, then one dict of views per molecule (None: a bond order
     the fast path does not know, e.g. dative or quadruple: the caller takes the reference path)."""
     n_atoms = np.array([a for a, _ in sizes], dtype=np.int64)
@@ -186,7 +182,7 @@ def _batch_arrays(
     src, dst = src_local + atom_start[edge_mol], dst_local + atom_start[edge_mol]  # batch-wide atom ids
     btype = _HALF_ORDER_TO_TYPE.take((np.concatenate(orders) * 2).astype(np.intp), mode="clip")
     unknown = set(edge_mol[btype == 0].tolist())  # 1, 1.5, 2, 3 are known; others: reference path
-    cols = np.array([z, num_h, hyb, ring, chiral, charge, radical], dtype=np.int64).reshape(7, total)
+    cols = np.array([atom[k] for k in _ATOM_COLUMNS], dtype=np.int64).reshape(len(_ATOM_COLUMNS), total)
     z_, h_, hyb_, ring_, chiral_, charge_, radical_ = cols
     aromatic = btype == 12
     ogb_x = np.empty((total, 9), dtype=np.uint8)
@@ -244,9 +240,9 @@ def _batch_arrays(
 # 2 x bond order (1, 1.5, 2, 3) -> RDKit BondType value (SINGLE 1, AROMATIC 12, DOUBLE 2, TRIPLE 3); 0: other
 _HALF_ORDER_TO_TYPE = np.array([0, 0, 1, 12, 2, 0, 3, 0], dtype=np.int64)
 _Atom = Chem.Atom
-_HYB_VALUE = {
-    h: int(h) for h in Chem.HybridizationType.values.values()
-}  # enum object -> int, no attribute look-up
+# enum object -> int without an attribute look-up per atom
+_HYB_VALUE = {h: int(h) for h in Chem.HybridizationType.values.values()}
+_ATOM_COLUMNS = ("z", "num_h", "hyb", "ring", "chiral", "charge", "radical")
 
 
 def smiles_to_graph(smiles: str) -> Optional[dict[str, np.ndarray]]:

@@ -27,8 +27,7 @@ def mol_from_smiles(smiles: str) -> Optional[Chem.Mol]:
         return None
     try:
         Chem.SanitizeMol(mol)
-    except (
-        Exception
-    ) as exc:  # AtomValenceException, KekulizeException, ...: same molecules MolFromSmiles rejects
+    # AtomValenceException, KekulizeException, ...: the molecules MolFromSmiles rejects
+    except Exception as exc:
         raise ValueError(str(exc)) from None
     return mol

@@ -287,7 +287,7 @@ def leakage_inchikeys(names: list[str], standardize_cfg: Any = None) -> set[str]
             except DatasetUnavailable as exc:
                 log.warning("leakage list: skipping %s (%s)", name, str(exc).split(". ")[0])
                 continue
-            found = {k for k in map(lambda s: inchikey_of(s, standardize_cfg), df["smiles"].astype(str)) if k}
+            found = {k for s in df["smiles"].astype(str) if (k := inchikey_of(s, standardize_cfg))}
             _cache_keys(name.lower(), standardize_cfg, found)
             keys |= found
             continue
