@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 
@@ -140,7 +141,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     module_name, function_name = command.target.split(":")
     function = getattr(importlib.import_module(module_name), function_name)
-    result = function(cfg)
+    from acml_dist.errors import InputError
+
+    try:
+        result = function(cfg)
+    except (InputError, FileNotFoundError) as exc:
+        # The user's input or set-up, not a bug: one line that says what to change (ACML_DEBUG=1: traceback).
+        if os.environ.get("ACML_DEBUG"):
+            raise
+        print(f"acml {args.command}: {exc}", file=sys.stderr)
+        return 2
     # Stages return a dict; a stage that failed its own checks says so with "ok": False.
     if isinstance(result, dict) and result.get("ok") is False:
         return 1

@@ -101,6 +101,10 @@ class AcmlGinPyfunc(_PythonModel):
     SMILES are standardised and featurised by the same code as the shards; an unparseable SMILES gives a
     row of NaN."""
 
+    # predict() is untyped (MLflow would validate inputs by hints), so there is nothing for MLflow's predict
+    # wrapper to do: skip it and the warning it prints on every import (the flag MLflow's own models set)
+    _skip_type_hint_validation = True
+
     def load_context(self, context: Any) -> None:
         self._load(context.artifacts["model_dir"])
 
@@ -110,7 +114,7 @@ class AcmlGinPyfunc(_PythonModel):
         self.model = load_model(model_dir)
         self.schema = self.model.model_cfg.get("schema", "hu")
 
-    def predict(self, context, model_input, params=None):  # no hints: MLflow would validate by them
+    def predict(self, context, model_input, params=None):
         return embed_smiles(self.model, list(model_input["smiles"]), self.schema)
 
 
@@ -144,6 +148,7 @@ def register_model(model_dir: str | Path, metrics: dict[str, Any], tracking_cfg:
     champion alias to it only when its champion_metric beats the current champion's. Returns the version."""
     import mlflow
     import numpy as np
+    import pandas as pd
     from mlflow import MlflowClient
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
@@ -177,6 +182,9 @@ def register_model(model_dir: str | Path, metrics: dict[str, Any], tracking_cfg:
             python_model=AcmlGinPyfunc(),
             artifacts={"model_dir": str(model_dir)},
             signature=signature,
+            # Shown on the model page and used by MLflow to check, before registering, that the logged
+            # model loads and predicts.
+            input_example=pd.DataFrame({"smiles": ["CCO", "c1ccccc1C(=O)O"]}),
             registered_model_name=name,
             # Explicit requirements: inferring them would load the model in a subprocess (slow, no gain).
             pip_requirements=["acml-dist", "torch", "torch-geometric", "rdkit", "numpy", "pandas"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from rdkit import Chem
+from rdkit import Chem, rdBase
 
 # '[H]', '[2H]', '[H+]': hydrogen atoms that MolFromSmiles would merge into their neighbours
 _EXPLICIT_H = re.compile(r"\[\d*H[^a-z]")
@@ -31,3 +31,19 @@ def mol_from_smiles(smiles: str) -> Optional[Chem.Mol]:
     except Exception as exc:
         raise ValueError(str(exc)) from None
     return mol
+
+
+# "[14:51:22] SMILES Parse Error: unclosed ring for input: 'C1CC'" -> the text after the timestamp
+_LOG_TIMESTAMP = re.compile(r"^\[[0-9:]+\]\s*")
+
+
+def rdkit_error(text: str, fmt: str = "smiles") -> str:
+    """RDKit's first error line for a text it would not parse (re-parsed under a log capture, so only
+    failing records pay for it); "" when RDKit says nothing or is too old to capture (< 2025.09)."""
+    capture = getattr(rdBase, "CaptureErrorLog", None)
+    if capture is None:
+        return ""
+    with capture() as log:
+        Chem.MolFromSmiles(text) if fmt == "smiles" else Chem.MolFromMolBlock(text)
+    lines = [_LOG_TIMESTAMP.sub("", line).strip() for line in log.messages.splitlines()]
+    return next((line[:200] for line in lines if line), "")

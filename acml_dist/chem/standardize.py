@@ -14,7 +14,7 @@ from rdkit.Chem import rdMolDescriptors
 from rdkit.Chem.MolStandardize import rdMolStandardize
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
-from acml_dist.chem.parse import mol_from_smiles
+from acml_dist.chem.parse import mol_from_smiles, rdkit_error
 
 RDLogger.DisableLog("rdApp.*")  # parse errors become reject reasons, not stderr noise
 
@@ -68,7 +68,9 @@ def parse(text: str, fmt: str = "smiles") -> Union[Chem.Mol, Reject]:
     except Exception as exc:  # RDKit raises for a few malformed inputs instead of returning None
         return Reject(f"parse_error: {exc}")
     if mol is None:
-        return Reject("invalid_smiles" if fmt == "smiles" else "invalid_molblock")
+        category = "invalid_smiles" if fmt == "smiles" else "invalid_molblock"
+        message = rdkit_error(text, fmt)
+        return Reject(f"{category}: {message}" if message else category)
     if mol.GetNumAtoms() == 0:
         return Reject("empty")
     return mol

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from acml_dist.data.sources import SourceSpec
+from acml_dist.errors import InputError
 from acml_dist.log import get_logger
 
 log = get_logger("data")
@@ -120,7 +121,7 @@ LABELLED: dict[str, Labelled] = {
 CORPORA = ("moses", "moses_train", "moses_test", "nci5k")
 
 
-class DatasetUnavailable(RuntimeError):
+class DatasetUnavailable(InputError, RuntimeError):
     """A dataset that is neither cached nor downloadable here."""
 
 

@@ -27,13 +27,14 @@ from acml_dist.data.shards import (
     verify_shard,
     write_manifest,
 )
+from acml_dist.errors import InputError
 from acml_dist.log import get_logger
 
 log = get_logger("featurize")
 
 
-class FeaturizeError(RuntimeError):
-    pass
+class FeaturizeError(InputError, RuntimeError):
+    """The output directory or the input cannot be used as asked."""
 
 
 def resolve_source(cfg: Any):
@@ -100,6 +101,9 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
     t0 = time.time()
     data_cfg = cfg.data
     data = OmegaConf.to_container(data_cfg, resolve=True)
+    if cfg.get("input") or data.get("path"):
+        # data.source names a packaged corpus; records and rejects from a user's path say "file"
+        data["source"] = "file"
     out = Path(cfg.output or Path(cfg.shards_root) / cfg.name)
     spec = resolve_source(cfg)
     files = [str(Path(f).resolve()) for f in source_files(spec)]

@@ -20,9 +20,10 @@ from typing import Any, Optional
 import numpy as np
 
 from acml_dist.data.shards import decode_npz, read_manifest, shard_paths
+from acml_dist.errors import InputError
 
 
-class ShardMismatch(RuntimeError):
+class ShardMismatch(InputError, RuntimeError):
     """Embedding-cache shard out of step with its graph shard, or cache built by other weights."""
 
 

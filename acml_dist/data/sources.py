@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from acml_dist.errors import InputError
+
 Record = tuple[str, str, str]  # (source id, text, "smiles" | "molblock")
+
+
+class SourceError(InputError, ValueError):
+    """An input file whose format or columns cannot be read as configured."""
 
 
 @dataclass
@@ -52,7 +58,7 @@ def detect_format(path: str) -> str:
         return "tsv"
     if ext in ("smi", "smiles", "ism", "txt"):
         return "smi"
-    raise ValueError(f"cannot tell the format of {path!r} from its name; set data.format=smi|csv|tsv|sdf")
+    raise SourceError(f"cannot tell the format of {path!r} from its name; set data.format=smi|csv|tsv|sdf")
 
 
 def expand_paths(path: str) -> list[str]:
@@ -77,14 +83,16 @@ def iter_smiles_file(
     id_prefix: str = "mol",
 ) -> Iterator[Record]:
     """Records of one file. Ids: the id column / PubChem CID / SMI second field, else `<prefix>_<n>` with
-    n the 0-based record number in the file (empty lines count, so ids stay stable)."""
+    n the 0-based record number in the file (empty lines count, so ids stay stable). A .smi file's first
+    line is a title, not a record, when its first field is the SMILES column name (`smiles`, any case)."""
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "sdf":
         yield from _iter_sdf(path, id_column or "PUBCHEM_COMPOUND_CID", id_prefix)
         return
     with open_text(path) as fh:
         if fmt in ("csv", "tsv"):
-            yield from _iter_table(fh, "," if fmt == "csv" else "\t", smiles_column, id_column, id_prefix)
+            delimiter = "," if fmt == "csv" else "\t"
+            yield from _iter_table(path, fh, delimiter, smiles_column, id_column, id_prefix)
             return
         for n, line in enumerate(fh):
             line = line.rstrip("\r\n")
@@ -98,12 +106,14 @@ def iter_smiles_file(
             else:  # .smi: SMILES then optional whitespace-separated id
                 parts = line.split(None, 1)
                 smi = parts[0] if parts else ""
+                if n == 0 and smi.lower() == smiles_column.lower():
+                    continue  # a title line ("SMILES Name"), not a molecule
                 rid = parts[1].strip() if len(parts) > 1 and parts[1].strip() else str(n)
                 yield (f"{id_prefix}_{rid}", smi, "smiles")
 
 
 def _iter_table(
-    fh, delimiter: str, smiles_column: str, id_column: Optional[str], prefix: str
+    path: str, fh, delimiter: str, smiles_column: str, id_column: Optional[str], prefix: str
 ) -> Iterator[Record]:
     reader = csv.reader(fh, delimiter=delimiter)
     header = next(reader, None)
@@ -111,11 +121,11 @@ def _iter_table(
         return
     lower = [h.strip().lower() for h in header]
     if smiles_column.lower() not in lower:
-        raise ValueError(f"column {smiles_column!r} not in header {header}; set data.smiles_column")
+        raise SourceError(f"{path}: column {smiles_column!r} not in header {header}; set data.smiles_column")
     s_idx = lower.index(smiles_column.lower())
     i_idx = lower.index(id_column.lower()) if id_column and id_column.lower() in lower else None
     if id_column and i_idx is None:
-        raise ValueError(f"id column {id_column!r} not in header {header}; set data.id_column")
+        raise SourceError(f"{path}: id column {id_column!r} not in header {header}; set data.id_column")
     for n, row in enumerate(reader):
         smi = row[s_idx].strip() if len(row) > s_idx else ""
         rid = row[i_idx].strip() if i_idx is not None and len(row) > i_idx and row[i_idx].strip() else str(n)
@@ -148,7 +158,12 @@ def _sdf_record(lines: list[str], id_tag: str, prefix: str, n: int) -> Record:
 
 
 def source_files(spec: SourceSpec) -> list[str]:
-    return [f for p in spec.paths for f in expand_paths(p)]
+    """Every input file of a source; each one's format and header are checked here (its first record is
+    read), so a wrong column fails before any work starts rather than midway through a corpus."""
+    files = [f for p in spec.paths for f in expand_paths(p)]
+    for path in files:
+        next(iter_smiles_file(path, spec.format, spec.smiles_column, spec.id_column, spec.id_prefix), None)
+    return files
 
 
 def iter_records(spec: SourceSpec, limit: Optional[int] = None) -> Iterator[Record]:

@@ -12,13 +12,15 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any, Optional
 
+from acml_dist.errors import InputError
+
 if TYPE_CHECKING:
     import torch
 
     from acml_dist.config.teachers import TeacherConfig
 
 
-class TeacherError(RuntimeError):
+class TeacherError(InputError, RuntimeError):
     """A teacher could not be located, loaded or applied; the message says what to do."""
 
 

@@ -17,11 +17,12 @@ from typing import Any, Optional
 import numpy as np
 
 from acml_dist.data.shards import sha256_file
+from acml_dist.errors import InputError
 
 SPLITS = ("train", "val", "test")
 
 
-class CacheMismatchError(RuntimeError):
+class CacheMismatchError(InputError, RuntimeError):
     """An embedding cache does not match its graph shards (keys, order, teacher hash) or is incomplete."""
 
 

@@ -107,10 +107,14 @@ def test_counts_and_rejects(featurised: Path) -> None:
     }  # salt kept, stripped
     assert c["read"] == c["written"] + c["rejected"] + c["duplicates"] + c["excluded"]
     rejects = [json.loads(x) for x in (featurised / "rejects.jsonl").read_text().splitlines()]
-    assert {(r["id"], r["reason"]) for r in rejects} == {
+    assert {(r["id"], r["reason"].split(":")[0]) for r in rejects} == {
         ("mol_bad1", "invalid_smiles"),
         ("mol_bad2", "empty"),
     }
+    # RDKit's own words travel with the category, and a file input is labelled as such
+    assert any("SMILES Parse Error" in r["reason"] for r in rejects if r["id"] == "mol_bad1")
+    assert {r["source"] for r in rejects} == {"file"}
+    assert m["reject_reasons"] == {"empty": 1, "invalid_smiles": 1}
     assert sum(s["samples"] for s in m["splits"].values()) == 16 and m["complete"]
     for split in m["splits"].values():
         for e in split["shards"]:

@@ -43,6 +43,11 @@ def test_register_champion_and_fresh_process_predict(mlflow_store, tmp_path):
     assert int(client.get_model_version_by_alias("acml-gin", "champion").version) == 3
     assert (resolve_model_dir("models:/acml-gin@champion") / "model.pt").exists()
     assert resolve_model_dir(tmp_path / "m3") == tmp_path / "m3"
+    # the model page carries an input example MLflow ran through the logged model before registering it
+    from mlflow.models import Model
+
+    example = Model.load("models:/acml-gin@champion").load_input_example()
+    assert list(example.columns) == ["smiles"] and len(example) == 2
 
     smiles = ["CCO", "c1ccccc1O", "not a smiles", "CC(=O)Nc1ccc(O)cc1"]
     code = (

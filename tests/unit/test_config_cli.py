@@ -94,6 +94,28 @@ def test_cli_reports_config_error():
     assert "data.nonsense" in out.stderr
 
 
+@pytest.mark.parametrize(
+    ("make_input", "expected"),
+    [
+        (lambda d: d / "missing.smi", "no input files at"),
+        (lambda d: _write(d / "mols.csv", "id,Canonical_Smiles\na,CCO\n"), "column 'smiles' not in header"),
+        (lambda d: _write(d / "mols.xyz", "CCO\n"), "cannot tell the format"),
+    ],
+)
+def test_cli_input_errors_are_one_line(tmp_path, make_input, expected):
+    """A wrong input is the user's to fix: exit 2 with one line naming it, no traceback, nothing written."""
+    path = make_input(tmp_path)
+    out = _acml("featurize", f"input={path}", f"output={tmp_path / 'out'}")
+    assert out.returncode == 2, out.stderr
+    assert expected in out.stderr and str(path) in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "out").exists()
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
 def test_pretrain_script_cfg_job():
     out = subprocess.run(
         [sys.executable, "cluster/pretrain.py", "--cfg", "job", "data.limit=10"],

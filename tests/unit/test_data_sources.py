@@ -57,6 +57,19 @@ def test_csv_columns_and_limit(tmp_path: Path) -> None:
         list(iter_records(SourceSpec([str(path)], "csv", "nope")))
 
 
+def test_smi_title_line_and_crlf(tmp_path: Path) -> None:
+    path = tmp_path / "mols.smi"
+    path.write_bytes(b"SMILES Name\r\nCCO ethanol\r\n\r\nCCN\r\n")
+    assert list(iter_smiles_file(str(path))) == [
+        ("mol_ethanol", "CCO", "smiles"),
+        ("mol_2", "", "smiles"),  # an empty line is a record (rejected as empty), so the counts add up
+        ("mol_3", "CCN", "smiles"),
+    ]
+    # without a title line the first line is a molecule
+    path.write_text("CCO\nCCN\n")
+    assert [r[1] for r in iter_smiles_file(str(path))] == ["CCO", "CCN"]
+
+
 def test_folder_gives_unique_ids(tmp_path: Path) -> None:
     (tmp_path / "a.smi").write_text("CCO\nCCN x1\n")
     (tmp_path / "b.smi.gz").write_bytes(gzip.compress(b"CCC\n"))

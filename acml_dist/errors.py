@@ -1,0 +1,9 @@
+"""The one exception every layer may raise for a problem with the user's input or set-up (a missing file, an
+unknown column, shards of another configuration, a teacher that cannot be loaded). The CLI prints its
+message on one line and exits 2; anything else is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+
+class InputError(Exception):
+    """The input or set-up is wrong and the message says how; not a bug in acml-dist."""
