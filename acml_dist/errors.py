@@ -7,3 +7,7 @@ from __future__ import annotations
 
 class InputError(Exception):
     """The input or set-up is wrong and the message says how; not a bug in acml-dist."""
+
+
+class DataError(InputError, ValueError):
+    """A data file, column or data setting that cannot be used as given (still a ValueError for callers)."""

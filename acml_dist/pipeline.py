@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from acml_dist.config import validate
 from acml_dist.data.featurize import ensure_ray
 from acml_dist.data.shards import read_manifest, verify_shard
+from acml_dist.errors import DataError
 from acml_dist.log import get_logger
 
 log = get_logger("pipeline")
@@ -254,7 +255,7 @@ def run_pipeline(cfg: DictConfig) -> dict:
 
     unknown = set(cfg.stages) - set(STAGES)
     if unknown:
-        raise ValueError(f"unknown stages {sorted(unknown)}; known: {list(STAGES)}")
+        raise DataError(f"unknown stages {sorted(unknown)}; known: {list(STAGES)}")
     tracking_uri = _tracking_uri(cfg)
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     mlflow.set_tracking_uri(tracking_uri)

@@ -27,6 +27,7 @@ from acml_dist.engine import (  # the distributed plumbing; tests and benchmarks
     load_checkpoint,
     save_checkpoint,
 )
+from acml_dist.errors import DataError
 from acml_dist.log import get_logger
 
 log = get_logger("train")
@@ -182,12 +183,12 @@ def run(cfg: Any) -> dict[str, Any]:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
     dims, online = teacher_dims(cfg, root)
     if not dims:
-        raise ValueError("train: no teachers configured (teachers=smiles_fp, teachers=fingerprint, ...)")
+        raise DataError("train: no teachers configured (teachers=smiles_fp, teachers=fingerprint, ...)")
     cache = [n for n in cfg.teachers if n not in online]
     weights = {n: float(cfg.teachers[n].weight) for n in dims}
     per_epoch = count_samples(root, "train") // (world * tr.micro_batch)
     if per_epoch < tr.grad_accum:
-        raise ValueError(f"{root}: too few training samples for {world} ranks x micro_batch {tr.micro_batch}")
+        raise DataError(f"{root}: too few training samples for {world} ranks x micro_batch {tr.micro_batch}")
     steps_per_epoch = per_epoch // tr.grad_accum
     total_steps = int(tr.max_steps) if tr.max_steps else int(tr.epochs) * steps_per_epoch
     global_batch = world * tr.micro_batch * tr.grad_accum

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from acml_dist.data.sources import SourceSpec
-from acml_dist.errors import InputError
+from acml_dist.errors import DataError, InputError
 from acml_dist.log import get_logger
 
 log = get_logger("data")
@@ -246,18 +246,18 @@ def load_labelled(name_or_cfg: Any):
         ds = LABELLED.get(source)
         path = Path(cfg.path) if getattr(cfg, "path", None) else (dataset_file(source) if ds else None)
         if path is None:
-            raise ValueError("labelled data needs data.path=FILE or a known data.source")
+            raise DataError("labelled data needs data.path=FILE or a known data.source")
         smiles_col = cfg.smiles_column if getattr(cfg, "path", None) or not ds else ds.smiles_column
         targets = list(cfg.targets) or (list(ds.targets) if ds else [])
         task = cfg.task if list(cfg.targets) or not ds else ds.task
     df = pd.read_csv(path)
     if smiles_col not in df.columns:
-        raise ValueError(f"{path}: no column {smiles_col!r} (columns: {list(df.columns)})")
+        raise DataError(f"{path}: no column {smiles_col!r} (columns: {list(df.columns)})")
     if not targets:  # e.g. SIDER: every column but the SMILES is a task
         targets = [c for c in df.columns if c != smiles_col]
     missing = [t for t in targets if t not in df.columns]
     if missing:
-        raise ValueError(f"{path}: target columns {missing} not found (columns: {list(df.columns)})")
+        raise DataError(f"{path}: target columns {missing} not found (columns: {list(df.columns)})")
     df = df.rename(columns={smiles_col: "smiles"})[["smiles", *targets]]
     return df, targets, task
 
@@ -295,7 +295,7 @@ def leakage_inchikeys(names: list[str], standardize_cfg: Any = None) -> set[str]
         elif Path(name).exists():
             smiles = [line.strip().split()[0] for line in Path(name).read_text().splitlines() if line.strip()]
         else:
-            raise ValueError(
+            raise DataError(
                 f"data.exclude entry {name!r} is neither a dataset ({sorted(LABELLED)}) nor a file"
             )
         for s in smiles:

@@ -20,7 +20,7 @@ from typing import Any, Optional
 import numpy as np
 
 from acml_dist.data.shards import decode_npz, read_manifest, shard_paths
-from acml_dist.errors import InputError
+from acml_dist.errors import DataError, InputError
 
 
 class ShardMismatch(InputError, RuntimeError):
@@ -212,7 +212,7 @@ def make_loader(
     teachers = list(teachers)
     urls = shard_paths(root, split)
     if not urls:
-        raise ValueError(f"{root}: split {split!r} has no shards")
+        raise DataError(f"{root}: split {split!r} has no shards")
     dims = {t: int(teacher_manifest(root, t, (teacher_hashes or {}).get(t))["dim"]) for t in teachers}
     total = count_samples(root, split)
     finite = world_size == 1 and not resampled and batches_per_epoch is None
@@ -220,7 +220,7 @@ def make_loader(
     if budget is None and not finite:
         budget = total // (world_size * batch_size)
         if budget == 0:
-            raise ValueError(
+            raise DataError(
                 f"{split}: {total} samples cannot give {world_size} ranks a batch of {batch_size}"
             )
     by_shard = (

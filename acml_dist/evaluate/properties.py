@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from acml_dist.errors import DataError
 from acml_dist.evaluate.splits import make_split
 from acml_dist.evaluate.training import (
     LabelledSet,
@@ -34,7 +35,7 @@ def read_labelled_frame(data_cfg: Any, name: str | None = None):
         from acml_dist.data.datasets import LABELLED, load_labelled
 
         if name.lower() not in LABELLED:
-            raise ValueError(f"unknown dataset {name!r}: known {sorted(LABELLED)}, or pass data.path=FILE")
+            raise DataError(f"unknown dataset {name!r}: known {sorted(LABELLED)}, or pass data.path=FILE")
         frame, targets, task = load_labelled(name)  # the registry renames the SMILES column to `smiles`
         return frame, "smiles", list(targets), task
     path = Path(data_cfg.path)
@@ -45,14 +46,47 @@ def read_labelled_frame(data_cfg: Any, name: str | None = None):
     smiles_col = data_cfg.smiles_column
     if smiles_col not in frame.columns:
         columns = list(frame.columns)
-        raise ValueError(f"data.smiles_column={smiles_col!r} is not a column of {path}: {columns}")
+        raise DataError(f"data.smiles_column={smiles_col!r} is not a column of {path}: {columns}")
     targets = list(data_cfg.targets) or [
         c for c in frame.columns if c != smiles_col and pd.api.types.is_numeric_dtype(frame[c])
     ]
     missing = [t for t in targets if t not in frame.columns]
     if missing:
-        raise ValueError(f"data.targets {missing} are not columns of {path}: {list(frame.columns)}")
+        raise DataError(f"data.targets {missing} are not columns of {path}: {list(frame.columns)}")
     return frame, smiles_col, targets, data_cfg.task
+
+
+# Two-valued text labels of a classification target, read case-insensitively; anything else must be 0/1.
+POSITIVE_LABELS = {"1", "true", "yes", "y", "t", "active", "positive", "pos"}
+NEGATIVE_LABELS = {"0", "false", "no", "n", "f", "inactive", "negative", "neg"}
+
+
+def label_matrix(frame, targets: list[str], task: str, name: str) -> np.ndarray:
+    """(rows, targets) float64 labels, NaN where missing. Classification columns may be 0/1, booleans or
+    a pair of words (yes/no, active/inactive, true/false, positive/negative); regression columns numeric.
+    A target with no usable label at all is an error, not an empty result."""
+    import pandas as pd
+
+    columns = []
+    for target in targets:
+        raw = frame[target]
+        values = pd.to_numeric(raw, errors="coerce").astype(np.float64)
+        text = raw[values.isna() & raw.notna()].astype(str).str.strip().str.lower()
+        text = text[text != ""]
+        if task == "classification" and len(text):
+            words = set(text)
+            if not words <= POSITIVE_LABELS | NEGATIVE_LABELS:
+                raise DataError(
+                    f"{name}: classification target {target!r} has labels {sorted(words)[:5]}; use 0/1 or "
+                    f"a pair such as yes/no, active/inactive, true/false, positive/negative"
+                )
+            values = values.where(values.notna(), text.map(lambda w: float(w in POSITIVE_LABELS)))
+        elif len(text):
+            log.warning("%s: %d non-numeric values of %r read as missing", name, len(text), target)
+        if values.notna().sum() == 0:
+            raise DataError(f"{name}: target {target!r} has no usable {task} labels")
+        columns.append(values.to_numpy(dtype=np.float64))
+    return np.stack(columns, axis=1) if columns else np.zeros((len(frame), 0))
 
 
 def featurize_labelled(
@@ -66,8 +100,8 @@ def featurize_labelled(
     from acml_dist.data.loader import graph_from_npz
 
     if task not in ("regression", "classification"):
-        raise ValueError(f"data.task must be regression or classification, got {task!r}")
-    labels = frame[targets].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+        raise DataError(f"data.task must be regression or classification, got {task!r}")
+    labels = label_matrix(frame, targets, task, name)
     smiles, graphs, keep, invalid = [], [], [], []
     for row, text in enumerate(frame[smiles_col].tolist()):
         text = "" if pd.isna(text) else str(text)
@@ -84,7 +118,7 @@ def featurize_labelled(
         bad = ~np.isnan(y) & ~np.isin(y, (0.0, 1.0))
         if bad.any():
             found = np.unique(y[bad])
-            raise ValueError(f"{name}: classification targets must be 0/1 (or empty), found {found}")
+            raise DataError(f"{name}: classification targets must be 0/1 (or empty), found {found}")
     if invalid:
         log.warning("%s: %d of %d rows have invalid SMILES (reported)", name, len(invalid), len(frame))
     return LabelledSet(name, task, list(targets), smiles, graphs, y, rows=len(frame), invalid=invalid)
@@ -130,7 +164,7 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
     """All methods x seeds on one dataset. Returns {"summary": {method: {metric: (mean, std)}},
     "runs": [per seed and method records], "curves": {seed0 method -> epoch records}, "split": sizes}."""
     if len(data.graphs) < 10:
-        raise ValueError(f"{data.name}: only {len(data.graphs)} valid molecules, too few to split")
+        raise DataError(f"{data.name}: only {len(data.graphs)} valid molecules, too few to split")
     emb_dim = embedding_dim(model, data.graphs)
     pretrained_x = embed_graphs(EncoderView(model), data.graphs)
     runs: list[dict] = []

@@ -11,6 +11,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from acml_dist.errors import DataError
+
 
 def murcko_scaffold(smiles: str) -> str:
     """Generic-free Bemis-Murcko scaffold SMILES ("" for acyclic or unparsable molecules)."""
@@ -62,4 +64,4 @@ def make_split(
         return scaffold_split(smiles, fractions, seed)
     if kind == "random":
         return random_split(len(smiles), fractions, seed)
-    raise ValueError(f"split must be scaffold or random, got {kind!r}")
+    raise DataError(f"split must be scaffold or random, got {kind!r}")

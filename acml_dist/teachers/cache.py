@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from acml_dist.errors import DataError
 from acml_dist.log import get_logger
 from acml_dist.teachers.shards import (
     cache_dir,
@@ -214,7 +215,7 @@ def embed_dataset(cfg: Any) -> dict[str, Any]:
     if not root.exists():
         raise FileNotFoundError(f"dataset {root} does not exist: run `acml featurize name={cfg.name}` first")
     if not cfg.teachers:
-        raise ValueError("no teachers configured: pass teachers=<group> (e.g. teachers=smiles_fp)")
+        raise DataError("no teachers configured: pass teachers=<group> (e.g. teachers=smiles_fp)")
     from acml_dist.data.featurize import ensure_ray  # the one Ray set-up every stage shares
 
     started = ensure_ray(cfg.cluster)

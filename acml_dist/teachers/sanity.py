@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from acml_dist.errors import DataError
 from acml_dist.teachers.shards import cache_dir, cache_manifest, iter_cache_shard, iter_graph_shard
 
 
@@ -33,7 +34,7 @@ def load_cached(root: str | Path, teacher: str, split: str, n: int) -> tuple[lis
             if len(smiles) >= n:
                 return smiles, np.stack(embs)
     if not smiles:
-        raise ValueError(f"no cached embeddings for teacher {teacher!r} in split {split!r} under {root}")
+        raise DataError(f"no cached embeddings for teacher {teacher!r} in split {split!r} under {root}")
     return smiles, np.stack(embs)
 
 

@@ -117,3 +117,30 @@ def test_figures_are_written(tmp_path):
     ]
     for path in written:
         assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_label_matrix_reads_word_labels_and_refuses_unusable_targets():
+    import pandas as pd
+
+    from acml_dist.errors import DataError
+    from acml_dist.evaluate.properties import label_matrix
+
+    frame = pd.DataFrame(
+        {
+            "active": ["Yes", "no", None, " YES ", "no"],
+            "flag": [True, False, True, False, True],
+            "y01": [1, 0, None, 1, 0],
+            "logp": [1.5, "n/a", 2.0, None, -0.5],
+            "kind": ["cat", "dog", "cat", "dog", "cat"],
+            "empty": [None] * 5,
+        }
+    )
+    y = label_matrix(frame, ["active", "flag", "y01"], "classification", "t")
+    np.testing.assert_array_equal(y, [[1, 1, 1], [0, 0, 0], [np.nan, 1, np.nan], [1, 0, 1], [0, 1, 0]])
+    np.testing.assert_array_equal(
+        label_matrix(frame, ["logp"], "regression", "t")[:, 0], [1.5, np.nan, 2.0, np.nan, -0.5]
+    )
+    with pytest.raises(DataError, match="'kind' has labels \\['cat', 'dog'\\]"):
+        label_matrix(frame, ["kind"], "classification", "t")
+    with pytest.raises(DataError, match="'empty' has no usable regression labels"):
+        label_matrix(frame, ["empty"], "regression", "t")
