@@ -9,29 +9,50 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from acml_dist.errors import DataError
 from acml_dist.log import get_logger
 
 log = get_logger("serve")
 
 
 def load_embedder(model: str):
-    """An object with `predict(DataFrame[smiles]) -> DataFrame` from a registry URI or an MLflow model dir."""
+    """An object with `predict(DataFrame[smiles]) -> (N, dim) array` from a registry URI, an MLflow model
+    dir, or a saved-model dir / run dir as `acml train` writes it (loaded directly, no MLflow round trip)."""
     import mlflow
 
-    return mlflow.pyfunc.load_model(model)
+    from acml_dist.tracking import AcmlGinPyfunc, resolve_model_dir
+
+    if "://" in model or model.startswith(("models:/", "runs:/")) or Path(model, "MLmodel").exists():
+        return mlflow.pyfunc.load_model(model)
+    pyfunc = AcmlGinPyfunc()
+    pyfunc._load(resolve_model_dir(model))  # FileNotFoundError names the path when nothing is there
+    return _DirectEmbedder(pyfunc)
+
+
+class _DirectEmbedder:
+    def __init__(self, pyfunc) -> None:
+        self.pyfunc = pyfunc
+
+    def predict(self, frame):
+        return self.pyfunc.predict(None, frame)
 
 
 def read_smiles_table(path: str, smiles_column: str):
+    """A DataFrame with the SMILES column: CSV / TSV / Parquet (gzipped CSV too), or a .smi file read by
+    the corpus reader (title line, ids and gzip handled the same way; blank lines skipped)."""
     import pandas as pd
 
-    suffixes = Path(path).suffixes
-    if ".parquet" in suffixes:
+    from acml_dist.data.sources import detect_format, iter_smiles_file
+
+    if ".parquet" in Path(path).suffixes:
         return pd.read_parquet(path)
-    if ".smi" in suffixes or ".txt" in suffixes:
-        rows = [line.split()[0] for line in Path(path).read_text().splitlines() if line.strip()]
-        return pd.DataFrame({smiles_column: rows})
-    sep = "\t" if ".tsv" in suffixes else ","
-    return pd.read_csv(path, sep=sep)
+    fmt = detect_format(path)  # from the extension; an unknown one is a one-line error
+    if fmt in ("smi", "pubchem_smiles"):
+        smiles = [text for _, text, _ in iter_smiles_file(path, fmt, smiles_column) if text]
+        return pd.DataFrame({smiles_column: smiles})
+    if fmt == "sdf":
+        raise DataError(f"{path}: embed-smiles reads SMILES tables (CSV, TSV, Parquet, .smi), not SDF")
+    return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
 
 
 def embed_smiles_file(cfg: DictConfig) -> dict:
@@ -42,7 +63,7 @@ def embed_smiles_file(cfg: DictConfig) -> dict:
 
     table = read_smiles_table(cfg.input, cfg.smiles_column)
     if cfg.smiles_column not in table.columns:
-        raise KeyError(f"{cfg.input}: no column {cfg.smiles_column!r} (columns: {list(table.columns)})")
+        raise DataError(f"{cfg.input}: no column {cfg.smiles_column!r} (columns: {list(table.columns)})")
     model = load_embedder(cfg.model)
     smiles = table[cfg.smiles_column].astype(str).tolist()
     parts = []

@@ -72,3 +72,37 @@ def test_register_champion_and_fresh_process_predict(mlflow_store, tmp_path):
 
     local = embed_smiles(load_model(tmp_path / "m3"), smiles)
     np.testing.assert_allclose(np.array(rows[0], dtype=np.float32), local[0], rtol=1e-5, atol=1e-5)
+
+
+def test_embed_smiles_from_a_saved_model_dir_and_a_smi_file(tmp_path):
+    """`acml embed-smiles` takes the run dir `acml train` wrote (no registry needed) and any SMILES file
+    the corpus reader takes: a gzipped .smi with a title line and a blank line here."""
+    import gzip
+
+    import numpy as np
+    import pandas as pd
+    from omegaconf import OmegaConf
+
+    from acml_dist.models.io import load_model
+    from acml_dist.serving import embed_smiles_file
+    from acml_dist.tracking import embed_smiles
+
+    _saved_model(tmp_path / "run" / "model", 4)
+    with gzip.open(tmp_path / "in.smi.gz", "wt") as fh:
+        fh.write("SMILES Name\nCCO ethanol\n\nc1ccccc1O phenol\nC1CC broken\n")
+    cfg = OmegaConf.create(
+        {
+            "input": str(tmp_path / "in.smi.gz"),
+            "output": str(tmp_path / "out.parquet"),
+            "model": str(tmp_path / "run"),
+            "smiles_column": "smiles",
+            "batch_size": 2,
+        }
+    )
+    assert embed_smiles_file(cfg) == {"rows": 3, "valid": 2, "dim": 16}
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out["smiles"].tolist() == ["CCO", "c1ccccc1O", "C1CC"]
+    emb = out[[f"emb_{i}" for i in range(16)]].to_numpy()
+    direct = embed_smiles(load_model(tmp_path / "run" / "model"), ["CCO", "c1ccccc1O"])
+    np.testing.assert_allclose(emb[:2], direct, rtol=1e-5, atol=1e-6)
+    assert np.isnan(emb[2]).all()
