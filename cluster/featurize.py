@@ -12,12 +12,10 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    from acml_dist.config import load_config
-    from acml_dist.data.featurize import featurize_corpus
+    # The CLI's own entry: same config handling, `--cfg job`, and one-line input errors (exit 2).
+    from acml_dist.cli import main as acml
 
-    cfg = load_config("featurize", argv)
-    featurize_corpus(cfg)
-    return 0
+    return acml(["featurize", *argv])
 
 
 if __name__ == "__main__":

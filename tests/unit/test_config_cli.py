@@ -111,6 +111,18 @@ def test_cli_input_errors_are_one_line(tmp_path, make_input, expected):
     assert "Traceback" not in out.stderr and not (tmp_path / "out").exists()
 
 
+def test_cluster_featurize_script_is_the_cli(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "cluster/featurize.py", f"input={tmp_path / 'none.smi'}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "acml featurize: no input files at" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
