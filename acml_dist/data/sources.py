@@ -34,12 +34,13 @@ class SourceSpec:
 
 
 def open_text(path: str | os.PathLike) -> io.TextIOBase:
-    """Text handle on a plain or gzipped file (by magic bytes, not by name)."""
+    """Text handle on a plain or gzipped file (by magic bytes, not by name); a UTF-8 byte-order mark (Excel's
+    CSV export) is dropped so the first column name reads as written."""
     with open(path, "rb") as fh:
         magic = fh.read(2)
     if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace", newline="")
-    return open(path, encoding="utf-8", errors="replace", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="replace", newline="")
+    return open(path, encoding="utf-8-sig", errors="replace", newline="")
 
 
 def detect_format(path: str) -> str:

@@ -55,6 +55,10 @@ def test_csv_columns_and_limit(tmp_path: Path) -> None:
     assert list(iter_records(spec, limit=2)) == [("my_a", "CCO", "smiles"), ("my_b", "CCN", "smiles")]
     with pytest.raises(ValueError, match="column 'nope'"):
         list(iter_records(SourceSpec([str(path)], "csv", "nope")))
+    # Excel's "CSV UTF-8" starts with a byte-order mark: the first column name must still match
+    path.write_bytes("\ufeffSMILES,name\nCCO,a\n".encode())
+    bom_spec = SourceSpec([str(path)], "auto", "smiles", "name")
+    assert list(iter_records(bom_spec)) == [("mol_a", "CCO", "smiles")]
 
 
 def test_smi_title_line_and_crlf(tmp_path: Path) -> None:
