@@ -1,6 +1,8 @@
-"""The one exception every layer may raise for a problem with the user's input or set-up (a missing file, an
-unknown column, shards of another configuration, a teacher that cannot be loaded). The CLI prints its
-message on one line and exits 2; anything else is a bug and keeps its traceback."""
+"""Exceptions any layer raises for a problem with the user's input or set-up (a missing column, shards of
+another configuration, a teacher that cannot be loaded): `InputError` and its `ValueError` flavour
+`DataError`. The CLI prints their message on one line and exits 2; anything else is a bug and keeps its
+traceback. Errors inside Ray tasks arrive as RayTaskError subclasses of the same class, so this holds there
+too."""
 
 from __future__ import annotations
 
