@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         # The user's input or set-up, not a bug: one line that says what to change (ACML_DEBUG=1: traceback).
         if os.environ.get("ACML_DEBUG"):
             raise
-        print(f"acml {args.command}: {exc}", file=sys.stderr)
+        cause = getattr(exc, "cause", None) or exc  # from a Ray task: the original, not Ray's traceback
+        print(f"acml {args.command}: {cause}", file=sys.stderr)
         return 2
     # Stages return a dict; a stage that failed its own checks says so with "ok": False.
     if isinstance(result, dict) and result.get("ok") is False:
