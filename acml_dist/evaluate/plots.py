@@ -71,7 +71,9 @@ def embedding_map(
         try:
             import umap
 
-            reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(x) - 1))
+            # A seed makes UMAP single-threaded anyway; saying n_jobs=1 keeps it from warning about it.
+            neighbours = min(15, len(x) - 1)
+            reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=neighbours, n_jobs=1)
             xy, method = reducer.fit_transform(x), "UMAP"
         except ImportError:
             if method == "umap":
