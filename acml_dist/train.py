@@ -27,7 +27,7 @@ from acml_dist.engine import (  # the distributed plumbing; tests and benchmarks
     load_checkpoint,
     save_checkpoint,
 )
-from acml_dist.errors import DataError
+from acml_dist.errors import DataError, InputError
 from acml_dist.log import get_logger
 
 log = get_logger("train")
@@ -430,7 +430,19 @@ def _summary_table(metrics: dict[str, Any]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """`deepspeed acml_dist/train.py <overrides>`: strips the launcher's --local_rank, `--cfg job` prints."""
+    """`deepspeed acml_dist/train.py <overrides>`: strips the launcher's --local_rank, `--cfg job` prints.
+    A wrong config or input gives one line per rank and exit 2, as the CLI does (ACML_DEBUG=1: traceback)."""
+    try:
+        return _main(argv)
+    except (InputError, FileNotFoundError) as exc:
+        if os.environ.get("ACML_DEBUG"):
+            raise
+        # one write per line: the launcher merges every rank's stderr
+        sys.stderr.write(f"[rank {os.environ.get('RANK', 0)}] acml train: {exc}\n")
+        return 2
+
+
+def _main(argv: Optional[list[str]]) -> int:
     from acml_dist.config import load_config, to_yaml
 
     args = list(sys.argv[1:] if argv is None else argv)

@@ -22,9 +22,10 @@ from acml_dist.config.eval import EvalConfig
 from acml_dist.config.model import ModelConfig
 from acml_dist.config.teachers import TeacherConfig
 from acml_dist.config.train import LossConfig, TrainerConfig
+from acml_dist.errors import InputError
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A configuration problem, with the offending key named."""
 
 

@@ -17,6 +17,28 @@ def test_entry_strips_local_rank_and_prints_config(capsys):
     assert "micro_batch: 7" in printed and "name: x" in printed and "local_rank" not in printed
 
 
+def test_entry_reports_input_and_config_errors_in_one_line(tmp_path):
+    """The script as the launcher runs it (own process: a failed run leaves no process group behind)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "ACML_DEBUG"}
+
+    def entry(*overrides: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "acml_dist/train.py", *overrides]
+        return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+    missing = entry(f"shards_root={tmp_path}", "name=nothing_here")
+    assert missing.returncode == 2, missing.stderr[-2000:]
+    assert "[rank 0] acml train: no embedding cache for teacher" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    bad = entry("trainer.lr=abc")
+    assert bad.returncode == 2 and "trainer.lr" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_ds_config_from_hydra():
     from acml_dist.config import load_config
     from acml_dist.train import build_ds_config
