@@ -11,7 +11,6 @@ micro-batches of trainer.micro_batch per rank; the loss sees negatives from ever
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -29,6 +28,14 @@ from acml_dist.engine import (  # the distributed plumbing; tests and benchmarks
 )
 from acml_dist.errors import DataError, InputError
 from acml_dist.log import get_logger
+from acml_dist.train_metrics import (
+    MetricWindow,
+    batch_top1,
+    evaluate_retrieval,
+    fill_online,
+    param_dtype,
+    plot_loss_curve,
+)
 
 log = get_logger("train")
 
@@ -57,111 +64,7 @@ def teacher_dims(cfg: Any, root: Path) -> tuple[dict[str, int], dict[str, Any]]:
     return dims, online
 
 
-# ----------------------------------------------------------------------------------------------- steps
-
-
-def _fill_online(batch: Any, online: dict[str, Any]) -> None:
-    import torch
-
-    for name, teacher in online.items():
-        batch.embeddings[name] = teacher.encode_smiles(batch.smiles).float()
-        batch.masks[name] = torch.ones(len(batch), dtype=torch.bool)
-
-
-def retrieval_top1(model: Any, batch: Any, dtype: Any) -> dict[str, tuple[float, float]]:
-    """Within-batch graph -> teacher top-1: (hits, valid rows) per teacher, this rank's batch."""
-    import torch
-
-    hits = {}
-    with torch.no_grad():
-        h = model.encode(batch.graph)
-        for name, emb in batch.embeddings.items():
-            mask = batch.masks.get(name, torch.ones(len(batch), dtype=torch.bool)).to(h.device)
-            if mask.sum() == 0:
-                hits[name] = (0.0, 0.0)
-                continue
-            g = torch.nn.functional.normalize(model.project_graph(h, name)[mask].float(), dim=-1)
-            t = torch.nn.functional.normalize(
-                model.project_teacher(emb.to(dtype), name)[mask].float(), dim=-1
-            )
-            best = (g @ t.T).argmax(dim=1)
-            hits[name] = (float((best == torch.arange(len(g), device=g.device)).sum()), float(len(g)))
-    return hits
-
-
-def evaluate_retrieval(
-    engine: Any, cfg: Any, root: Path, online: dict, rank: int, world: int
-) -> dict[str, float]:
-    """Graph -> teacher top-1 inside batches of 128 held-out (val) molecules, summed over ranks."""
-    import torch
-    import torch.distributed as dist
-
-    from acml_dist.data.loader import count_samples, make_loader
-    from acml_dist.data.shards import read_manifest
-
-    cache = [n for n in cfg.teachers if n not in online]
-    splits = (read_manifest(root) or {}).get("splits", {})
-    split = "val" if splits.get("val", {}).get("samples") else "test"  # held-out molecules either way
-    if not splits.get(split, {}).get("samples"):
-        return {}
-    total = count_samples(root, split)
-    batch = min(128, total // world)
-    if batch < 2:
-        return {}
-    loader = make_loader(
-        root,
-        split,
-        batch,
-        schema=cfg.model.schema,
-        teachers=cache,
-        rank=rank,
-        world_size=world,
-        batches_per_epoch=total // (world * batch),
-    )
-    model, dtype = engine.module, _dtype(engine)
-    model.eval()
-    sums: dict[str, list[float]] = {n: [0.0, 0.0] for n in cfg.teachers}
-    for mb in loader:
-        _fill_online(mb, online)
-        for name, (hit, n) in retrieval_top1(model, mb.to(engine.device), dtype).items():
-            sums[name][0] += hit
-            sums[name][1] += n
-    model.train()
-    names = list(cfg.teachers)
-    totals = torch.tensor([sums[n] for n in names], dtype=torch.float64)
-    if world > 1:
-        dist.all_reduce(totals)
-    out = {
-        f"retrieval_top1_{n}": float(totals[i, 0] / max(1.0, float(totals[i, 1])))
-        for i, n in enumerate(names)
-    }
-    out["retrieval_top1"] = out[f"retrieval_top1_{names[0]}"]  # as evaluate: graph -> first teacher
-    out["retrieval_batch"] = float(batch)
-    return out
-
-
-def _dtype(engine: Any) -> Any:
-    return next(engine.module.parameters()).dtype
-
-
 # ----------------------------------------------------------------------------------------------- run
-
-
-def _micro_top1(out: dict[str, Any], masks: dict[str, Any]) -> dict[str, float]:
-    import torch
-
-    top1 = {}
-    with torch.no_grad():
-        for name, (g, t, _) in out.items():
-            mask = masks.get(name)
-            g, t = (g, t) if mask is None else (g[mask], t[mask])
-            if len(g):
-                sims = (
-                    torch.nn.functional.normalize(g.float(), dim=-1)
-                    @ torch.nn.functional.normalize(t.float(), dim=-1).T
-                )
-                top1[name] = float((sims.argmax(1) == torch.arange(len(g), device=g.device)).float().mean())
-    return top1
 
 
 def run(cfg: Any) -> dict[str, Any]:
@@ -200,7 +103,7 @@ def run(cfg: Any) -> dict[str, Any]:
     ds_config = build_ds_config(tr, total_steps, torch.cuda.is_available())
     engine, scheduler = initialize_engine(model, ds_config, float(tr.weight_decay))
     loss_fn = ContrastiveLoss(cfg.loss.kind, gather=cfg.loss.gather)
-    dtype = _dtype(engine)
+    dtype = param_dtype(engine)
 
     state: dict[str, Any] = {
         "step": 0,
@@ -241,7 +144,7 @@ def run(cfg: Any) -> dict[str, Any]:
         dims,
     )
 
-    step, accum, window = state["step"], 0, _Window()
+    step, accum, window = state["step"], 0, MetricWindow()
     last_ckpt = step
     t_start = time.time()
     train_time = 0.0
@@ -266,7 +169,7 @@ def run(cfg: Any) -> dict[str, Any]:
         tick = time.time()
         for batch in batches:
             state["micro"] += 1
-            _fill_online(batch, online)
+            fill_online(batch, online)
             batch = batch.to(engine.device)
             outputs = engine(batch.graph, {n: e.to(dtype) for n, e in batch.embeddings.items()})
             losses = {n: loss_fn(g, t, batch.masks.get(n), s) for n, (g, t, s) in outputs.items()}
@@ -296,7 +199,7 @@ def run(cfg: Any) -> dict[str, Any]:
             history.append(record)
             if step % tr.log_every == 0 or step == total_steps:
                 metrics = window.flush()
-                metrics.update({f"train_top1_{n}": v for n, v in _micro_top1(outputs, batch.masks).items()})
+                metrics.update({f"train_top1_{n}": v for n, v in batch_top1(outputs, batch.masks).items()})
                 metrics.update({f"logit_scale_{n}": engine.module.logit_scale(n).item() for n in dims})
                 grad_norm = engine.get_global_grad_norm()
                 metrics["grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
@@ -346,7 +249,7 @@ def run(cfg: Any) -> dict[str, Any]:
             {"metrics": metrics, "loss": cfg.loss.kind, "teachers": {n: dict(cfg.teachers[n]) for n in dims}},
         )
         result["model_dir"] = str(model_dir)
-        curve = _plot_history(history, out / "loss_curve.png")
+        curve = plot_loss_curve(history, out / "loss_curve.png")
         (out / "history.json").write_text(json.dumps(history))
         logger.finish(metrics, files=[curve, out / "history.json"], model_dir=model_dir)
         if tr.register and cfg.tracking.enabled:
@@ -355,26 +258,6 @@ def run(cfg: Any) -> dict[str, Any]:
     if world > 1:
         dist.barrier()
     return result
-
-
-class _Window:
-    """Loss / throughput accumulated between two log lines."""
-
-    def __init__(self) -> None:
-        self.sums: Any = None
-        self.names: list[str] = []
-        self.count, self.molecules, self.seconds = 0, 0, 0.0
-
-    def add(self, values: Any, names: list[str], molecules: int) -> None:
-        self.sums = values.clone() if self.sums is None else self.sums + values
-        self.names, self.count, self.molecules = names, self.count + 1, self.molecules + molecules
-
-    def flush(self) -> dict[str, float]:
-        mean = (self.sums / max(1, self.count)).tolist() if self.sums is not None else [float("nan")]
-        out = {"loss": mean[0], **{f"loss_{n}": mean[i + 1] for i, n in enumerate(self.names)}}
-        out["molecules_per_s"] = self.molecules / max(self.seconds, 1e-9)
-        self.__init__()
-        return out
 
 
 def _checkpoint(engine, ckpt_dir, step, state, guard, history, rank) -> None:
@@ -398,26 +281,6 @@ def _yaml(cfg: Any) -> str:
 def _manifests(root: Path, teachers: list[str]) -> list[Path]:
     paths = [root / "manifest.json"] + [root / "embeddings" / t / "manifest.json" for t in teachers]
     return [p for p in paths if p.exists()]
-
-
-def _plot_history(history: list[dict[str, float]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    steps = [h["step"] for h in history]
-    for key in sorted({k for h in history for k in h if k.startswith("loss")}):
-        ax.plot(steps, [h.get(key, math.nan) for h in history], label=key, lw=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel("contrastive loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def _summary_table(metrics: dict[str, Any]) -> str:

@@ -1,0 +1,152 @@
+"""What training measures as it goes: in-batch top-1 on the training batch, graph -> teacher top-1 on
+held-out molecules (summed over ranks), the loss / throughput window between log lines, and the loss curve."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+
+def fill_online(batch: Any, online: dict[str, Any]) -> None:
+    """Embeddings of the teachers that run online (not cached) for this batch, every row present."""
+    import torch
+
+    for name, teacher in online.items():
+        batch.embeddings[name] = teacher.encode_smiles(batch.smiles).float()
+        batch.masks[name] = torch.ones(len(batch), dtype=torch.bool)
+
+
+def retrieval_top1(model: Any, batch: Any, dtype: Any) -> dict[str, tuple[float, float]]:
+    """Within-batch graph -> teacher top-1: (hits, valid rows) per teacher, this rank's batch."""
+    import torch
+
+    hits = {}
+    with torch.no_grad():
+        h = model.encode(batch.graph)
+        for name, emb in batch.embeddings.items():
+            mask = batch.masks.get(name, torch.ones(len(batch), dtype=torch.bool)).to(h.device)
+            if mask.sum() == 0:
+                hits[name] = (0.0, 0.0)
+                continue
+            g = torch.nn.functional.normalize(model.project_graph(h, name)[mask].float(), dim=-1)
+            t = torch.nn.functional.normalize(
+                model.project_teacher(emb.to(dtype), name)[mask].float(), dim=-1
+            )
+            best = (g @ t.T).argmax(dim=1)
+            hits[name] = (float((best == torch.arange(len(g), device=g.device)).sum()), float(len(g)))
+    return hits
+
+
+def evaluate_retrieval(
+    engine: Any, cfg: Any, root: Path, online: dict, rank: int, world: int
+) -> dict[str, float]:
+    """Graph -> teacher top-1 inside batches of 128 held-out (val) molecules, summed over ranks."""
+    import torch
+    import torch.distributed as dist
+
+    from acml_dist.data.loader import count_samples, make_loader
+    from acml_dist.data.shards import read_manifest
+
+    cache = [n for n in cfg.teachers if n not in online]
+    splits = (read_manifest(root) or {}).get("splits", {})
+    split = "val" if splits.get("val", {}).get("samples") else "test"  # held-out molecules either way
+    if not splits.get(split, {}).get("samples"):
+        return {}
+    total = count_samples(root, split)
+    batch = min(128, total // world)
+    if batch < 2:
+        return {}
+    loader = make_loader(
+        root,
+        split,
+        batch,
+        schema=cfg.model.schema,
+        teachers=cache,
+        rank=rank,
+        world_size=world,
+        batches_per_epoch=total // (world * batch),
+    )
+    model, dtype = engine.module, param_dtype(engine)
+    model.eval()
+    sums: dict[str, list[float]] = {n: [0.0, 0.0] for n in cfg.teachers}
+    for mb in loader:
+        fill_online(mb, online)
+        for name, (hit, n) in retrieval_top1(model, mb.to(engine.device), dtype).items():
+            sums[name][0] += hit
+            sums[name][1] += n
+    model.train()
+    names = list(cfg.teachers)
+    totals = torch.tensor([sums[n] for n in names], dtype=torch.float64)
+    if world > 1:
+        dist.all_reduce(totals)
+    out = {
+        f"retrieval_top1_{n}": float(totals[i, 0] / max(1.0, float(totals[i, 1])))
+        for i, n in enumerate(names)
+    }
+    out["retrieval_top1"] = out[f"retrieval_top1_{names[0]}"]  # as evaluate: graph -> first teacher
+    out["retrieval_batch"] = float(batch)
+    return out
+
+
+def param_dtype(engine: Any) -> Any:
+    """The dtype the engine's module computes in (bf16 / fp16 / fp32), for teacher inputs."""
+    return next(engine.module.parameters()).dtype
+
+
+def batch_top1(out: dict[str, Any], masks: dict[str, Any]) -> dict[str, float]:
+    """Graph -> teacher top-1 inside the training micro-batch just stepped (a cheap progress signal)."""
+    import torch
+
+    top1 = {}
+    with torch.no_grad():
+        for name, (g, t, _) in out.items():
+            mask = masks.get(name)
+            g, t = (g, t) if mask is None else (g[mask], t[mask])
+            if len(g):
+                sims = (
+                    torch.nn.functional.normalize(g.float(), dim=-1)
+                    @ torch.nn.functional.normalize(t.float(), dim=-1).T
+                )
+                top1[name] = float((sims.argmax(1) == torch.arange(len(g), device=g.device)).float().mean())
+    return top1
+
+
+class MetricWindow:
+    """Loss / throughput accumulated between two log lines."""
+
+    def __init__(self) -> None:
+        self.sums: Any = None
+        self.names: list[str] = []
+        self.count, self.molecules, self.seconds = 0, 0, 0.0
+
+    def add(self, values: Any, names: list[str], molecules: int) -> None:
+        self.sums = values.clone() if self.sums is None else self.sums + values
+        self.names, self.count, self.molecules = names, self.count + 1, self.molecules + molecules
+
+    def flush(self) -> dict[str, float]:
+        mean = (self.sums / max(1, self.count)).tolist() if self.sums is not None else [float("nan")]
+        out = {"loss": mean[0], **{f"loss_{n}": mean[i + 1] for i, n in enumerate(self.names)}}
+        out["molecules_per_s"] = self.molecules / max(self.seconds, 1e-9)
+        self.__init__()
+        return out
+
+
+def plot_loss_curve(history: list[dict[str, float]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = [h["step"] for h in history]
+    for key in sorted({k for h in history for k in h if k.startswith("loss")}):
+        ax.plot(steps, [h.get(key, math.nan) for h in history], label=key, lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("contrastive loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
