@@ -17,7 +17,7 @@ def evaluate(cfg: Any) -> dict:
 
 def finetune(cfg: Any) -> dict:
     """Fine-tune the model on a labelled dataset (registry name or CSV) against the from-scratch baseline."""
-    from acml_dist.evaluate.run import run_finetune
+    from acml_dist.evaluate.finetune_job import run_finetune
 
     return run_finetune(cfg)
 

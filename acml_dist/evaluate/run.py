@@ -1,5 +1,6 @@
-"""The `acml evaluate` and `acml finetune` jobs: gather embeddings, compute every metric against its
-baseline, draw the figures, write the markdown report, log everything to MLflow."""
+"""The `acml evaluate` job: gather embeddings, compute every metric against its baseline, draw the
+figures, write the markdown report, log everything to MLflow. Its helpers also serve `acml finetune`
+(finetune_job.py)."""
 
 from __future__ import annotations
 
@@ -411,41 +412,3 @@ def write_report(out: Path, sections: list[str], metrics: dict, ecfg: Any) -> No
         target.write_text(text.replace("](figures/", f"]({ecfg.report_figures}/"))
         log.info("report written to %s (figures in %s)", target, figures)
     log.info("report: %s", out / "report.md")
-
-
-# ---------------------------------------------------------------- acml finetune
-
-
-def run_finetune(cfg: Any) -> dict:
-    import pandas as pd
-
-    model, model_dir = load(cfg)
-    out = output_dir(cfg, "finetune")
-    name = None if cfg.data.get("path") else cfg.data.source
-    data = load_labelled_set(cfg.data, name, schema_of(model))
-    pd.DataFrame(data.invalid, columns=["row", "input", "reason"]).to_csv(
-        out / "invalid_rows.csv", index=False
-    )
-    with cpu_threads(cfg.eval.num_threads), mlflow_run(cfg, f"finetune-{cfg.name}") as run:
-        result = run_dataset(model, data, cfg.eval, cfg.data.split, cfg.data.split_fractions, out / "figures")
-        metrics = {
-            "rows": data.rows,
-            "valid_rows": len(data.graphs),
-            "invalid_rows": len(data.invalid),
-            "missing_labels": data.missing_labels,
-            **property_metrics("", result),
-        }
-        pd.DataFrame(result["runs"]).to_csv(out / "runs.csv", index=False)
-        invalid = "\n".join(f"- row {r['row']}: `{r['input']}` ({r['reason']})" for r in data.invalid[:50])
-        sections = [
-            f"# Fine-tuning `{data.name}` ({data.task}, targets {data.targets})\n\nModel `{cfg.model}`.",
-            property_report({data.name: result}, {}, cfg.eval, cfg.data.split).replace(
-                "## Property prediction", "## Results"
-            ),
-            f"Rows not used: invalid SMILES or rejected by standardisation ({len(data.invalid)}, "
-            f"in invalid_rows.csv):\n\n{invalid or 'none'}",
-        ]
-        write_report(out, sections, metrics, OmegaConf.create({"report": None}))
-        log_to_mlflow(run, metrics, out, {"model": cfg.model, "data": cfg.data.get("path") or name})
-    report.print_summary(f"acml finetune {data.name}", metrics)
-    return metrics

@@ -1,0 +1,59 @@
+"""The `acml finetune` job: fine-tune a pretrained GIN on any labelled CSV (or a registry dataset) against
+the same GIN from scratch and linear probes, with the evaluate job's report and MLflow logging. (Not named
+finetune.py: a submodule of that name would shadow the package's `finetune()` once imported.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from acml_dist.evaluate import report
+from acml_dist.evaluate.properties import load_labelled_set
+from acml_dist.evaluate.run import (
+    cpu_threads,
+    load,
+    log_to_mlflow,
+    mlflow_run,
+    output_dir,
+    property_metrics,
+    property_report,
+    run_dataset,
+    schema_of,
+    write_report,
+)
+
+
+def run_finetune(cfg: Any) -> dict:
+    import pandas as pd
+
+    model, model_dir = load(cfg)
+    out = output_dir(cfg, "finetune")
+    name = None if cfg.data.get("path") else cfg.data.source
+    data = load_labelled_set(cfg.data, name, schema_of(model))
+    pd.DataFrame(data.invalid, columns=["row", "input", "reason"]).to_csv(
+        out / "invalid_rows.csv", index=False
+    )
+    with cpu_threads(cfg.eval.num_threads), mlflow_run(cfg, f"finetune-{cfg.name}") as run:
+        result = run_dataset(model, data, cfg.eval, cfg.data.split, cfg.data.split_fractions, out / "figures")
+        metrics = {
+            "rows": data.rows,
+            "valid_rows": len(data.graphs),
+            "invalid_rows": len(data.invalid),
+            "missing_labels": data.missing_labels,
+            **property_metrics("", result),
+        }
+        pd.DataFrame(result["runs"]).to_csv(out / "runs.csv", index=False)
+        invalid = "\n".join(f"- row {r['row']}: `{r['input']}` ({r['reason']})" for r in data.invalid[:50])
+        sections = [
+            f"# Fine-tuning `{data.name}` ({data.task}, targets {data.targets})\n\nModel `{cfg.model}`.",
+            property_report({data.name: result}, {}, cfg.eval, cfg.data.split).replace(
+                "## Property prediction", "## Results"
+            ),
+            f"Rows not used: invalid SMILES or rejected by standardisation ({len(data.invalid)}, "
+            f"in invalid_rows.csv):\n\n{invalid or 'none'}",
+        ]
+        write_report(out, sections, metrics, OmegaConf.create({"report": None}))
+        log_to_mlflow(run, metrics, out, {"model": cfg.model, "data": cfg.data.get("path") or name})
+    report.print_summary(f"acml finetune {data.name}", metrics)
+    return metrics
