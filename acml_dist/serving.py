@@ -25,7 +25,7 @@ def load_embedder(model: str):
     if "://" in model or model.startswith(("models:/", "runs:/")) or Path(model, "MLmodel").exists():
         return mlflow.pyfunc.load_model(model)
     pyfunc = AcmlGinPyfunc()
-    pyfunc._load(resolve_model_dir(model))  # FileNotFoundError names the path when nothing is there
+    pyfunc.load_model_dir(resolve_model_dir(model))  # FileNotFoundError names the path when nothing is there
     return _DirectEmbedder(pyfunc)
 
 

@@ -106,9 +106,10 @@ class AcmlGinPyfunc(_PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context: Any) -> None:
-        self._load(context.artifacts["model_dir"])
+        self.load_model_dir(context.artifacts["model_dir"])
 
-    def _load(self, model_dir: str | Path) -> None:
+    def load_model_dir(self, model_dir: str | Path) -> None:
+        """Load a saved-model dir (what `load_context` does with the logged artifact; used directly too)."""
         from acml_dist.models.io import load_model
 
         self.model = load_model(model_dir)

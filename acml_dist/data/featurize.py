@@ -96,7 +96,7 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
 
     from acml_dist.config import config_hash
     from acml_dist.data import work as W
-    from acml_dist.data.sources import iter_records, source_files
+    from acml_dist.data.sources import check_sources, iter_records, source_files
 
     t0 = time.time()
     data_cfg = cfg.data
@@ -107,6 +107,7 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
     out = Path(cfg.output or Path(cfg.shards_root) / cfg.name)
     spec = resolve_source(cfg)
     files = [str(Path(f).resolve()) for f in source_files(spec)]
+    check_sources(spec, files)
     chash = config_hash({"schema_version": SCHEMA_VERSION, "data": data, "input": files})
     if cfg.get("overwrite") and out.exists():
         for item in [*SPLITS, "_work", "manifest.json", "rejects.jsonl"]:

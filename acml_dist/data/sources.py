@@ -159,12 +159,14 @@ def _sdf_record(lines: list[str], id_tag: str, prefix: str, n: int) -> Record:
 
 
 def source_files(spec: SourceSpec) -> list[str]:
-    """Every input file of a source; each one's format and header are checked here (its first record is
-    read), so a wrong column fails before any work starts rather than midway through a corpus."""
-    files = [f for p in spec.paths for f in expand_paths(p)]
+    return [f for p in spec.paths for f in expand_paths(p)]
+
+
+def check_sources(spec: SourceSpec, files: list[str]) -> None:
+    """Read each file's first record, so a wrong format or column fails before any work starts rather than
+    midway through a corpus (SourceError naming the file)."""
     for path in files:
         next(iter_smiles_file(path, spec.format, spec.smiles_column, spec.id_column, spec.id_prefix), None)
-    return files
 
 
 def iter_records(spec: SourceSpec, limit: Optional[int] = None) -> Iterator[Record]:
