@@ -9,12 +9,21 @@ DEMO=$ROOT/.demo
 VENV_BIN=$ROOT/.venv/bin
 export PATH=$VENV_BIN:$PATH           # the job's `python` is the one on the PATH of `ray start`
 export RAY_USAGE_STATS_ENABLED=0 MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
-# `ray start` enables token authentication (token in ~/.ray/auth_token); the CLI must send it.
+# The demo's Ray head runs with token authentication (anyone who reaches the dashboard port could run
+# code otherwise). `ray start` does not create a token: it reads RAY_AUTH_TOKEN_PATH (or ~/.ray/auth_token,
+# which exists only where Ray ran before). The demo keeps its own token in .demo/, created here, mode 600,
+# so a fresh machine with an empty HOME works and nothing outside the repository is read or written.
 export RAY_AUTH_MODE=token
 RAY_PORT=${ACML_DEMO_RAY_PORT:-6390}
 DASH_PORT=${ACML_DEMO_DASHBOARD_PORT:-8265}
 MLFLOW_PORT=${ACML_DEMO_MLFLOW_PORT:-5000}
 MLFLOW_URI=http://127.0.0.1:$MLFLOW_PORT
+
+mkdir -p "$DEMO"
+export RAY_AUTH_TOKEN_PATH=$DEMO/ray_auth_token
+if [[ ! -s $RAY_AUTH_TOKEN_PATH ]]; then
+  (umask 077; python3 -c 'import secrets; print(secrets.token_hex(32))' >"$RAY_AUTH_TOKEN_PATH")
+fi
 
 stop_all() {
   ray stop --force >/dev/null 2>&1 || true
@@ -22,7 +31,6 @@ stop_all() {
 }
 if [[ ${1:-} == "--stop" ]]; then stop_all; echo "demo services stopped"; exit 0; fi
 
-mkdir -p "$DEMO"
 stop_ray() { ray stop --force >/dev/null 2>&1 || true; }
 trap stop_ray EXIT
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -83,11 +84,16 @@ def services():
         **os.environ,
         "PATH": f"{BIN}:{os.environ['PATH']}",
         "RAY_USAGE_STATS_ENABLED": "0",
-        # Ray >= 2.5x: `ray start` enables token auth; the CLI clients must be told to send the token.
+        # Token auth as in scripts/demo.sh: the token lives in this test's folder (never ~/.ray), so the
+        # test passes on a machine where Ray never ran.
         "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(work / "ray_auth_token"),
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("RAY_AUTH_TOKEN", None)
+    (work / "ray_auth_token").write_text(secrets.token_hex(32))
+    (work / "ray_auth_token").chmod(0o600)
     mlflow_port, ray_port, dash_port, agent_port = free_port(), free_port(), free_port(), free_port()
     # Every port of the head is chosen free, so the test never collides with another Ray on the machine.
     extra_ports = [
