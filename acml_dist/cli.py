@@ -23,6 +23,7 @@ Examples:
   acml finetune data.path=train.csv data.targets=[y] data.task=regression model=runs/mycorpus/model
   acml embed-smiles input=smiles.csv output=emb.parquet model=models:/acml-gin@champion
   acml pipeline data.limit=5000
+  acml nmr-predict name=mycorpus limit=5000 nuclei=[13C,1H]
 """
 
 
@@ -73,6 +74,11 @@ COMMANDS: dict[str, Command] = {
         "embed_smiles",
         "acml_dist.serving:serve_model",
         "Serve a registered model over REST (`mlflow models serve`, local environment).",
+    ),
+    "nmr-predict": Command(
+        "nmr_predict",
+        "acml_dist.data.nmr_stage:predict_dataset",
+        "Predicted 13C / 1H NMR spectra (csp5) for a subset of a featurised dataset (Ray, resumable).",
     ),
     "teacher-sanity": Command(
         "embed",

@@ -1,0 +1,31 @@
+"""Schemas of the spectrum stages: `acml nmr-predict` (predicted 13C / 1H NMR for a dataset subset)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from acml_dist.config.cluster import ClusterConfig
+
+
+@dataclass
+class NmrPredictJob:
+    name: str = "demo"
+    shards: Optional[str] = None  # featurised dataset dir; None: <shards_root>/<name>
+    shards_root: str = "shards"
+    overwrite: bool = False  # clear earlier predictions of another configuration
+    # The subset: molecules of these splits in shard order, only those in keys_file (one key a line) when
+    # given, the first `limit` of them (0 or null: all). csp5 runs ~5 molecules/s per nucleus per core.
+    splits: list[str] = field(default_factory=lambda: ["train", "val", "test"])
+    limit: Optional[int] = 5000
+    keys_file: Optional[str] = None
+    nuclei: list[str] = field(default_factory=lambda: ["13C", "1H"])
+    chunk_size: int = 50  # molecules per Ray task (the unit of resume)
+    workers: int = 0  # tasks in flight = 2 x workers; 0: one per CPU of the Ray cluster
+    # 1H bins over [h1_low, h1_high) ppm; 13C is fixed as in CReSS (4,000 bins, -50..350 ppm)
+    h1_bins: int = 1200
+    h1_low: float = 0.0
+    h1_high: float = 12.0
+    max_heavy_atoms: int = 0  # > 0: reject bigger molecules before embedding (skip_heavy)
+    seed: Optional[int] = None  # None: csp5's per-molecule geometry seed (deterministic)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)

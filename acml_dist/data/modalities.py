@@ -1,0 +1,143 @@
+"""Per-modality outputs keyed by molecule key, beside a featurised dataset (written apart from the shards).
+
+    shards/<name>/modalities/<modality>/      (modality: nmr13c, nmr1h, ms, ...)
+      manifest.json         modality, producer, bins, counts {selected, written, rejected}, reject_reasons,
+                            chunks [{name, samples, sha256}], complete, rates
+      rejects.jsonl         {"key", "smiles", "reason"} per molecule / record without this modality
+      chunk-000000.npz      keys <U (n,), spectra float32 (n, n_bins), peaks float32 (total,),
+                            atoms int32 (total,) (-1 where a peak has no atom), offsets int64 (n + 1)
+
+A chunk is written atomically (np.savez to a temporary name, then rename); npz files hold no objects
+(`np.load(..., allow_pickle=False)` reads them). The shard writer joins these by key into its aligned
+columns with a presence mask; `read_modality` is the reference reader."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from acml_dist.chem.spectra import BinSpec
+from acml_dist.data.shards import atomic_write, sha256_file
+
+MODALITIES_DIR = "modalities"
+
+
+def modality_dir(root: str | Path, modality: str) -> Path:
+    return Path(root) / MODALITIES_DIR / modality
+
+
+def chunk_name(index: int) -> str:
+    return f"chunk-{index:06d}.npz"
+
+
+def encode_chunk(
+    keys: Sequence[str],
+    spectra: Sequence[np.ndarray],
+    peaks: Sequence[np.ndarray],
+    n_bins: int,
+    atoms: Optional[Sequence[np.ndarray]] = None,
+) -> bytes:
+    """The npz bytes of one chunk (see the module docstring); deterministic for the same input."""
+    from acml_dist.data.shards import encode_npz
+
+    n = len(keys)
+    if len(spectra) != n or len(peaks) != n or (atoms is not None and len(atoms) != n):
+        raise ValueError("keys, spectra, peaks (and atoms) must have the same length")
+    lengths = np.array([len(p) for p in peaks], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    flat = np.concatenate([np.asarray(p, np.float32) for p in peaks]) if n else np.zeros(0, np.float32)
+    if atoms is None:
+        atom_arr = np.full(int(offsets[-1]), -1, dtype=np.int32)
+    else:
+        atom_arr = np.concatenate([np.asarray(a, np.int32) for a in atoms]) if n else np.zeros(0, np.int32)
+    spec_arr = (
+        np.stack([np.asarray(s, np.float32) for s in spectra]) if n else np.zeros((0, n_bins), np.float32)
+    )
+    return encode_npz(
+        {
+            "keys": np.array(list(keys), dtype=str) if n else np.zeros(0, dtype="<U1"),
+            "spectra": spec_arr,
+            "peaks": flat.astype(np.float32),
+            "atoms": atom_arr,
+            "offsets": offsets,
+        }
+    )
+
+
+def write_chunk(out_dir: Path, index: int, data: bytes, n: int) -> dict[str, Any]:
+    """Write one chunk (`n` molecules) atomically; its manifest entry."""
+    import hashlib
+
+    atomic_write(out_dir / chunk_name(index), data)
+    return {"name": chunk_name(index), "samples": n, "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def verify_chunk(out_dir: Path, entry: dict[str, Any]) -> bool:
+    path = out_dir / entry["name"]
+    return path.exists() and sha256_file(path) == entry.get("sha256")
+
+
+def bins_dict(spec: BinSpec) -> dict[str, Any]:
+    return asdict(spec)
+
+
+def read_manifest(root: str | Path, modality: str) -> Optional[dict[str, Any]]:
+    path = modality_dir(root, modality) / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
+    atomic_write(out_dir / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+
+
+def iter_modality(root: str | Path, modality: str, verify: bool = True) -> Iterator[dict[str, Any]]:
+    """Each molecule of a complete modality output: {"key", "spectrum", "peaks", "atoms"} in chunk order.
+    Raises FileNotFoundError when missing, ValueError when incomplete or a checksum differs."""
+    out_dir = modality_dir(root, modality)
+    manifest = read_manifest(root, modality)
+    if manifest is None:
+        raise FileNotFoundError(
+            f"no {modality} output at {out_dir} (run `acml nmr-predict` or import spectra)"
+        )
+    if not manifest.get("complete"):
+        raise ValueError(f"{out_dir} is incomplete: re-run the stage that writes it (it resumes)")
+    for entry in manifest["chunks"]:
+        if verify and not verify_chunk(out_dir, entry):
+            raise ValueError(f"{out_dir / entry['name']}: missing or sha256 differs from the manifest")
+        with np.load(out_dir / entry["name"], allow_pickle=False) as z:
+            keys, spectra, peaks, atoms, off = z["keys"], z["spectra"], z["peaks"], z["atoms"], z["offsets"]
+        for i, key in enumerate(keys):
+            a, b = int(off[i]), int(off[i + 1])
+            yield {"key": str(key), "spectrum": spectra[i], "peaks": peaks[a:b], "atoms": atoms[a:b]}
+
+
+def read_modality(root: str | Path, modality: str) -> dict[str, np.ndarray]:
+    """key -> binned spectrum (float32) of a complete modality output (small datasets, tests)."""
+    return {r["key"]: r["spectrum"] for r in iter_modality(root, modality)}
+
+
+def iter_dataset_molecules(root: str | Path, splits: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """(key, smiles, inchikey, source_id, split) of a featurised dataset's molecules in shard order."""
+    from acml_dist.data.loader import iter_samples
+    from acml_dist.data.shards import read_manifest as dataset_manifest
+
+    manifest = dataset_manifest(root)
+    if manifest is None:
+        raise FileNotFoundError(f"no manifest.json in {root}: featurise first (acml featurize ...)")
+    for split in splits:
+        if split not in manifest.get("splits", {}):
+            continue
+        for s in iter_samples(root, split):
+            meta = s.get("meta") or {}
+            yield {
+                "key": s["key"],
+                "smiles": s.get("smiles", ""),
+                "inchikey": meta.get("inchikey"),
+                "source_id": meta.get("source_id"),
+                "split": split,
+            }

@@ -1,0 +1,183 @@
+"""Experimental spectrum files -> a dataset's per-modality output (`modalities/<modality>/`, the layout of
+data/modalities.py): read (data/spectra_files.py), pair each record with a molecule of the dataset by
+InChIKey, SMILES (-> InChIKey) or id, bin it (chem/spectra.py), write chunks + manifest + rejects.
+
+Counts add up: records = written + rejected, where rejects are broken records, records of another kind
+(e.g. a 1H spectrum while importing 13C), records that match no molecule, and later records of a molecule
+that already has one (the first record in file order wins)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+from acml_dist.chem.spectra import BinSpec, bin_peaks, pick_peaks
+from acml_dist.data.modalities import (
+    bins_dict,
+    encode_chunk,
+    iter_dataset_molecules,
+    modality_dir,
+    write_chunk,
+    write_manifest,
+)
+from acml_dist.data.shards import atomic_write
+from acml_dist.data.spectra_files import Record, RecordReject, SpectrumRecord, read_spectra
+
+PAIR_BY = ("inchikey", "smiles", "id")
+
+
+class MoleculeIndex:
+    """Molecule keys of a dataset by InChIKey, by key and by source id."""
+
+    def __init__(self, molecules: Iterable[dict[str, Any]]) -> None:
+        self.by_inchikey: dict[str, str] = {}
+        self.by_id: dict[str, str] = {}
+        for m in molecules:
+            if m.get("inchikey"):
+                self.by_inchikey.setdefault(str(m["inchikey"]).upper(), m["key"])
+            self.by_id.setdefault(str(m["key"]), m["key"])
+            if m.get("source_id"):
+                self.by_id.setdefault(str(m["source_id"]), m["key"])
+
+    @classmethod
+    def from_dataset(
+        cls, root: str | Path, splits: Sequence[str] = ("train", "val", "test")
+    ) -> MoleculeIndex:
+        return cls(iter_dataset_molecules(root, splits))
+
+    def match(self, rec: SpectrumRecord, pair_by: Sequence[str] = PAIR_BY) -> tuple[Optional[str], str]:
+        """(key, "") for the first of `pair_by` that pairs the record, else (None, why not)."""
+        tried = []
+        for how in pair_by:
+            if how == "inchikey" and rec.inchikey:
+                tried.append("inchikey")
+                key = self.by_inchikey.get(rec.inchikey.strip().upper())
+                if key:
+                    return key, ""
+            elif how == "smiles" and rec.smiles:
+                tried.append("smiles")
+                ik = smiles_inchikey(rec.smiles)
+                if ik is None:
+                    return None, "unparsable SMILES"
+                key = self.by_inchikey.get(ik)
+                if key:
+                    return key, ""
+            elif how == "id" and rec.ident:
+                tried.append("id")
+                key = self.by_id.get(rec.ident.strip())
+                if key:
+                    return key, ""
+        if not tried:
+            return None, f"no identifier to pair by ({'/'.join(pair_by)})"
+        return None, f"no molecule of the dataset matches ({'/'.join(tried)})"
+
+
+def smiles_inchikey(smiles: str) -> Optional[str]:
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        return None
+    try:
+        return Chem.MolToInchiKey(mol) or None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def record_peaks(rec: SpectrumRecord, rel_height: float = 0.05):
+    """Peak list of a record: as given, or picked from a continuous trace."""
+    if rec.continuous:
+        return pick_peaks(rec.x, rec.y, rel_height)
+    return rec.x, rec.y
+
+
+def import_spectra(
+    files: Sequence[str | Path],
+    root: str | Path,
+    modality: str,
+    spec: BinSpec,
+    *,
+    kind: Optional[str] = None,
+    pair_by: Sequence[str] = PAIR_BY,
+    index: Optional[MoleculeIndex] = None,
+    chunk_size: int = 1000,
+    rel_height: float = 0.05,
+    reader_kwargs: Optional[dict[str, Any]] = None,
+) -> dict[str, Any]:
+    """Read, pair, bin and write the spectra of `files` as `<root>/modalities/<modality>/`; the manifest.
+    `kind` (default: the modality name) is the record kind kept: ms, nmr13c, nmr1h, or nmr (any nucleus)."""
+    bad = [p for p in pair_by if p not in PAIR_BY]
+    if bad or not pair_by:
+        raise ValueError(f"pair_by must be a non-empty subset of {PAIR_BY}, got {list(pair_by)}")
+    kind = kind or modality
+    index = index or MoleculeIndex.from_dataset(root)
+    out_dir = modality_dir(root, modality)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("chunk-*.npz"):
+        old.unlink()
+    rows: list[tuple[str, Any, Any, Any]] = []
+    rejects: list[str] = []
+    reasons: dict[str, int] = {}
+    seen: set[str] = set()
+    read = out_of_range = 0
+
+    def reject(source: str, rid: str, reason: str, key: Optional[str] = None) -> None:
+        rejects.append(
+            json.dumps({"source": source, "id": rid, "key": key, "reason": reason}, sort_keys=True)
+        )
+        short = reason.split(":")[0]
+        reasons[short] = reasons.get(short, 0) + 1
+
+    for path in files:
+        records: Iterable[Record] = read_spectra(path, **(reader_kwargs or {}))
+        for rec in records:
+            read += 1
+            if isinstance(rec, RecordReject):
+                reject(rec.source, rec.record_id, rec.reason)
+                continue
+            if rec.kind != kind and not (kind == "nmr" and rec.kind.startswith("nmr")):
+                reject(rec.source, rec.record_id, f"other spectrum kind: {rec.kind}")
+                continue
+            key, why = index.match(rec, pair_by)
+            if key is None:
+                reject(rec.source, rec.record_id, why)
+                continue
+            if key in seen:
+                reject(rec.source, rec.record_id, "duplicate: molecule already has a spectrum", key)
+                continue
+            x, y = record_peaks(rec, rel_height)
+            binned = bin_peaks(x, y, spec)
+            if binned.n_binned == 0:
+                reject(rec.source, rec.record_id, "no peak inside the bin range", key)
+                continue
+            seen.add(key)
+            out_of_range += binned.n_out_of_range
+            rows.append((key, binned.spectrum, x, None))
+    entries = []
+    for c, start in enumerate(range(0, len(rows), chunk_size)):
+        part = rows[start : start + chunk_size]
+        data = encode_chunk([r[0] for r in part], [r[1] for r in part], [r[2] for r in part], spec.n_bins)
+        entries.append(write_chunk(out_dir, c, data, len(part)))
+    atomic_write(out_dir / "rejects.jsonl", "".join(r + "\n" for r in rejects).encode())
+    manifest = {
+        "modality": modality,
+        "producer": {
+            "kind": "measured",
+            "files": [str(Path(f).resolve()) for f in files],
+            "pair_by": list(pair_by),
+            "record_kind": kind,
+        },
+        "bins": bins_dict(spec),
+        "counts": {"records": read, "written": len(rows), "rejected": len(rejects)},
+        "peaks_out_of_range": out_of_range,
+        "reject_reasons": dict(sorted(reasons.items())),
+        "chunks": entries,
+        "complete": True,
+    }
+    if read != len(rows) + len(rejects):
+        raise RuntimeError(f"counts do not add up: {manifest['counts']}")
+    write_manifest(out_dir, manifest)
+    return manifest
