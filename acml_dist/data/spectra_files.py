@@ -95,11 +95,7 @@ def _ms_record(spectrum: Any, source: str, rid: str) -> Record:
         return RecordReject(source, rid, "invalid peak values (negative or non-finite)")
     md = spectrum.metadata
     ident = next(
-        (
-            _clean(md.get(k))
-            for k in ("spectrum_id", "spectrumid", "db#", "accession", "compound_name")
-            if _clean(md.get(k))
-        ),
+        (_clean(md.get(k)) for k in ("spectrum_id", "spectrumid", "db#", "accession") if _clean(md.get(k))),
         None,
     )
     return SpectrumRecord(
@@ -135,9 +131,18 @@ def _mgf_blocks(path: str | os.PathLike) -> Iterator[str]:
         yield "".join(block)
 
 
+def _quiet_matchms() -> None:
+    """matchms logs a warning per record for missing metadata (e.g. no precursor m/z in GC-MS)."""
+    import logging
+
+    logging.getLogger("matchms").setLevel(logging.ERROR)
+
+
 def read_mgf(path: str | os.PathLike) -> Iterator[Record]:
     """Spectra of an MGF file (matchms + pyteomics), one record per BEGIN IONS ... END IONS block."""
     from matchms.importing import load_from_mgf
+
+    _quiet_matchms()
 
     source = Path(path).name
     for n, block in enumerate(_mgf_blocks(path), 1):
@@ -176,6 +181,8 @@ def _msp_blocks(path: str | os.PathLike) -> Iterator[str]:
 def read_msp(path: str | os.PathLike) -> Iterator[Record]:
     """Spectra of an MSP file (matchms), one record per block; the peak count must match `Num Peaks`."""
     from matchms.importing import load_from_msp
+
+    _quiet_matchms()
 
     source = Path(path).name
     with tempfile.TemporaryDirectory(prefix="acml-msp-") as tmp:
@@ -226,7 +233,8 @@ def _jcamp_block(d: dict[str, Any], source: str, rid: str, id_field: str) -> Rec
         x = x / float(freq)
     elif kind.startswith("nmr") and units not in ("PPM", ""):
         return RecordReject(source, rid, f"unsupported NMR x units {units!r}")
-    continuous = "xydata" in d and "peak table" not in d and "xypoints" not in d
+    # XYDATA / XYPOINTS sample a trace; a PEAK TABLE (or DATA TYPE=... PEAK TABLE) lists peaks
+    continuous = "peak table" not in d and "PEAK" not in dtype
     ident = _clean(d.get(id_field)) or _clean(d.get("$id")) or _clean(d.get("title"))
     return SpectrumRecord(
         source,
