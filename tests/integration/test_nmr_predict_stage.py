@@ -1,0 +1,147 @@
+"""`acml nmr-predict` on real local Ray: a featurised dataset's subset -> per-modality chunks + manifests,
+counts that add up, rejects with reasons, resume after a partial run, refusal of another configuration."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from acml_dist.config import load_config
+from acml_dist.data.featurize import featurize_corpus
+from acml_dist.data.modalities import iter_modality, modality_dir, read_modality
+from acml_dist.data.nmr_stage import NmrStageError, predict_dataset
+
+pytestmark = pytest.mark.integration
+
+SMILES = [
+    "CCO",
+    "c1ccccc1O",
+    "CC(=O)Nc1ccc(O)cc1",
+    "CC(=O)O",
+    "CN1CCC[C@H]1c1cccnc1",
+    "O=C(O)c1ccccc1",
+    "CCN(CC)CC",
+    "c1ccc2ccccc2c1",
+    "CC(C)Cc1ccc(C(C)C(=O)O)cc1",
+    "OC1CCCCC1",
+    "Cc1ccccc1N",
+    "COc1ccccc1",
+    "CC1=CC(=O)C=CC1=O",
+    "N#Cc1ccccc1",
+    "CCCCCCCC",
+    "CC(C)O",
+    "ClCCl",
+    "O=C1CCCCC1",
+    "c1ccncc1",
+    "NS(N)(=O)=O",  # sulfamide: no carbon -> a 13C reject with csp5's reason, a 1H spectrum
+    "CCOC(=O)C",
+    "C1CCOC1",
+]
+
+
+def nmr(root: Path, *overrides: str) -> dict:
+    cfg = load_config("nmr_predict", [f"shards={root}", "name=t", "chunk_size=5", "workers=2", *overrides])
+    return predict_dataset(cfg)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory, ray_local) -> Path:
+    d = tmp_path_factory.mktemp("nmr")
+    (d / "mols.csv").write_text("id,smiles\n" + "".join(f"m{i},{s}\n" for i, s in enumerate(SMILES)))
+    out = d / "ds"
+    cfg = load_config(
+        "featurize",
+        [
+            f"input={d / 'mols.csv'}",
+            f"output={out}",
+            "data.chunk_size=8",
+            "data.samples_per_shard=4",
+            "data.exclude=[]",
+            "data.split=random",
+        ],
+    )
+    featurize_corpus(cfg)
+    return out
+
+
+def test_stage_writes_chunks_manifests_and_rejects_that_add_up(dataset: Path) -> None:
+    manifests = nmr(dataset, "limit=0")
+    assert set(manifests) == {"nmr13c", "nmr1h"}
+    for modality, m in manifests.items():
+        c = m["counts"]
+        assert c["selected"] == len(SMILES) and c["selected"] == c["written"] + c["rejected"]
+        assert m["complete"] and len(m["chunks"]) == 5
+        assert sum(e["samples"] for e in m["chunks"]) == c["written"]
+        rejects = (modality_dir(dataset, modality) / "rejects.jsonl").read_text().splitlines()
+        assert len(rejects) == c["rejected"]
+        assert m["rate_mol_per_s_per_core"] > 0 and m["molecules_computed_now"] == len(SMILES)
+    c13, h1 = read_modality(dataset, "nmr13c"), read_modality(dataset, "nmr1h")
+    assert (
+        len(h1) == manifests["nmr1h"]["counts"]["written"]
+        and len(c13) == manifests["nmr13c"]["counts"]["written"]
+    )
+    assert all(v.shape == (4000,) and v.dtype == np.float32 for v in c13.values())
+    assert all(v.shape == (1200,) for v in h1.values())
+    keys = {
+        json.loads(x)["key"]: json.loads(x)
+        for x in (modality_dir(dataset, "nmr13c") / "rejects.jsonl").read_text().splitlines()
+    }
+    [sulfamide] = [k for k, r in keys.items() if "C" not in r["smiles"]]  # a 13C reject, a 1H spectrum
+    assert "carbon" in keys[sulfamide]["reason"] and sulfamide in h1
+    assert manifests["nmr13c"]["reject_reasons"] == {"no_carbon": 1}
+    # the stored peaks are the predicted shifts that gave each spectrum
+    rec = next(iter_modality(dataset, "nmr13c"))
+    assert rec["atoms"].size == rec["peaks"].size > 0
+    assert rec["spectrum"][np.round((rec["peaks"] + 50) * 10).astype(int)].min() == 1.0
+
+
+def test_resume_recomputes_only_the_missing_chunks(dataset: Path) -> None:
+    first = nmr(dataset, "limit=0")
+    before = read_modality(dataset, "nmr13c")
+    work = dataset / "modalities" / "_nmr_work"
+    (work / "c000001.done.json").unlink()  # killed before chunk 1 finished
+    chunk2 = modality_dir(dataset, "nmr1h") / "chunk-000002.npz"
+    chunk2.write_bytes(chunk2.read_bytes()[:100])  # chunk 2's 1H file truncated
+    again = nmr(dataset, "limit=0")
+    assert again["nmr13c"]["molecules_computed_now"] == 10
+    assert again["nmr13c"]["counts"] == first["nmr13c"]["counts"]
+    after = read_modality(dataset, "nmr13c")
+    assert sorted(after) == sorted(before)
+    assert all(np.array_equal(after[k], before[k]) for k in before)  # same conformer seeds, same spectra
+    done = nmr(dataset, "limit=0")
+    assert done["nmr1h"]["molecules_computed_now"] == 0
+
+
+def test_another_configuration_is_refused_unless_overwrite(dataset: Path, tmp_path: Path) -> None:
+    nmr(dataset, "limit=0")
+    with pytest.raises(NmrStageError, match="another configuration"):
+        nmr(dataset, "limit=10")
+    keys = [r["key"] for r in iter_modality(dataset, "nmr1h")][:3]
+    (tmp_path / "keys.txt").write_text("\n".join(keys) + "\n")
+    m = nmr(dataset, f"keys_file={tmp_path / 'keys.txt'}", "nuclei=[1H]", "limit=0", "overwrite=true")
+    assert set(m) == {"nmr1h"} and m["nmr1h"]["counts"]["selected"] == 3
+    assert sorted(read_modality(dataset, "nmr1h")) == sorted(keys)
+    with pytest.raises(NmrStageError, match="nuclei"):
+        nmr(dataset, "nuclei=[19F]")
+
+
+def test_cli_help_and_job_config() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "acml_dist.cli", "nmr-predict", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "csp5" in out and "configs/nmr_predict.yaml" in out
+    job = subprocess.run(
+        [sys.executable, "-m", "acml_dist.cli", "nmr-predict", "--cfg", "job", "limit=7"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "limit: 7" in job and "h1_bins: 1200" in job
