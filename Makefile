@@ -16,9 +16,12 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints-cpu.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip $(PIP_OPTS)
-	$(PIP) install -q -c constraints-cpu.txt $(PIP_OPTS) -e ".[dev,umap]"
+	$(PIP) install -q -c constraints-cpu.txt $(PIP_OPTS) -e ".[dev,umap,spectra]"
 	# Data-only packages: they pin ancient dependencies, so no deps (we only read their files).
 	$(PIP) install -q --no-deps molsets==0.3.1 rxnfp==0.1.0 $(PIP_OPTS)
+	# matchms (MGF/MSP readers) and sparsestack pin scipy<1.17 / networkx<3.5, which would downgrade this
+	# stack: no deps; their runtime dependencies come with the `spectra` extra (tests/unit/test_data_spectra_files.py).
+	$(PIP) install -q --no-deps matchms==0.33.1 sparsestack==0.7.1 $(PIP_OPTS)
 	$(PY) -m acml_dist.data.datasets fetch
 	@touch $(STAMP)
 	@echo "setup done: $(VENV)"

@@ -24,6 +24,7 @@ Examples:
   acml embed-smiles input=smiles.csv output=emb.parquet model=models:/acml-gin@champion
   acml pipeline data.limit=5000
   acml nmr-predict name=mycorpus limit=5000 nuclei=[13C,1H]
+  acml import-spectra name=mycorpus files=[gnps.mgf] modality=lcms kind=ms mz_resolution=0.01
 """
 
 
@@ -79,6 +80,11 @@ COMMANDS: dict[str, Command] = {
         "nmr_predict",
         "acml_dist.data.nmr_stage:predict_dataset",
         "Predicted 13C / 1H NMR spectra (csp5) for a subset of a featurised dataset (Ray, resumable).",
+    ),
+    "import-spectra": Command(
+        "import_spectra",
+        "acml_dist.data.spectra_import:import_spectra_job",
+        "Pair experimental spectra (MGF, MSP, JCAMP-DX, NMRShiftDB SDF) with a dataset's molecules, binned.",
     ),
     "teacher-sanity": Command(
         "embed",

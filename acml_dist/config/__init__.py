@@ -20,7 +20,7 @@ from acml_dist.config.cluster import ClusterConfig
 from acml_dist.config.data import DataConfig
 from acml_dist.config.eval import EvalConfig
 from acml_dist.config.model import ModelConfig
-from acml_dist.config.spectra import NmrPredictJob
+from acml_dist.config.spectra import ImportSpectraJob, NmrPredictJob
 from acml_dist.config.teachers import TeacherConfig
 from acml_dist.config.train import LossConfig, TrainerConfig
 from acml_dist.errors import InputError
@@ -143,6 +143,7 @@ SCHEMAS: dict[str, type] = {
     "embed_smiles": EmbedSmilesJob,
     "pretrain": PretrainJob,
     "nmr_predict": NmrPredictJob,
+    "import_spectra": ImportSpectraJob,
 }
 
 

@@ -29,3 +29,24 @@ class NmrPredictJob:
     max_heavy_atoms: int = 0  # > 0: reject bigger molecules before embedding (skip_heavy)
     seed: Optional[int] = None  # None: csp5's per-molecule geometry seed (deterministic)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+
+@dataclass
+class ImportSpectraJob:
+    """`acml import-spectra`: experimental spectrum files paired to a featurised dataset's molecules."""
+
+    name: str = "demo"
+    shards: Optional[str] = None  # featurised dataset dir; None: <shards_root>/<name>
+    shards_root: str = "shards"
+    files: list[str] = field(default_factory=list)  # .mgf .msp .jdx/.dx/.jcamp .sdf (NMRShiftDB fields)
+    modality: str = "ms"  # output name: modalities/<modality>/ (e.g. ms, gcms, lcms, nmr13c_exp)
+    kind: Optional[str] = None  # records kept and bins used: ms | nmr13c | nmr1h; None: the modality name
+    pair_by: list[str] = field(default_factory=lambda: ["inchikey", "smiles", "id"])  # tried in this order
+    chunk_size: int = 1000
+    peak_rel_height: float = 0.05  # continuous JCAMP traces: peaks above this fraction of the maximum
+    h1_bins: int = 1200
+    h1_low: float = 0.0
+    h1_high: float = 12.0
+    mz_min: float = 0.0
+    mz_max: float = 1000.0
+    mz_resolution: float = 1.0  # Da per bin (1.0: nominal mass, GC-MS; e.g. 0.01 for LC-MS)

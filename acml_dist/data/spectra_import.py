@@ -181,3 +181,49 @@ def import_spectra(
         raise RuntimeError(f"counts do not add up: {manifest['counts']}")
     write_manifest(out_dir, manifest)
     return manifest
+
+
+def import_spectra_job(cfg: Any) -> dict[str, Any]:
+    """`acml import-spectra` (an ImportSpectraJob config): the manifest of the written modality."""
+    from acml_dist.chem.spectra import spec_from_dict
+    from acml_dist.data.shards import read_manifest as dataset_manifest
+    from acml_dist.errors import InputError
+
+    root = Path(cfg.shards or Path(cfg.shards_root) / cfg.name)
+    if dataset_manifest(root) is None:
+        raise FileNotFoundError(f"no featurised dataset at {root}: run `acml featurize` first")
+    if not cfg.files:
+        raise InputError("files=[...] names no spectrum file")
+    kind = cfg.kind or cfg.modality
+    if kind not in ("ms", "nmr13c", "nmr1h"):
+        raise InputError(
+            f"kind must be ms, nmr13c or nmr1h (got {kind!r}); set kind= for modality {cfg.modality!r}"
+        )
+    settings = {
+        "n_bins": cfg.h1_bins,
+        "low": cfg.h1_low,
+        "high": cfg.h1_high,
+        "mz_min": cfg.mz_min,
+        "mz_max": cfg.mz_max,
+        "resolution": cfg.mz_resolution,
+    }
+    try:
+        spec = spec_from_dict(kind, settings)
+        manifest = import_spectra(
+            list(cfg.files),
+            root,
+            cfg.modality,
+            spec,
+            kind=kind,
+            pair_by=list(cfg.pair_by),
+            chunk_size=int(cfg.chunk_size),
+            rel_height=float(cfg.peak_rel_height),
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    c = manifest["counts"]
+    print(
+        f"{cfg.modality}: {c['records']} records, {c['written']} written, {c['rejected']} rejected "
+        f"{manifest['reject_reasons']} -> {modality_dir(root, cfg.modality)}"
+    )
+    return manifest

@@ -145,3 +145,41 @@ def test_cli_help_and_job_config() -> None:
         check=True,
     ).stdout
     assert "limit: 7" in job and "h1_bins: 1200" in job
+
+
+def test_import_spectra_cli_pairs_files_with_the_dataset(dataset: Path, tmp_path: Path) -> None:
+    from acml_dist.data.spectra_import import smiles_inchikey
+
+    mgf = tmp_path / "lib.mgf"
+    mgf.write_text(
+        f"BEGIN IONS\nPEPMASS=46.07\nSMILES=CCO\n29.0 100\n31.0 250\nEND IONS\n"
+        f"BEGIN IONS\nPEPMASS=79.1\nINCHIKEY={smiles_inchikey('c1ccncc1')}\n52.0 30\n79.0 100\nEND IONS\n"
+        "BEGIN IONS\nPEPMASS=1\nSMILES=C1CC\n10.0 1\nEND IONS\n"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "acml_dist.cli",
+        "import-spectra",
+        f"shards={dataset}",
+        f"files=[{mgf}]",
+        "modality=lcms",
+        "kind=ms",
+        "mz_max=200",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "3 records, 2 written, 1 rejected" in done.stdout
+    m = json.loads((modality_dir(dataset, "lcms") / "manifest.json").read_text())
+    assert m["reject_reasons"] == {"unparsable SMILES": 1} and m["bins"]["n_bins"] == 200
+    smiles_of = {r["key"]: r["smiles"] for r in _dataset_molecules(dataset)}
+    assert sorted(smiles_of[k] for k in read_modality(dataset, "lcms")) == ["CCO", "c1ccncc1"]
+    bad = subprocess.run([*cmd[:5], f"files=[{tmp_path / 'x.csv'}]"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown spectrum file type" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def _dataset_molecules(root: Path) -> list[dict]:
+    from acml_dist.data.modalities import iter_dataset_molecules
+
+    return list(iter_dataset_molecules(root, ["train", "val", "test"]))
