@@ -94,6 +94,44 @@ def record_peaks(rec: SpectrumRecord, rel_height: float = 0.05):
     return rec.x, rec.y
 
 
+class _Collected:
+    """Records read so far: kept rows (key, spectrum, peaks), rejects (JSON lines) and counts."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, Any, Any]] = []
+        self.rejects: list[str] = []
+        self.reasons: dict[str, int] = {}
+        self.seen: set[str] = set()
+        self.read = self.out_of_range = 0
+
+    def reject(self, rec: Record, reason: str, key: Optional[str] = None) -> None:
+        line = {"source": rec.source, "id": rec.record_id, "key": key, "reason": reason}
+        self.rejects.append(json.dumps(line, sort_keys=True))
+        short = reason.split(":")[0]
+        self.reasons[short] = self.reasons.get(short, 0) + 1
+
+    def add(
+        self, rec: Record, kind: str, index: MoleculeIndex, pair_by: Sequence[str], spec: BinSpec, rel: float
+    ) -> None:
+        self.read += 1
+        if isinstance(rec, RecordReject):
+            return self.reject(rec, rec.reason)
+        if rec.kind != kind and not (kind == "nmr" and rec.kind.startswith("nmr")):
+            return self.reject(rec, f"other spectrum kind: {rec.kind}")
+        key, why = index.match(rec, pair_by)
+        if key is None:
+            return self.reject(rec, why)
+        if key in self.seen:
+            return self.reject(rec, "duplicate: molecule already has a spectrum", key)
+        x, y = record_peaks(rec, rel)
+        binned = bin_peaks(x, y, spec)
+        if binned.n_binned == 0:
+            return self.reject(rec, "no peak inside the bin range", key)
+        self.seen.add(key)
+        self.out_of_range += binned.n_out_of_range
+        self.rows.append((key, binned.spectrum, x))
+
+
 def import_spectra(
     files: Sequence[str | Path],
     root: str | Path,
@@ -114,48 +152,18 @@ def import_spectra(
         raise ValueError(f"pair_by must be a non-empty subset of {PAIR_BY}, got {list(pair_by)}")
     kind = kind or modality
     index = index or MoleculeIndex.from_dataset(root)
+    got = _Collected()
+    for path in files:
+        for rec in read_spectra(path, **(reader_kwargs or {})):
+            got.add(rec, kind, index, pair_by, spec, rel_height)
+    rows, rejects, reasons = got.rows, got.rejects, got.reasons
+    read, out_of_range = got.read, got.out_of_range
     out_dir = modality_dir(root, modality)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # the old manifest goes first: a run killed while rewriting leaves no manifest that lies
+    (out_dir / "manifest.json").unlink(missing_ok=True)
     for old in out_dir.glob("chunk-*.npz"):
         old.unlink()
-    rows: list[tuple[str, Any, Any, Any]] = []
-    rejects: list[str] = []
-    reasons: dict[str, int] = {}
-    seen: set[str] = set()
-    read = out_of_range = 0
-
-    def reject(source: str, rid: str, reason: str, key: Optional[str] = None) -> None:
-        rejects.append(
-            json.dumps({"source": source, "id": rid, "key": key, "reason": reason}, sort_keys=True)
-        )
-        short = reason.split(":")[0]
-        reasons[short] = reasons.get(short, 0) + 1
-
-    for path in files:
-        records: Iterable[Record] = read_spectra(path, **(reader_kwargs or {}))
-        for rec in records:
-            read += 1
-            if isinstance(rec, RecordReject):
-                reject(rec.source, rec.record_id, rec.reason)
-                continue
-            if rec.kind != kind and not (kind == "nmr" and rec.kind.startswith("nmr")):
-                reject(rec.source, rec.record_id, f"other spectrum kind: {rec.kind}")
-                continue
-            key, why = index.match(rec, pair_by)
-            if key is None:
-                reject(rec.source, rec.record_id, why)
-                continue
-            if key in seen:
-                reject(rec.source, rec.record_id, "duplicate: molecule already has a spectrum", key)
-                continue
-            x, y = record_peaks(rec, rel_height)
-            binned = bin_peaks(x, y, spec)
-            if binned.n_binned == 0:
-                reject(rec.source, rec.record_id, "no peak inside the bin range", key)
-                continue
-            seen.add(key)
-            out_of_range += binned.n_out_of_range
-            rows.append((key, binned.spectrum, x, None))
     entries = []
     for c, start in enumerate(range(0, len(rows), chunk_size)):
         part = rows[start : start + chunk_size]

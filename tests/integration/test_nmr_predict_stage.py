@@ -183,3 +183,56 @@ def _dataset_molecules(root: Path) -> list[dict]:
     from acml_dist.data.modalities import iter_dataset_molecules
 
     return list(iter_dataset_molecules(root, ["train", "val", "test"]))
+
+
+def test_killed_run_resumes_to_the_same_spectra(dataset: Path, tmp_path: Path) -> None:
+    """SIGKILL of `acml nmr-predict` (driver, its Ray and workers) after two chunks; the rerun computes only
+    the rest and gives the spectra and counts of a clean run."""
+    import os
+    import shutil
+    import signal
+    import time
+
+    root = tmp_path / "ds"
+    shutil.copytree(dataset, root, ignore=shutil.ignore_patterns("modalities"))
+    args = [f"shards={root}", "limit=0", "chunk_size=3"]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "ACML_LOG_LEVEL": "WARNING"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "acml_dist.cli",
+        "nmr-predict",
+        *args,
+        "workers=1",
+        "cluster.num_cpus=1",
+        "cluster.object_store_memory=100000000",
+    ]
+    log = tmp_path / "killed.log"
+    proc = subprocess.Popen(
+        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log.open("wb")
+    )
+    work = root / "modalities" / "_nmr_work"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if work.exists() and len(list(work.glob("c*.done.json"))) >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, f"the job ended before it could be killed: {log.read_text()[-2000:]}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (modality_dir(root, "nmr13c") / "manifest.json").exists()
+    resumed = predict_dataset(load_config("nmr_predict", [*args, "workers=2"]))
+    assert 0 < resumed["nmr13c"]["molecules_computed_now"] < len(SMILES) - 1
+    clean_root = tmp_path / "clean"
+    shutil.copytree(dataset, clean_root, ignore=shutil.ignore_patterns("modalities"))
+    clean = predict_dataset(load_config("nmr_predict", [f"shards={clean_root}", "limit=0", "chunk_size=3"]))
+    for modality in ("nmr13c", "nmr1h"):
+        assert resumed[modality]["counts"] == clean[modality]["counts"]
+        a, b = read_modality(root, modality), read_modality(clean_root, modality)
+        assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+        assert [e["sha256"] for e in resumed[modality]["chunks"]] == [
+            e["sha256"] for e in clean[modality]["chunks"]
+        ]
