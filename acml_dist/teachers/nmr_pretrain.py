@@ -149,3 +149,15 @@ def train_nmr13c_teacher(
         out["chance_r1"] = 1.0 / min(pool, n_val)
     out["untrained_train_r1"] = retrieval_r1(twin, x[train], y[train], pool)
     return out
+
+
+def save_nmr13c_teacher(model: Any, path: str | Path) -> Path:
+    """Save the trained 13C encoder in the layout of the published CReSS checkpoint (`nmr_model.*`), so
+    `teachers.<name>: {kind: cress_nmr13c, path: <file>}` loads it like the published weights."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {f"nmr_model.{k}": v.detach().cpu().clone() for k, v in model.encoder.state_dict().items()}
+    torch.save(state, path)
+    return path

@@ -13,7 +13,7 @@ from acml_dist.config import load_config
 from acml_dist.data.featurize import featurize_corpus
 from acml_dist.data.nmr_stage import predict_dataset
 from acml_dist.teachers.cache import embed_dataset
-from acml_dist.teachers.nmr_pretrain import paired_arrays, train_nmr13c_teacher
+from acml_dist.teachers.nmr_pretrain import paired_arrays, save_nmr13c_teacher, train_nmr13c_teacher
 
 pytestmark = pytest.mark.integration
 
@@ -43,5 +43,12 @@ def test_13c_teacher_learns_from_predicted_spectra_and_rxnfp_cache(tmp_path: Pat
     assert out["train_r1"] >= 0.8 and out["train_r1"] > 3 * out["untrained_train_r1"]
     emb = out["model"].encoder(__import__("torch").from_numpy(x[:3])).detach().numpy()
     assert emb.shape == (3, 768) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # saved in the published checkpoint layout, it loads as a cress_nmr13c teacher with the same embeddings
+    from acml_dist.teachers import load_teacher
+
+    ckpt = save_nmr13c_teacher(out["model"], tmp_path / "nmr13c.pth")
+    teacher = load_teacher("nmr13c", {"kind": "cress_nmr13c", "path": str(ckpt)})
+    got = teacher.encode_samples([{"nmr13c.npy": row} for row in x[:3]]).numpy()
+    np.testing.assert_allclose(got, emb, atol=1e-5)
     with pytest.raises(ValueError, match="pair row by row"):
         train_nmr13c_teacher(x, y[:-1])
