@@ -172,3 +172,20 @@ def predict_nmr(
                 results[i] = o
         out[nucleus] = results
     return out
+
+
+def predict_nmr_isolated(smiles: Sequence[str], nuclei: Sequence[str] = ("13C", "1H"), **kwargs: Any):
+    """`predict_nmr`, but an exception inside csp5 costs only the molecule that raised it: the batch is
+    retried one molecule at a time and a molecule that still raises is a reject `csp5_error: <exception>`."""
+    try:
+        return predict_nmr(smiles, nuclei, **kwargs)
+    except Exception:  # noqa: BLE001 - isolate the molecule below
+        out: dict[str, list[Outcome]] = {n: [] for n in nuclei}
+        for smi in smiles:
+            try:
+                one = predict_nmr([smi], nuclei, **kwargs)
+            except Exception as exc:  # noqa: BLE001
+                one = {n: [Reject(f"csp5_error: {type(exc).__name__}: {exc}"[:200])] for n in nuclei}
+            for n in nuclei:
+                out[n].extend(one[n])
+        return out

@@ -47,7 +47,7 @@ def predict_chunk(index: int, items: list[tuple[str, str]], params: dict[str, An
     """Ray task: predict one chunk of (key, smiles), write its per-modality npz, rejects and done record."""
     import torch
 
-    from acml_dist.data.nmr_predict import NUCLEI, NmrPrediction, predict_nmr
+    from acml_dist.data.nmr_predict import NUCLEI, NmrPrediction, predict_nmr_isolated
 
     torch.set_num_threads(max(1, int(params.get("threads", 1))))
     t0 = time.time()
@@ -55,8 +55,8 @@ def predict_chunk(index: int, items: list[tuple[str, str]], params: dict[str, An
     nuclei = list(params["nuclei"])
     keys = [k for k, _ in items]
     smiles = [s for _, s in items]
-    result = predict_nmr(
-        smiles, nuclei, specs, max_heavy_atoms=int(params["max_heavy_atoms"]), seed=params.get("seed")
+    result = predict_nmr_isolated(
+        smiles, nuclei, specs=specs, max_heavy_atoms=int(params["max_heavy_atoms"]), seed=params.get("seed")
     )
     root = Path(mod_root)
     done: dict[str, Any] = {"index": index, "selected": len(items), "modalities": {}}

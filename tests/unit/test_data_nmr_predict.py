@@ -56,3 +56,26 @@ def test_same_smiles_same_prediction(predicted: dict) -> None:
     assert predict_nmr([], ("13C",)) == {"13C": []}
     with pytest.raises(ValueError, match="nuclei"):
         predict_nmr(["C"], ("19F",))
+
+
+def test_an_exception_inside_csp5_costs_only_its_molecule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection: csp5 raises whenever a batch holds one given SMILES (the real csp5 otherwise)."""
+    import csp5
+
+    from acml_dist.data.nmr_predict import predict_nmr_isolated
+
+    real = csp5.predict_smiles
+
+    def flaky(smiles, **kwargs):
+        if "CCCl" in smiles:
+            raise RuntimeError("injected failure")
+        return real(smiles, **kwargs)
+
+    monkeypatch.setattr(csp5, "predict_smiles", flaky)
+    out = predict_nmr_isolated(["CCO", "CCCl", "CC(=O)O"], ("13C", "1H"))
+    for nucleus in ("13C", "1H"):
+        first, bad, last = out[nucleus]
+        assert isinstance(first, NmrPrediction) and isinstance(last, NmrPrediction)
+        assert isinstance(bad, Reject) and bad.reason == "csp5_error: RuntimeError: injected failure"
+    with pytest.raises(RuntimeError):
+        predict_nmr(["CCCl"], ("13C",))
