@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	# Data-only packages: they pin ancient dependencies, so no deps (we only read their files).
 	$(PIP) install -q --no-deps molsets==0.3.1 rxnfp==0.1.0 $(PIP_OPTS)
 	# matchms (MGF/MSP readers) and sparsestack pin scipy<1.17 / networkx<3.5, which would downgrade this
-	# stack: no deps; their runtime dependencies come with the `spectra` extra (tests/unit/test_data_spectra_files.py).
+	# stack: no deps; their runtime dependencies come with the `spectra` extra (checked by the reader tests).
 	$(PIP) install -q --no-deps matchms==0.33.1 sparsestack==0.7.1 $(PIP_OPTS)
 	$(PY) -m acml_dist.data.datasets fetch
 	@touch $(STAMP)
