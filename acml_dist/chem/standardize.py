@@ -70,6 +70,8 @@ def parse(text: str, fmt: str = "smiles") -> Union[Chem.Mol, Reject]:
     if mol is None:
         category = "invalid_smiles" if fmt == "smiles" else "invalid_molblock"
         message = rdkit_error(text, fmt)
+        if not message and fmt == "smiles" and "|" in text:
+            message = "CXSMILES extension not readable"
         return Reject(f"{category}: {message}" if message else category)
     if mol.GetNumAtoms() == 0:
         return Reject("empty")
@@ -85,7 +87,12 @@ def standardize(
     mol = text if isinstance(text, Chem.Mol) else parse(text, fmt)
     if isinstance(mol, Reject):
         return mol
-    hint = text if isinstance(text, str) and fmt == "smiles" else None
+    # The text may rule out work below, but a CXSMILES extension (`|...|`) sets what its SMILES part hides.
+    hint = text if isinstance(text, str) and fmt == "smiles" and "|" not in text else None
+    if hint is None:
+        lost = unrepresentable(mol)
+        if lost:
+            return Reject(f"unsupported_structure: {lost}")
     tools = _Tools.get()
     changed = False
     try:
@@ -123,6 +130,26 @@ def standardize(
     if not inchikey:
         return Reject("no_inchikey")
     return StandardResult(mol, smiles, inchikey, formula, scaffold, heavy, hint)
+
+
+# Substance groups whose meaning (a repeat unit, a copolymer, a mixture) a single molecule's graph and
+# canonical SMILES cannot hold; data and abbreviation groups only annotate and are kept.
+_POLYMER_SGROUPS = frozenset({"SRU", "COP", "ALT", "RAN", "BLO", "GRA", "MON", "MER", "ANY", "CRO", "MOD"})
+
+
+def unrepresentable(mol: Chem.Mol) -> str:
+    """What a CXSMILES / mol block says that the canonical SMILES and the graph would drop, "" if nothing:
+    enhanced stereo (an AND/OR group: racemic or unknown configuration; written out it would claim one
+    absolute configuration), polymer substance groups, link nodes (a query, not a molecule)."""
+    relative = [g for g in mol.GetStereoGroups() if g.GetGroupType() != Chem.StereoGroupType.STEREO_ABSOLUTE]
+    if relative:
+        return "enhanced stereo (AND/OR stereo group)"
+    kinds = {g.GetProp("TYPE") for g in Chem.GetMolSubstanceGroups(mol) if g.HasProp("TYPE")}
+    if kinds & _POLYMER_SGROUPS:
+        return f"polymer substance group ({','.join(sorted(kinds & _POLYMER_SGROUPS))})"
+    if mol.HasProp("_molLinkNodes"):
+        return "link nodes"
+    return ""
 
 
 def scaffold_smiles(mol: Chem.Mol) -> str:

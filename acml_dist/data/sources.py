@@ -104,13 +104,27 @@ def iter_smiles_file(
                     smi.strip(),
                     "smiles",
                 )
-            else:  # .smi: SMILES then optional whitespace-separated id
-                parts = line.split(None, 1)
-                smi = parts[0] if parts else ""
+            else:  # .smi: SMILES, its optional CXSMILES extension, then an optional id
+                smi, name = split_smiles_line(line)
                 if n == 0 and smi.lower() == smiles_column.lower():
                     continue  # a title line ("SMILES Name"), not a molecule
-                rid = parts[1].strip() if len(parts) > 1 and parts[1].strip() else str(n)
-                yield (f"{id_prefix}_{rid}", smi, "smiles")
+                yield (f"{id_prefix}_{name or n}", smi, "smiles")
+
+
+def split_smiles_line(line: str) -> tuple[str, str]:
+    """A .smi line `SMILES [|extension|] [name]` -> (SMILES with its CXSMILES extension, name). The
+    extension starts with the first field after the SMILES that begins with '|' and ends at the next '|';
+    an extension never closed stays with the SMILES, whose parse then fails with a reason."""
+    parts = line.split(None, 1)
+    if not parts:
+        return "", ""
+    smi, rest = parts[0], parts[1].strip() if len(parts) > 1 else ""
+    if rest.startswith("|"):
+        end = rest.find("|", 1)
+        if end < 0:
+            return line.strip(), ""
+        smi, rest = f"{smi} {rest[: end + 1]}", rest[end + 1 :].strip()
+    return smi, rest
 
 
 def _iter_table(
