@@ -130,6 +130,9 @@ def mols_to_graphs(mols: Sequence[Chem.Mol], hints: Sequence[Optional[str]]) -> 
             out[k] = mol_to_graph_reference(mol)
             continue
         n = mol.GetNumAtoms()
+        if n > _DENSE_MAX_ATOMS:  # the n x n matrices below would grow quadratically (20,000 atoms: 3 GB)
+            out[k] = mol_to_graph_reference(mol)
+            continue
         adj = Chem.GetAdjacencyMatrix(mol, useBO=True)
         src, dst = np.nonzero(adj)  # row-major: sorted by (source, target)
         if len(src) != 2 * mol.GetNumBonds():  # zero-order bonds: not visible in the matrix
@@ -246,6 +249,7 @@ _Atom = Chem.Atom
 # enum object -> int without an attribute look-up per atom
 _HYB_VALUE = {h: int(h) for h in Chem.HybridizationType.values.values()}
 _ATOM_COLUMNS = ("z", "num_h", "hyb", "ring", "chiral", "charge", "radical")
+_DENSE_MAX_ATOMS = 1024
 
 
 def smiles_to_graph(smiles: str) -> Optional[dict[str, np.ndarray]]:

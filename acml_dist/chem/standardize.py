@@ -19,6 +19,12 @@ from acml_dist.chem.parse import mol_from_smiles, rdkit_error
 RDLogger.DisableLog("rdApp.*")  # parse errors become reject reasons, not stderr noise
 
 
+# Above InChI's 1,024-atom limit no InChIKey exists (the record would be rejected anyway, after minutes in
+# InChI and the scaffold code for a 2,000-atom ring), and RDKit's SMILES writer recurses once per atom (a
+# 20,000-atom chain overflows the stack: a segfault). The hard cap rejects first, whatever the config says.
+MAX_HEAVY_ATOMS = 1024
+
+
 @dataclass
 class StandardResult:
     mol: Chem.Mol
@@ -112,7 +118,7 @@ def standardize(
     heavy = mol.GetNumHeavyAtoms()
     if heavy < _cfg(cfg, "min_heavy_atoms", 1):
         return Reject(f"too_few_heavy_atoms: {heavy}")
-    if heavy > _cfg(cfg, "max_heavy_atoms", 10**9):
+    if heavy > min(_cfg(cfg, "max_heavy_atoms", MAX_HEAVY_ATOMS), MAX_HEAVY_ATOMS):
         return Reject(f"too_many_heavy_atoms: {heavy}")
     allowed = list(_cfg(cfg, "allowed_elements", []) or [])
     if allowed:
