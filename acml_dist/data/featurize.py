@@ -18,6 +18,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from acml_dist.data.diskfull import guard_disk
 from acml_dist.data.shards import (
     SCHEMA_VERSION,
     SPLITS,
@@ -88,6 +89,11 @@ def ensure_ray(cluster: Any, log_to_driver: bool = False) -> bool:
     return True
 
 
+def _output_dir(cfg: Any) -> Path:
+    return Path(cfg.output or Path(cfg.shards_root) / cfg.name)
+
+
+@guard_disk(_output_dir)
 def featurize_corpus(cfg: Any) -> dict[str, Any]:
     """Featurise the corpus of a FeaturizeJob config into `<output>` (default `<shards_root>/<name>`);
     returns the manifest (also written to `<output>/manifest.json`)."""
