@@ -321,6 +321,7 @@ def _count_records(files: list[str], max_bytes: int = 300_000_000) -> int | None
     """Record count for the progress bar's ETA: one fast pass over inputs up to `max_bytes` (MOSES: ~2 s);
     None for bigger inputs (PubChem), where the bar shows the rate only."""
     import os
+    import zlib
 
     from acml_dist.data.sources import detect_format, open_text
 
@@ -335,7 +336,8 @@ def _count_records(files: list[str], max_bytes: int = 300_000_000) -> int | None
                     total += sum(1 for line in fh if line.startswith("$$$$"))
                 else:
                     total += sum(1 for _ in fh) - (1 if fmt in ("csv", "tsv") else 0)
-    except ValueError:  # a name that does not tell the format (data.format=... given): no ETA
+    # Format not told by the name, or a corrupt .gz (the reader then stops with a SourceError): no ETA.
+    except (ValueError, EOFError, OSError, zlib.error):
         return None
     return total
 

@@ -10,6 +10,7 @@ import glob
 import gzip
 import io
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,19 @@ def iter_smiles_file(
     n the 0-based record number in the file (empty lines count, so ids stay stable). A .smi file's first
     line is a title, not a record, when its first field is the SMILES column name (`smiles`, any case)."""
     fmt = detect_format(path) if fmt == "auto" else fmt
+    n = 0
+    try:
+        for n, record in enumerate(_iter_file(path, fmt, smiles_column, id_column, id_prefix), 1):  # noqa: B007
+            yield record
+    except (EOFError, gzip.BadGzipFile, zlib.error, csv.Error) as exc:
+        # A truncated or corrupt file (an interrupted download): stop with its name, never a bare traceback
+        # nor a silently shortened input.
+        raise SourceError(f"{path}: unreadable after record {n}: {exc} (truncated or corrupt?)") from None
+
+
+def _iter_file(
+    path: str, fmt: str, smiles_column: str, id_column: Optional[str], id_prefix: str
+) -> Iterator[Record]:
     if fmt == "sdf":
         yield from _iter_sdf(path, id_column or "PUBCHEM_COMPOUND_CID", id_prefix)
         return
