@@ -7,13 +7,16 @@ number of examples, no example database, no deadline (the machine is shared)."""
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from rdkit import Chem
 
 FUZZ = settings(
     derandomize=True,
-    max_examples=60,
+    # CI: 60 examples per test; a deeper local hunt: ACML_FUZZ_EXAMPLES=1000 pytest tests/unit/test_fuzz_*
+    max_examples=int(os.environ.get("ACML_FUZZ_EXAMPLES", "60")),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
