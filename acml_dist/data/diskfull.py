@@ -36,13 +36,21 @@ def disk_errno(exc: BaseException) -> int | None:
 
 
 def remove_partial_files(root: Path) -> int:
-    """Delete the temporary files of writes that never completed under `root`; returns how many."""
+    """Delete the temporary files of writes that never completed: in `root` itself and in the folders a
+    featurisation writes below it (`_work`, one per split), nowhere else; returns how many."""
+    from acml_dist.data.shards import SPLITS
+
+    if not root.is_dir():
+        return 0
+    found = [*root.glob(".*.tmp-*")]
+    for sub in ("_work", *SPLITS):
+        if (root / sub).is_dir():
+            found += (root / sub).rglob(".*.tmp-*")
     removed = 0
-    if root.is_dir():
-        for path in root.rglob(".*.tmp-*"):
-            if path.is_file() and _TMP.match(path.name):
-                path.unlink(missing_ok=True)
-                removed += 1
+    for path in found:
+        if path.is_file() and _TMP.match(path.name):
+            path.unlink(missing_ok=True)
+            removed += 1
     return removed
 
 
