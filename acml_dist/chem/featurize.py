@@ -5,7 +5,9 @@ batch of one): one adjacency-matrix call per molecule gives edges, bond types, d
 per atom only atomic number, total H, hybridisation and ring membership are looked up; features that the
 SMILES text rules out (no '@': no chirality, no '[': no radicals, no '/' or '\\': no bond stereo or
 direction) are not looked up at all; every numpy step runs once over the batch. Anything unusual falls
-back to `mol_to_graph_reference`, the one-call-per-feature version that the tests compare against.
+back to `mol_to_graph_reference`, the one-call-per-feature version that the tests compare against: dative
+bonds, dummy atoms, and every CXSMILES (a `|...|` extension sets radicals, cis/trans bonds, coordinate
+bonds and more that the SMILES part of the text does not show).
 Edges are stored in both directions, sorted by (source, target)."""
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ def mol_to_graph_reference(mol: Chem.Mol) -> dict[str, np.ndarray]:
 
 def mol_to_graph(mol: Chem.Mol, hint: Optional[str] = None) -> dict[str, np.ndarray]:
     """Graph arrays of a sanitised Mol. `hint`: the SMILES the Mol was parsed from, unchanged since (it
-    lets the text rule features out); None (SDF input, standardised Mol) takes the reference path."""
+    lets the text rule features out); None (SDF input, standardised Mol) and CXSMILES take the reference
+    path."""
     return mols_to_graphs([mol], [hint])[0]
 
 
@@ -123,10 +126,13 @@ def mols_to_graphs(mols: Sequence[Chem.Mol], hints: Sequence[Optional[str]]) -> 
     atom: dict[str, list[int]] = {k: [] for k in _ATOM_COLUMNS}  # per-atom raw RDKit values, batch-wide
     edge_extra: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # batch position -> (stereo, bond dir)
     for k, (mol, hint) in enumerate(zip(mols, hints)):
-        if hint is None or "->" in hint or "<-" in hint or "*" in hint:
+        if hint is None or "|" in hint or "->" in hint or "<-" in hint or "*" in hint:
             out[k] = mol_to_graph_reference(mol)
             continue
         n = mol.GetNumAtoms()
+        if n > _DENSE_MAX_ATOMS:  # the n x n matrices below would grow quadratically (20,000 atoms: 3 GB)
+            out[k] = mol_to_graph_reference(mol)
+            continue
         adj = Chem.GetAdjacencyMatrix(mol, useBO=True)
         src, dst = np.nonzero(adj)  # row-major: sorted by (source, target)
         if len(src) != 2 * mol.GetNumBonds():  # zero-order bonds: not visible in the matrix
@@ -243,6 +249,7 @@ _Atom = Chem.Atom
 # enum object -> int without an attribute look-up per atom
 _HYB_VALUE = {h: int(h) for h in Chem.HybridizationType.values.values()}
 _ATOM_COLUMNS = ("z", "num_h", "hyb", "ring", "chiral", "charge", "radical")
+_DENSE_MAX_ATOMS = 1024
 
 
 def smiles_to_graph(smiles: str) -> Optional[dict[str, np.ndarray]]:

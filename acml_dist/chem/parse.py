@@ -3,7 +3,10 @@
 `Chem.MolFromSmiles` parses, sanitises, then runs stereo perception (about a quarter of its time on
 drug-like SMILES). Text with no stereo marks ('@', '/', '\\'), no explicit hydrogen atoms and no CXSMILES
 extension has nothing for stereo perception to find, so it is parsed without it; anything else takes the
-full call. The graph, canonical SMILES and InChIKey tests compare both routes."""
+full call. The graph, canonical SMILES and InChIKey tests compare both routes.
+
+CXSMILES (`SMILES |extension| name`) take the full call with the CXSMILES parser switched on explicitly and
+strict: an extension RDKit cannot read fails the parse (a reject) instead of being dropped in silence."""
 
 from __future__ import annotations
 
@@ -17,11 +20,23 @@ _EXPLICIT_H = re.compile(r"\[\d*H[^a-z]")
 _NEEDS_FULL_PARSE = re.compile(r"[@/\\|]")
 
 
+def _full_params() -> Chem.SmilesParserParams:
+    params = Chem.SmilesParserParams()
+    params.allowCXSMILES = True  # radicals, cis/trans, coordinate bonds, stereo groups from `|...|`
+    params.strictCXSMILES = True  # an unreadable extension is an error, not ignored
+    params.parseName = True  # text after the extension is a name, not SMILES
+    params.sanitize = True
+    return params
+
+
+_FULL_PARAMS = _full_params()
+
+
 def mol_from_smiles(smiles: str) -> Optional[Chem.Mol]:
     """Sanitised Mol, or None when RDKit cannot parse or sanitise the text. Raises ValueError with RDKit's
     message for a SMILES that parses but does not sanitise (e.g. a valence error) on the fast route."""
     if _NEEDS_FULL_PARSE.search(smiles) or _EXPLICIT_H.search(smiles):
-        return Chem.MolFromSmiles(smiles)
+        return Chem.MolFromSmiles(smiles, _FULL_PARAMS)
     mol = Chem.MolFromSmiles(smiles, sanitize=False)
     if mol is None:
         return None

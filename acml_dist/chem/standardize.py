@@ -19,6 +19,12 @@ from acml_dist.chem.parse import mol_from_smiles, rdkit_error
 RDLogger.DisableLog("rdApp.*")  # parse errors become reject reasons, not stderr noise
 
 
+# Above InChI's 1,024-atom limit no InChIKey exists (the record would be rejected anyway, after minutes in
+# InChI and the scaffold code for a 2,000-atom ring), and RDKit's SMILES writer recurses once per atom (a
+# 20,000-atom chain overflows the stack: a segfault). The hard cap rejects first, whatever the config says.
+MAX_HEAVY_ATOMS = 1024
+
+
 @dataclass
 class StandardResult:
     mol: Chem.Mol
@@ -70,6 +76,8 @@ def parse(text: str, fmt: str = "smiles") -> Union[Chem.Mol, Reject]:
     if mol is None:
         category = "invalid_smiles" if fmt == "smiles" else "invalid_molblock"
         message = rdkit_error(text, fmt)
+        if not message and fmt == "smiles" and "|" in text:
+            message = "CXSMILES extension not readable"
         return Reject(f"{category}: {message}" if message else category)
     if mol.GetNumAtoms() == 0:
         return Reject("empty")
@@ -85,7 +93,12 @@ def standardize(
     mol = text if isinstance(text, Chem.Mol) else parse(text, fmt)
     if isinstance(mol, Reject):
         return mol
-    hint = text if isinstance(text, str) and fmt == "smiles" else None
+    # The text may rule out work below, but a CXSMILES extension (`|...|`) sets what its SMILES part hides.
+    hint = text if isinstance(text, str) and fmt == "smiles" and "|" not in text else None
+    if hint is None:
+        lost = unrepresentable(mol)
+        if lost:
+            return Reject(f"unsupported_structure: {lost}")
     tools = _Tools.get()
     changed = False
     try:
@@ -105,7 +118,7 @@ def standardize(
     heavy = mol.GetNumHeavyAtoms()
     if heavy < _cfg(cfg, "min_heavy_atoms", 1):
         return Reject(f"too_few_heavy_atoms: {heavy}")
-    if heavy > _cfg(cfg, "max_heavy_atoms", 10**9):
+    if heavy > min(_cfg(cfg, "max_heavy_atoms", MAX_HEAVY_ATOMS), MAX_HEAVY_ATOMS):
         return Reject(f"too_many_heavy_atoms: {heavy}")
     allowed = list(_cfg(cfg, "allowed_elements", []) or [])
     if allowed:
@@ -123,6 +136,26 @@ def standardize(
     if not inchikey:
         return Reject("no_inchikey")
     return StandardResult(mol, smiles, inchikey, formula, scaffold, heavy, hint)
+
+
+# Substance groups whose meaning (a repeat unit, a copolymer, a mixture) a single molecule's graph and
+# canonical SMILES cannot hold; data and abbreviation groups only annotate and are kept.
+_POLYMER_SGROUPS = frozenset({"SRU", "COP", "ALT", "RAN", "BLO", "GRA", "MON", "MER", "ANY", "CRO", "MOD"})
+
+
+def unrepresentable(mol: Chem.Mol) -> str:
+    """What a CXSMILES / mol block says that the canonical SMILES and the graph would drop, "" if nothing:
+    enhanced stereo (an AND/OR group: racemic or unknown configuration; written out it would claim one
+    absolute configuration), polymer substance groups, link nodes (a query, not a molecule)."""
+    relative = [g for g in mol.GetStereoGroups() if g.GetGroupType() != Chem.StereoGroupType.STEREO_ABSOLUTE]
+    if relative:
+        return "enhanced stereo (AND/OR stereo group)"
+    kinds = {g.GetProp("TYPE") for g in Chem.GetMolSubstanceGroups(mol) if g.HasProp("TYPE")}
+    if kinds & _POLYMER_SGROUPS:
+        return f"polymer substance group ({','.join(sorted(kinds & _POLYMER_SGROUPS))})"
+    if mol.HasProp("_molLinkNodes"):
+        return "link nodes"
+    return ""
 
 
 def scaffold_smiles(mol: Chem.Mol) -> str:

@@ -18,6 +18,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from acml_dist.data.diskfull import guard_disk
 from acml_dist.data.shards import (
     SCHEMA_VERSION,
     SPLITS,
@@ -88,6 +89,11 @@ def ensure_ray(cluster: Any, log_to_driver: bool = False) -> bool:
     return True
 
 
+def _output_dir(cfg: Any) -> Path:
+    return Path(cfg.output or Path(cfg.shards_root) / cfg.name)
+
+
+@guard_disk(_output_dir)
 def featurize_corpus(cfg: Any) -> dict[str, Any]:
     """Featurise the corpus of a FeaturizeJob config into `<output>` (default `<shards_root>/<name>`);
     returns the manifest (also written to `<output>/manifest.json`)."""
@@ -315,6 +321,7 @@ def _count_records(files: list[str], max_bytes: int = 300_000_000) -> int | None
     """Record count for the progress bar's ETA: one fast pass over inputs up to `max_bytes` (MOSES: ~2 s);
     None for bigger inputs (PubChem), where the bar shows the rate only."""
     import os
+    import zlib
 
     from acml_dist.data.sources import detect_format, open_text
 
@@ -329,7 +336,8 @@ def _count_records(files: list[str], max_bytes: int = 300_000_000) -> int | None
                     total += sum(1 for line in fh if line.startswith("$$$$"))
                 else:
                     total += sum(1 for _ in fh) - (1 if fmt in ("csv", "tsv") else 0)
-    except ValueError:  # a name that does not tell the format (data.format=... given): no ETA
+    # Format not told by the name, or a corrupt .gz (the reader then stops with a SourceError): no ETA.
+    except (ValueError, EOFError, OSError, zlib.error):
         return None
     return total
 

@@ -10,6 +10,7 @@ import glob
 import gzip
 import io
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,19 @@ def iter_smiles_file(
     n the 0-based record number in the file (empty lines count, so ids stay stable). A .smi file's first
     line is a title, not a record, when its first field is the SMILES column name (`smiles`, any case)."""
     fmt = detect_format(path) if fmt == "auto" else fmt
+    n = 0
+    try:
+        for n, record in enumerate(_iter_file(path, fmt, smiles_column, id_column, id_prefix), 1):  # noqa: B007
+            yield record
+    except (EOFError, gzip.BadGzipFile, zlib.error, csv.Error) as exc:
+        # A truncated or corrupt file (an interrupted download): stop with its name, never a bare traceback
+        # nor a silently shortened input.
+        raise SourceError(f"{path}: unreadable after record {n}: {exc} (truncated or corrupt?)") from None
+
+
+def _iter_file(
+    path: str, fmt: str, smiles_column: str, id_column: Optional[str], id_prefix: str
+) -> Iterator[Record]:
     if fmt == "sdf":
         yield from _iter_sdf(path, id_column or "PUBCHEM_COMPOUND_CID", id_prefix)
         return
@@ -104,13 +118,27 @@ def iter_smiles_file(
                     smi.strip(),
                     "smiles",
                 )
-            else:  # .smi: SMILES then optional whitespace-separated id
-                parts = line.split(None, 1)
-                smi = parts[0] if parts else ""
+            else:  # .smi: SMILES, its optional CXSMILES extension, then an optional id
+                smi, name = split_smiles_line(line)
                 if n == 0 and smi.lower() == smiles_column.lower():
                     continue  # a title line ("SMILES Name"), not a molecule
-                rid = parts[1].strip() if len(parts) > 1 and parts[1].strip() else str(n)
-                yield (f"{id_prefix}_{rid}", smi, "smiles")
+                yield (f"{id_prefix}_{name or n}", smi, "smiles")
+
+
+def split_smiles_line(line: str) -> tuple[str, str]:
+    """A .smi line `SMILES [|extension|] [name]` -> (SMILES with its CXSMILES extension, name). The
+    extension starts with the first field after the SMILES that begins with '|' and ends at the next '|';
+    an extension never closed stays with the SMILES, whose parse then fails with a reason."""
+    parts = line.split(None, 1)
+    if not parts:
+        return "", ""
+    smi, rest = parts[0], parts[1].strip() if len(parts) > 1 else ""
+    if rest.startswith("|"):
+        end = rest.find("|", 1)
+        if end < 0:
+            return line.strip(), ""
+        smi, rest = f"{smi} {rest[: end + 1]}", rest[end + 1 :].strip()
+    return smi, rest
 
 
 def _iter_table(

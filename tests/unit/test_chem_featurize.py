@@ -152,3 +152,37 @@ def test_batch_equals_reference_molecule_by_molecule() -> None:
         ref = mol_to_graph_reference(mol)
         for key in GRAPH_KEYS:
             np.testing.assert_array_equal(graph[key], ref[key])
+
+
+# CXSMILES: the extension sets what the SMILES part does not show (a radical, a cis/trans double bond, a
+# coordinate bond), so the text cannot rule those features out.
+CXSMILES = [
+    "CCC |^1:1|",  # radical on the middle carbon
+    "CC=CC |t:1|",  # trans double bond, no '/' in the text
+    "CC=CC |c:1|",
+    "CC |^5:0|",  # carbene-like: three radical electrons
+    "[Fe]C |C:1.0|",  # coordinate (dative) bond
+    "C[C@H](O)F |a:1|",  # absolute stereo group
+    "CC(C)C |(0,0,;1,0,;2,0,;1,1,)|",  # coordinates only
+    "CCC |^1:1| propyl",  # a name after the extension
+]
+
+
+@pytest.mark.parametrize("smiles", CXSMILES)
+def test_cxsmiles_fast_path_equals_reference(smiles: str) -> None:
+    mol = mol_from_smiles(smiles)
+    assert mol is not None
+    ref = mol_to_graph_reference(mol)
+    for fast in (mol_to_graph(mol, smiles), smiles_to_graph(smiles), smiles_to_graphs(["CCO", smiles])[1]):
+        for key in GRAPH_KEYS:
+            np.testing.assert_array_equal(fast[key], ref[key], err_msg=f"{smiles} {key}")
+
+
+def test_cxsmiles_features_reach_the_graph() -> None:
+    radical = smiles_to_graph("CCC |^1:1|")
+    assert radical["ogb_x"][:, 5].tolist() == [0, 1, 0]  # the radical electron on atom 1
+    trans = smiles_to_graph("CC=CC |t:1|")
+    double = trans["ogb_edge_attr"][:, 0] == 1
+    assert set(trans["ogb_edge_attr"][double, 1].tolist()) == {2}  # E (OGB stereo index 2), not NONE
+    # A malformed extension is a parse failure, never the SMILES part alone.
+    assert smiles_to_graph("CCC |junk|") is None

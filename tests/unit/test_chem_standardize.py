@@ -64,3 +64,23 @@ def test_depiction_is_grayscale_224_and_deterministic() -> None:
     img = Image.open(io.BytesIO(png))
     assert img.size == (224, 224) and img.mode == "L"
     assert depict_png(mol) == png
+
+
+def test_cxsmiles_kept_or_rejected_with_reason() -> None:
+    """A CXSMILES extension is read (radical, cis/trans) or, where neither the canonical SMILES nor the graph
+    could hold it, the record is rejected with a reason; never silently dropped."""
+    res = standardize("CCC |^1:1|", StandardizeConfig())
+    assert isinstance(res, StandardResult) and res.smiles == "C[CH]C" and res.hint is None
+    res = standardize("CC=CC |t:1|", StandardizeConfig())
+    assert isinstance(res, StandardResult) and res.smiles == "C/C=C/C"
+    for text, reason in [
+        ("C[C@H](O)F |&1:1|", "unsupported_structure: enhanced stereo"),
+        ("C[C@H](O)F |o1:1|", "unsupported_structure: enhanced stereo"),
+        ("CCO |Sg:n:1,2::ht|", "unsupported_structure: polymer"),
+        ("C1CC1 |LN:1:1.3|", "unsupported_structure: link nodes"),
+        ("CCC |junk|", "invalid_smiles"),
+    ]:
+        res = standardize(text, StandardizeConfig())
+        assert isinstance(res, Reject) and res.reason.startswith(reason), (text, res)
+    res = standardize("C[C@H](O)F |a:1|", StandardizeConfig())  # absolute: what plain SMILES says
+    assert isinstance(res, StandardResult) and res.smiles == "C[C@H](O)F"

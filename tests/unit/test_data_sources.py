@@ -130,3 +130,26 @@ def test_npz_members_equal_np_save() -> None:
         buf = io.BytesIO()
         np.save(buf, arr)
         assert zf.read(f"{name}.npy") == buf.getvalue()
+
+
+def test_cxsmiles_in_smi_csv_tsv(tmp_path: Path) -> None:
+    """A CXSMILES extension stays with its SMILES: in a .smi line (not taken for the id) and in CSV / TSV
+    fields (quoted in CSV, since extensions hold commas)."""
+    smi = tmp_path / "cx.smi"
+    smi.write_text("CCC |^1:1| propyl\nCC=CC\t|t:1|\nc1ccccc1 |c:0,2,4| benzene 2\nCCO ethanol\nCC |^1:0\n")
+    assert list(iter_smiles_file(str(smi), id_prefix="m")) == [
+        ("m_propyl", "CCC |^1:1|", "smiles"),
+        ("m_1", "CC=CC |t:1|", "smiles"),
+        ("m_benzene 2", "c1ccccc1 |c:0,2,4|", "smiles"),
+        ("m_ethanol", "CCO", "smiles"),
+        ("m_4", "CC |^1:0", "smiles"),  # unclosed: the whole text, which then fails to parse
+    ]
+    csv_path = tmp_path / "cx.csv"
+    csv_path.write_text('id,smiles\na,"c1ccccc1 |c:0,2,4|"\nb,CCC |^1:1|\n')
+    assert [r[1] for r in iter_smiles_file(str(csv_path), id_column="id")] == [
+        "c1ccccc1 |c:0,2,4|",
+        "CCC |^1:1|",
+    ]
+    tsv = tmp_path / "cx.tsv"
+    tsv.write_text("smiles\tid\nCC=CC |t:1|\tx\n")
+    assert list(iter_smiles_file(str(tsv), id_column="id")) == [("mol_x", "CC=CC |t:1|", "smiles")]
