@@ -78,14 +78,13 @@ def embed_smiles_file(cfg: DictConfig) -> dict:
 
 
 def serve_model(cfg: DictConfig) -> dict:
-    """`acml serve model=models:/acml-gin@champion`: `mlflow models serve` in this environment, on
-    127.0.0.1 unless ACML_SERVE_HOST says otherwise. The model is resolved and checked first (a pickled model
-    is refused) and the checked local copy is what gets served; a saved-model / run dir is wrapped as an
-    MLflow model on the fly."""
+    """`acml serve model=models:/acml-gin@champion [host=...] [port=...]`: `mlflow models serve` in this
+    environment, on 127.0.0.1 unless host= (or $ACML_SERVE_HOST) says otherwise. The model is resolved
+    and checked first (a pickled model is refused) and the checked local copy is what gets served; a
+    saved-model / run dir is wrapped as an MLflow model on the fly."""
     import tempfile
 
-    host = os.environ.get("ACML_SERVE_HOST", "127.0.0.1")
-    port = os.environ.get("ACML_SERVE_PORT", "5001")
+    host, port = str(cfg.host), str(cfg.port)
     with tempfile.TemporaryDirectory(prefix="acml-serve-") as tmp:
         local = servable_model_dir(cfg.model, Path(tmp))
         cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(local)]
