@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from acml_dist.log import get_logger
+from acml_dist.redact import redact, redact_value
 
 log = get_logger("register")
 
@@ -34,7 +35,7 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, str]:
         for key, value in data.items():
             out.update(_flatten(value, f"{prefix}{key}."))
         return out
-    return {prefix[:-1]: str(data)[:500]}
+    return {prefix[:-1]: redact_value(prefix[:-1], data)[:500]}
 
 
 class RunLogger:
@@ -62,12 +63,12 @@ class RunLogger:
             self._own = True
         self.run_id = run.info.run_id
         flat = _flatten(OmegaConf.to_container(self.cfg, resolve=True))
-        flat.update({k: str(v) for k, v in params.items()})
+        flat.update({k: redact_value(k, v) for k, v in params.items()})
         existing = mlflow.get_run(self.run_id).data.params
         # A resumed run may log the same params again; MLflow refuses changed values, so skip those.
         mlflow.log_params({k: v for k, v in flat.items() if k not in existing})
         for name, text in texts.items():
-            mlflow.log_text(text, name)
+            mlflow.log_text(redact(text), name)
         for path in files:
             mlflow.log_artifact(str(path), "manifests/" + path.parent.name)
 

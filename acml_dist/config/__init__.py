@@ -260,7 +260,10 @@ def validate(entry: str, raw: Any, complete: bool = True) -> DictConfig:
 
 
 def to_yaml(cfg: DictConfig) -> str:
-    return OmegaConf.to_yaml(cfg)
+    """The config as YAML for printing (`--cfg job`), URL credentials and secret parameters masked."""
+    from acml_dist.redact import redact
+
+    return redact(OmegaConf.to_yaml(cfg))
 
 
 def config_hash(cfg: Any) -> str:
