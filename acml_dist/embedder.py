@@ -17,12 +17,14 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
+from acml_dist.config.checks import MAX_HEAVY_ATOMS_LIMIT
 from acml_dist.errors import UnsafeFileError
 
 LOADER_MODULE = "acml_dist.embedder"
 # RDKit's SMILES writer segfaults on molecules of ~20,000 atoms (a long chain: 15,000 passes, 20,000 kills
-# the process); served input is capped far below that whatever the model's own bound says.
-HARD_MAX_HEAVY_ATOMS = 5000
+# the process); served input is capped far below that whatever the model's own bound says (the same cap
+# config validation puts on data.standardize.max_heavy_atoms).
+HARD_MAX_HEAVY_ATOMS = MAX_HEAVY_ATOMS_LIMIT
 # A SMILES longer than this many characters per allowed heavy atom (plus slack) is refused before RDKit
 # parses it: bracket atoms with isotope, chirality, H count and charge take ~12 characters.
 CHARS_PER_HEAVY_ATOM = 16
