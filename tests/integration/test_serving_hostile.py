@@ -256,3 +256,23 @@ def test_pickled_model_at_champion_is_refused(registered, tmp_path):
     assert done.returncode == 2, done.stderr[-2000:]
     assert "not an acml-gin weights model" in done.stderr.strip().splitlines()[-1]
     assert not marker.exists(), "the pickled model ran its payload"
+
+
+def test_embed_smiles_cli_survives_a_hostile_file(tmp_path):
+    """`acml embed-smiles` on a CSV with the 20,000-atom SMILES (it died with exit 139, no output): every
+    row kept, in order, with an embedding or an error."""
+    import pandas as pd
+
+    _saved_model(tmp_path / "run" / "model")
+    rows = ["CCO", HUGE, "", "not a smiles", "C" * 150, "c1ccccc1O"]
+    pd.DataFrame({"smiles": rows}).to_csv(tmp_path / "in.csv", index=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "acml_dist.cli", "embed-smiles", f"input={tmp_path / 'in.csv'}",
+         f"output={tmp_path / 'out.parquet'}", f"model={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "6 rows, 2 embedded, 4 invalid, dim 16" in done.stdout
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out["error"].iloc[1].startswith("too_long") and out["error"].iloc[2] == "missing"
+    assert pd.isna(out["error"].iloc[0]) and pd.isna(out["error"].iloc[5])
