@@ -72,7 +72,7 @@ COMMANDS: dict[str, Command] = {
         "The whole pipeline in this process: featurise -> embed -> train -> evaluate -> register.",
     ),
     "serve": Command(
-        "embed_smiles",
+        "serve",
         "acml_dist.serving:serve_model",
         "Serve a registered model over REST (`mlflow models serve`, local environment).",
     ),
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     from acml_dist.config import ConfigError, load_config, to_yaml
 
     try:
-        cfg = load_config(command.entry, args.overrides)
+        cfg = load_config(command.entry, args.overrides, complete=args.cfg != "job")
     except ConfigError as exc:
         print(f"acml {args.command}: {exc}", file=sys.stderr)
         return 2

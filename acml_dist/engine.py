@@ -5,10 +5,14 @@ DeepSpeed config built from the Hydra `trainer` section, the NaN/Inf guard, and 
 from __future__ import annotations
 
 import os
+import re
 import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
+from acml_dist.errors import UnsafeFileError
 from acml_dist.log import get_logger
 
 log = get_logger("train")
@@ -130,9 +134,10 @@ def initialize_engine(model: Any, ds_config: dict[str, Any], weight_decay: float
     engine, _, _, scheduler = deepspeed.initialize(
         model=model, model_parameters=param_groups(model, weight_decay), config=ds_config
     )
-    if engine.dp_world_size == 1:
-        # One data-parallel rank: the gradient all-reduce would only copy every gradient through a flat
-        # bucket and back (~4% of a CPU step at width 64).
+    if engine.dp_world_size == 1 and engine.zero_optimization_stage() == 0:
+        # One data-parallel rank without ZeRO: the gradient all-reduce would only copy every gradient through
+        # a flat bucket and back (~4% of a CPU step at width 64). Not with ZeRO >= 1: its reduce step is what
+        # fills the optimizer's partitioned gradients (skipped, the first step fails with KeyError: 0).
         engine.enable_backward_allreduce = False
     return engine, scheduler
 
@@ -147,15 +152,72 @@ def _deep_merge(base: dict, extra: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
+#
+# Nothing in a run folder is unpickled: every torch.load here and inside DeepSpeed's load_checkpoint runs
+# with weights_only=True (tensors, containers, numbers, strings), plus the few plain-data classes DeepSpeed
+# writes into its ZeRO optimizer states. A file that holds anything else is refused with UnsafeFileError.
+
+
+def _deepspeed_safe_globals() -> list[Any]:
+    """DeepSpeed's plain-data classes in its checkpoints (loss-scaler state, the ZeRO stage enum, fragment
+    offsets); weights_only rebuilds only these, setting their attributes, and runs none of their code."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+_FORCE = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
+
+
+@contextmanager
+def weights_only_loads(what: str | Callable[[], str]) -> Iterator[None]:
+    """Every torch.load in the block is weights_only (TORCH_FORCE_WEIGHTS_ONLY_LOAD, which overrides a
+    caller's weights_only=False); an unpickling refusal becomes UnsafeFileError naming `what` (the file, or
+    a callable that says which file was being read)."""
+    import pickle
+
+    import torch
+
+    saved = {k: os.environ.get(k) for k in (_FORCE, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")}
+    os.environ[_FORCE] = "1"
+    os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    try:
+        with torch.serialization.safe_globals(_deepspeed_safe_globals()):
+            yield
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        detail = f"it calls or builds {found.group(1)}" if found else str(exc).strip().splitlines()[-1][:200]
+        name = what() if callable(what) else what
+        raise UnsafeFileError(
+            f"{name}: refused to load, it holds objects other than tensors and plain data (unpickling it "
+            f"could run code): {detail}. Inspect the run folder; resume=false starts afresh without it."
+        ) from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _rng_state() -> dict[str, Any]:
+    """This rank's RNG state as tensors and plain numbers (loads with weights_only=True)."""
     import random
 
     import numpy as np
     import torch
 
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    np_state = np.random.get_state(legacy=False)
+    return {
+        "python": random.getstate(),  # (version, tuple of 625 ints, None)
+        "numpy_key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+        "numpy_pos": int(np_state["state"]["pos"]),
+        "numpy_has_gauss": int(np_state["has_gauss"]),
+        "numpy_gauss": float(np_state["gauss"]),
+        "torch": torch.get_rng_state(),
+    }
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
@@ -164,8 +226,17 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     import numpy as np
     import torch
 
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    key = state["numpy_key"].numpy().astype(np.uint32)
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": key, "pos": state["numpy_pos"]},
+            "has_gauss": state["numpy_has_gauss"],
+            "gauss": state["numpy_gauss"],
+        }
+    )
     torch.set_rng_state(state["torch"])
 
 
@@ -181,15 +252,32 @@ def save_checkpoint(engine: Any, ckpt_dir: Path, step: int, client: dict[str, An
 
 
 def load_checkpoint(engine: Any, ckpt_dir: Path, rank: int) -> Optional[dict[str, Any]]:
+    """Resume `engine` from `ckpt_dir/latest`; None when there is nothing to resume. Weights-only loads:
+    UnsafeFileError (a one-line input error) for a file that would construct other objects."""
     import torch
 
     if not (ckpt_dir / "latest").exists():
         return None
-    path, client = engine.load_checkpoint(str(ckpt_dir))
+    reading = [str(ckpt_dir)]
+    files = engine.checkpoint_engine
+    original = files.load
+
+    def load(path: str, map_location: Any = None) -> Any:  # DeepSpeed reads each file through this
+        reading.append(str(path))
+        return original(path, map_location=map_location)
+
+    files.load = load
+    try:
+        with weights_only_loads(lambda: reading[-1]):
+            path, client = engine.load_checkpoint(str(ckpt_dir))
+    finally:
+        files.load = original
     if path is None:
         return None
     tag = (ckpt_dir / "latest").read_text().strip()
     rng = ckpt_dir / tag / f"rng_rank{rank}.pt"
     if rng.exists():
-        _set_rng_state(torch.load(rng, weights_only=False))  # our own file: python/numpy RNG tuples
+        with weights_only_loads(str(rng)):
+            state = torch.load(rng, weights_only=True)
+        _set_rng_state(state)
     return client

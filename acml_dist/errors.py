@@ -13,3 +13,8 @@ class InputError(Exception):
 
 class DataError(InputError, ValueError):
     """A data file, column or data setting that cannot be used as given (still a ValueError for callers)."""
+
+
+class UnsafeFileError(InputError):
+    """A checkpoint / model file that holds more than tensors and plain data (a pickle that would construct
+    arbitrary objects, i.e. run code): refused, never loaded."""

@@ -22,6 +22,7 @@ from acml_dist.data.featurize import ensure_ray
 from acml_dist.data.shards import read_manifest, verify_shard
 from acml_dist.errors import DataError
 from acml_dist.log import get_logger
+from acml_dist.redact import redact
 
 log = get_logger("pipeline")
 
@@ -267,7 +268,7 @@ def run_pipeline(cfg: DictConfig) -> dict:
     started = time.time()
     with mlflow.start_run(run_name=f"pipeline-{cfg.name}") as parent:
         mlflow.log_params({"name": cfg.name, "stages": ",".join(cfg.stages)})
-        mlflow.log_text(OmegaConf.to_yaml(cfg), "config/pretrain.yaml")
+        mlflow.log_text(redact(OmegaConf.to_yaml(cfg)), "config/pretrain.yaml")
 
         def stage(name: str, fn: Callable[[str | None], dict]) -> dict:
             if name not in cfg.stages:
@@ -333,7 +334,7 @@ def print_summary(cfg: DictConfig, results: dict, summary: dict) -> None:
                 shown.insert(0, "(verified, skipped)")
             table.add_row(name, f"{summary['timings'].get(name, 0):.1f}", " ".join(shown))
     Console().print(table)
-    print(f"MLflow: {summary['tracking_uri']} (parent run {summary['parent_run_id']})")
+    print(f"MLflow: {redact(str(summary['tracking_uri']))} (parent run {summary['parent_run_id']})")
 
 
 def stage_highlights(name: str, res: dict) -> list[str]:

@@ -16,25 +16,13 @@ log = get_logger("serve")
 
 
 def load_embedder(model: str):
-    """An object with `predict(DataFrame[smiles]) -> (N, dim) array` from a registry URI, an MLflow model
-    dir, or a saved-model dir / run dir as `acml train` writes it (loaded directly, no MLflow round trip)."""
-    import mlflow
+    """A `GinEmbedder` (`embed(values) -> (array, errors)`, `predict(DataFrame)`) from a registry URI, an
+    MLflow model dir, or a saved-model dir / run dir as `acml train` writes it. Registry models are
+    downloaded and checked (weights + config only: UnsafeFileError for a pickled model), never unpickled."""
+    from acml_dist.embedder import GinEmbedder
+    from acml_dist.tracking import resolve_model_dir
 
-    from acml_dist.tracking import AcmlGinPyfunc, resolve_model_dir
-
-    if "://" in model or model.startswith(("models:/", "runs:/")) or Path(model, "MLmodel").exists():
-        return mlflow.pyfunc.load_model(model)
-    pyfunc = AcmlGinPyfunc()
-    pyfunc.load_model_dir(resolve_model_dir(model))  # FileNotFoundError names the path when nothing is there
-    return _DirectEmbedder(pyfunc)
-
-
-class _DirectEmbedder:
-    def __init__(self, pyfunc) -> None:
-        self.pyfunc = pyfunc
-
-    def predict(self, frame):
-        return self.pyfunc.predict(None, frame)
+    return GinEmbedder(resolve_model_dir(model))  # FileNotFoundError names the path when nothing is there
 
 
 def read_smiles_table(path: str, smiles_column: str):
@@ -65,18 +53,22 @@ def embed_smiles_file(cfg: DictConfig) -> dict:
     if cfg.smiles_column not in table.columns:
         raise DataError(f"{cfg.input}: no column {cfg.smiles_column!r} (columns: {list(table.columns)})")
     model = load_embedder(cfg.model)
-    smiles = table[cfg.smiles_column].astype(str).tolist()
-    parts = []
+    # a missing cell stays missing (its row gets the reason "missing"), not the string "nan"
+    smiles = [None if pd.isna(v) else str(v) for v in table[cfg.smiles_column].tolist()]
+    parts, errors = [], []
     for start in tqdm(range(0, len(smiles), cfg.batch_size), desc="embed-smiles", unit="batch"):
-        batch = pd.DataFrame({"smiles": smiles[start : start + cfg.batch_size]})
-        parts.append(np.asarray(model.predict(batch), dtype=np.float32))
-    emb = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+        emb, errs = model.embed(smiles[start : start + cfg.batch_size])
+        parts.append(emb)
+        errors += errs
+    dim = model.model.gin.emb_dim
+    emb = np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
     out = pd.DataFrame(emb, columns=[f"emb_{i}" for i in range(emb.shape[1])])
     out.insert(0, "smiles", smiles)
+    out.insert(1, "error", errors)  # None, or why the row has no embedding
     Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
     out.to_parquet(cfg.output, index=False)
     emb_cols = [c for c in out.columns if c.startswith("emb_")]
-    valid = int(np.isfinite(out[emb_cols].to_numpy()).all(axis=1).sum()) if emb_cols else 0
+    valid = sum(e is None for e in errors)
     log.info("embedded %d SMILES (%d valid, dim %d) -> %s", len(out), valid, len(emb_cols), cfg.output)
     print(
         f"embed-smiles: {len(out)} rows, {valid} embedded, {len(out) - valid} invalid, dim {len(emb_cols)}"
@@ -86,23 +78,42 @@ def embed_smiles_file(cfg: DictConfig) -> dict:
 
 
 def serve_model(cfg: DictConfig) -> dict:
-    """`acml serve model=models:/acml-gin@champion`: `mlflow models serve` in this environment."""
-    host = os.environ.get("ACML_SERVE_HOST", "127.0.0.1")
-    port = os.environ.get("ACML_SERVE_PORT", "5001")
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "models",
-        "serve",
-        "-m",
-        cfg.model,
-        "--env-manager",
-        "local",
-        "--host",
-        host,
-        "--port",
-        port,
-    ]
-    log.info("serving %s on http://%s:%s/invocations", cfg.model, host, port)
-    return {"ok": subprocess.call(cmd) == 0}
+    """`acml serve model=models:/acml-gin@champion [host=...] [port=...]`: `mlflow models serve` in this
+    environment, on 127.0.0.1 unless host= (or $ACML_SERVE_HOST) says otherwise. The model is resolved
+    and checked first (a pickled model is refused) and the checked local copy is what gets served; a
+    saved-model / run dir is wrapped as an MLflow model on the fly."""
+    import tempfile
+
+    host, port = str(cfg.host), str(cfg.port)
+    with tempfile.TemporaryDirectory(prefix="acml-serve-") as tmp:
+        local = servable_model_dir(cfg.model, Path(tmp))
+        cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(local)]
+        cmd += ["--env-manager", "local", "--host", host, "--port", port]
+        # MLflow starts `uvicorn` by name: the environment's own bin dir first, so it is found without an
+        # activated venv (and is this environment's uvicorn, not another on PATH).
+        env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+        log.info("serving %s on http://%s:%s/invocations", cfg.model, host, port)
+        return {"ok": subprocess.call(cmd, env=env) == 0}
+
+
+def servable_model_dir(model: str, tmp: Path) -> Path:
+    """A local, checked MLflow model dir for `model` (registry URI, MLflow model dir, saved-model dir)."""
+    import mlflow
+
+    from acml_dist.embedder import LOADER_MODULE, check_model_files
+    from acml_dist.models.io import is_model_dir
+
+    path = Path(model)
+    saved = next((p for p in (path, path / "model") if is_model_dir(p)), None)
+    if saved is not None:
+        out = tmp / "mlflow_model"
+        mlflow.pyfunc.save_model(str(out), loader_module=LOADER_MODULE, data_path=str(saved))
+        return out
+    if (path / "MLmodel").is_file():
+        local = path
+    elif model.startswith(("models:/", "runs:/")) or "://" in model:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model, dst_path=str(tmp)))
+    else:
+        raise FileNotFoundError(f"{model}: no MLflow model or saved model here")
+    check_model_files(local, model)
+    return local

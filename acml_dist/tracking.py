@@ -1,8 +1,10 @@
 """MLflow: the training run logger (rank 0), the `acml-gin` pyfunc embedding model, registration with
 champion promotion, and resolving a model URI / run dir to a saved-model directory.
 
-The pyfunc stores the saved model (state dict + config json) as an artifact and rebuilds it with the
-installed package: no pickled code, so it loads in any fresh process that has acml-dist installed.
+The registered model is a `loader_module` pyfunc (`acml_dist.embedder`): the saved model (safetensors +
+config json) as its data, rebuilt by the installed package. Nothing is pickled, so it loads in any fresh
+process that has acml-dist installed, and `resolve_model_dir` refuses a registered model that is anything
+else (a `python_model.pkl` would run code when loaded).
 """
 
 from __future__ import annotations
@@ -12,14 +14,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from acml_dist.log import get_logger
+from acml_dist.redact import redact, redact_value
 
 log = get_logger("register")
-
-try:  # the pyfunc base class; the module stays importable (and light) for the CLI either way
-    from mlflow.pyfunc import PythonModel as _PythonModel
-except ImportError:  # pragma: no cover - mlflow is a dependency
-    _PythonModel = object
-
 
 def resolve_tracking_uri(tracking_cfg: Any = None, runs_root: str | Path = "runs") -> str:
     """cfg.tracking.tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite:///<runs_root>/mlflow.db."""
@@ -38,7 +35,7 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, str]:
         for key, value in data.items():
             out.update(_flatten(value, f"{prefix}{key}."))
         return out
-    return {prefix[:-1]: str(data)[:500]}
+    return {prefix[:-1]: redact_value(prefix[:-1], data)[:500]}
 
 
 class RunLogger:
@@ -66,12 +63,12 @@ class RunLogger:
             self._own = True
         self.run_id = run.info.run_id
         flat = _flatten(OmegaConf.to_container(self.cfg, resolve=True))
-        flat.update({k: str(v) for k, v in params.items()})
+        flat.update({k: redact_value(k, v) for k, v in params.items()})
         existing = mlflow.get_run(self.run_id).data.params
         # A resumed run may log the same params again; MLflow refuses changed values, so skip those.
         mlflow.log_params({k: v for k, v in flat.items() if k not in existing})
         for name, text in texts.items():
-            mlflow.log_text(text, name)
+            mlflow.log_text(redact(text), name)
         for path in files:
             mlflow.log_artifact(str(path), "manifests/" + path.parent.name)
 
@@ -95,66 +92,27 @@ class RunLogger:
             mlflow.end_run()
 
 
-class AcmlGinPyfunc(_PythonModel):
-    """`predict(DataFrame with a "smiles" column) -> float32 array (N, emb_dim)` of GIN embeddings.
+def embed_smiles(
+    model: Any, smiles: list[str], schema: str = "hu", std_cfg: Any = None, batch_size: int = 256
+) -> Any:
+    """GIN embeddings (N, emb_dim) float32 of SMILES strings, NaN rows where a SMILES is refused (see
+    `acml_dist.embedder.embed_rows` for the reasons). `std_cfg`: the model's StandardizeConfig (defaults)."""
+    from acml_dist.embedder import embed_rows
 
-    SMILES are standardised and featurised by the same code as the shards; an unparseable SMILES gives a
-    row of NaN."""
-
-    # predict() is untyped (MLflow would validate inputs by hints), so there is nothing for MLflow's predict
-    # wrapper to do: skip it and the warning it prints on every import (the flag MLflow's own models set)
-    _skip_type_hint_validation = True
-
-    def load_context(self, context: Any) -> None:
-        self.load_model_dir(context.artifacts["model_dir"])
-
-    def load_model_dir(self, model_dir: str | Path) -> None:
-        """Load a saved-model dir (what `load_context` does with the logged artifact; used directly too)."""
-        from acml_dist.models.io import load_model
-
-        self.model = load_model(model_dir)
-        self.schema = self.model.model_cfg.get("schema", "hu")
-
-    def predict(self, context, model_input, params=None):
-        return embed_smiles(self.model, list(model_input["smiles"]), self.schema)
-
-
-def embed_smiles(model: Any, smiles: list[str], schema: str = "hu", batch_size: int = 256) -> Any:
-    """GIN embeddings (N, emb_dim) float32 of SMILES strings, NaN rows where a SMILES does not parse."""
-    import numpy as np
-    import torch
-    from torch_geometric.data import Batch
-
-    from acml_dist.chem.featurize import mol_to_graph
-    from acml_dist.chem.standardize import StandardResult, standardize
-    from acml_dist.data.loader import graph_from_npz
-
-    out = np.full((len(smiles), model.gin.emb_dim), np.nan, dtype=np.float32)
-    graphs, rows = [], []
-    for i, text in enumerate(smiles):
-        std = standardize(str(text))
-        if isinstance(std, StandardResult):
-            graphs.append(graph_from_npz(mol_to_graph(std.mol, std.hint), schema))
-            rows.append(i)
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(graphs), batch_size):
-            batch = Batch.from_data_list(graphs[start : start + batch_size])
-            out[rows[start : start + batch_size]] = model.encode(batch).float().numpy()
-    return out
+    return embed_rows(model, list(smiles), schema, std_cfg, batch_size)[0]
 
 
 def register_model(model_dir: str | Path, metrics: dict[str, Any], tracking_cfg: Any) -> int:
     """Log `model_dir` as the `acml-gin` pyfunc, register a new version, tag it with `metrics`, and move the
     champion alias to it only when its champion_metric beats the current champion's. Returns the version."""
     import mlflow
-    import numpy as np
     import pandas as pd
     from mlflow import MlflowClient
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema, TensorSpec
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType, Array
 
-    from acml_dist.models.io import read_config
+    from acml_dist.embedder import LOADER_MODULE
 
     if getattr(tracking_cfg, "tracking_uri", None):
         mlflow.set_tracking_uri(tracking_cfg.tracking_uri)
@@ -163,10 +121,12 @@ def register_model(model_dir: str | Path, metrics: dict[str, Any], tracking_cfg:
         tracking_cfg.champion_alias,
         tracking_cfg.champion_metric,
     )
-    emb_dim = int(read_config(model_dir)["model"].get("emb_dim", 300))
     signature = ModelSignature(
-        inputs=Schema([ColSpec("string", "smiles")]),
-        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, emb_dim))]),
+        # any type: a row that is not a string gets its own error instead of failing the whole request
+        inputs=Schema([ColSpec(AnyType(), "smiles", required=False)]),
+        outputs=Schema(
+            [ColSpec(Array("float"), "embedding", required=False), ColSpec("string", "error", required=False)]
+        ),
     )
     numeric = {
         k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -180,8 +140,8 @@ def register_model(model_dir: str | Path, metrics: dict[str, Any], tracking_cfg:
             mlflow.log_metrics(numeric)
         info = mlflow.pyfunc.log_model(
             name="acml_gin",
-            python_model=AcmlGinPyfunc(),
-            artifacts={"model_dir": str(model_dir)},
+            loader_module=LOADER_MODULE,  # code that ships with the package, not a pickle
+            data_path=str(model_dir),  # model.safetensors + config.json
             signature=signature,
             # Shown on the model page and used by MLflow to check, before registering, that the logged
             # model loads and predicts.
@@ -223,18 +183,26 @@ def register_model(model_dir: str | Path, metrics: dict[str, Any], tracking_cfg:
 
 def resolve_model_dir(uri_or_path: str | Path) -> Path:
     """A saved-model dir from: the dir itself, a run dir (its `model/`), or an MLflow `models:/` / `runs:/`
-    URI of the acml-gin pyfunc (downloaded)."""
+    URI of the acml-gin pyfunc (downloaded, then checked: UnsafeFileError for a pickled model)."""
+    from acml_dist.models.io import is_model_dir
+
     path = Path(str(uri_or_path))
     for candidate in (path, path / "model"):
-        if (candidate / "config.json").exists() and (candidate / "model.pt").exists():
+        if is_model_dir(candidate):
             return candidate
     text = str(uri_or_path)
-    if not text.startswith(("models:/", "runs:/")) and "://" not in text:
-        raise FileNotFoundError(f"{text}: no saved model (config.json + model.pt) here or in {text}/model")
-    import mlflow
+    if (path / "MLmodel").is_file():  # a local MLflow model dir
+        local = path
+    elif text.startswith(("models:/", "runs:/")) or "://" in text:
+        import mlflow
 
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
-    found = sorted(p.parent for p in local.rglob("config.json") if (p.parent / "model.pt").exists())
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
+    else:
+        raise FileNotFoundError(f"{text}: no saved model (config.json + weights) here or in {text}/model")
+    from acml_dist.embedder import check_model_files
+
+    check_model_files(local, text)
+    found = sorted(p for p in [local, *local.rglob("*")] if p.is_dir() and is_model_dir(p))
     if not found:
         raise FileNotFoundError(f"{text}: downloaded to {local} but holds no acml saved model")
     return found[0]

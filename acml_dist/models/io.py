@@ -1,6 +1,7 @@
-"""Saving and loading a trained ACML model as plain files: a torch state dict of
-tensors (`model.pt`, loaded with weights_only=True) + `config.json` (model config, teacher dims, extras).
-No pickled code: any process with the package installed can rebuild the model."""
+"""Saving and loading a trained ACML model as plain files: the state dict as safetensors (`model.safetensors`:
+raw tensors and a JSON header, nothing to unpickle) + `config.json` (model config, teacher dims, the data
+standardisation the model was trained with, extras). Any process with the package installed rebuilds the
+model; a directory saved by an older version (`model.pt`) is read with torch.load(weights_only=True)."""
 
 from __future__ import annotations
 
@@ -8,40 +9,77 @@ import json
 from pathlib import Path
 from typing import Any
 
-WEIGHTS = "model.pt"
+WEIGHTS = "model.safetensors"
+LEGACY_WEIGHTS = "model.pt"  # torch state dict, loaded weights-only
 CONFIG = "config.json"
 
 
-def save_model(model: Any, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+def save_model(
+    model: Any,
+    directory: str | Path,
+    extra: dict[str, Any] | None = None,
+    standardize: dict[str, Any] | None = None,
+) -> Path:
     """Write `model` (an ACMLModel) to `directory`; `extra` (JSON-able: metrics, loss kind, ...) goes in
-    config.json under "extra"."""
+    config.json under "extra", `standardize` (the shards' `data.standardize`) under "standardize": serving
+    applies the same bounds to its input."""
     import torch
+    from safetensors.torch import save_file
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save(state, out / WEIGHTS)
+    # clone: safetensors refuses tensors that share storage
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / WEIGHTS), metadata={"format": "acml-gin/2"})
+    (out / LEGACY_WEIGHTS).unlink(missing_ok=True)  # a re-save over an old dir: one set of weights
     config = {
-        "format": "acml-gin/1",
+        "format": "acml-gin/2",
         "model": model.model_cfg,
         "teacher_dims": model.teacher_dims,
         "teachers": list(model.teacher_dims),
         "max_logit_scale": model.max_logit_scale,
         "learnable_scale": isinstance(model.log_logit_scale, torch.nn.Parameter),
+        "standardize": standardize,
         "extra": extra or {},
     }
     (out / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
     return out
 
 
+def is_model_dir(directory: str | Path) -> bool:
+    """Whether `directory` holds a saved model (config.json + weights)."""
+    path = Path(directory)
+    return (path / CONFIG).is_file() and ((path / WEIGHTS).is_file() or (path / LEGACY_WEIGHTS).is_file())
+
+
 def read_config(directory: str | Path) -> dict[str, Any]:
     return json.loads((Path(directory) / CONFIG).read_text())
 
 
-def load_model(directory: str | Path, map_location: str = "cpu"):
-    """Rebuild the ACMLModel saved in `directory` (eval mode)."""
+def load_state(directory: str | Path, map_location: str = "cpu") -> dict[str, Any]:
+    """The saved state dict: safetensors, else the legacy model.pt read weights-only (a file holding any other
+    object is refused with UnsafeFileError, never unpickled)."""
+    path = Path(directory)
+    if (path / WEIGHTS).is_file():
+        from safetensors.torch import load_file
+
+        return load_file(str(path / WEIGHTS), device=map_location)
+    import pickle
+
     import torch
 
+    from acml_dist.errors import UnsafeFileError
+
+    try:
+        return torch.load(path / LEGACY_WEIGHTS, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeFileError(
+            f"{path / LEGACY_WEIGHTS}: refused to load, it holds objects other than tensors ({str(exc)[:80]})"
+        ) from None
+
+
+def load_model(directory: str | Path, map_location: str = "cpu"):
+    """Rebuild the ACMLModel saved in `directory` (eval mode)."""
     from acml_dist.models.acml import ACMLModel
 
     config = read_config(directory)
@@ -51,6 +89,5 @@ def load_model(directory: str | Path, map_location: str = "cpu"):
         max_logit_scale=config.get("max_logit_scale", 100.0),
         learnable_scale=config.get("learnable_scale", True),
     )
-    state = torch.load(Path(directory) / WEIGHTS, map_location=map_location, weights_only=True)
-    model.load_state_dict(state)
+    model.load_state_dict(load_state(directory, map_location))
     return model.eval()

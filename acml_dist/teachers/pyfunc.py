@@ -1,29 +1,29 @@
-"""MLflow pyfunc wrapper of a teacher: DataFrame with `smiles` -> embeddings (imported only by registry)."""
+"""MLflow pyfunc of a registered teacher, `loader_module` style: the MLmodel names this module and its data
+is the `teacher/` folder (teacher.json + weights); nothing is pickled. DataFrame with `smiles` ->
+embeddings (N, dim) float32."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import mlflow.pyfunc
+from typing import Any, Optional
 
 
-class TeacherPyfunc(mlflow.pyfunc.PythonModel):
-    # predict() is untyped, so MLflow has nothing to validate: skip its predict wrapper and the warning it
-    # prints on every import (the flag MLflow sets on its own untyped models)
-    _skip_type_hint_validation = True
-
-    def load_context(self, context: Any) -> None:
+class TeacherModel:
+    def __init__(self, folder: Path) -> None:
         from acml_dist.teachers import load_teacher
         from acml_dist.teachers.registry import config_from_artifacts
 
-        root = Path(context.artifacts["teacher"])
-        info = json.loads((root / "teacher.json").read_text())
-        self.teacher = load_teacher(info["name"], config_from_artifacts(root))
+        info = json.loads((folder / "teacher.json").read_text())
+        self.teacher = load_teacher(info["name"], config_from_artifacts(folder))
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, model_input: Any, params: Optional[dict[str, Any]] = None) -> Any:
         import pandas as pd
 
         smiles = list(model_input["smiles"]) if isinstance(model_input, pd.DataFrame) else list(model_input)
-        return self.teacher.encode_smiles(smiles).numpy()
+        return self.teacher.encode_smiles([str(s) for s in smiles]).numpy()
+
+
+def _load_pyfunc(data_path: str, model_config: Any = None) -> TeacherModel:
+    """MLflow's entry point: `data_path` is the logged `teacher/` folder."""
+    return TeacherModel(Path(data_path))

@@ -1,6 +1,7 @@
 """Teachers in the MLflow model registry as `acml-teacher-<name>` (config, weights, hash, dim).
 
-`log_teacher` registers a loaded teacher as a pyfunc model whose artifact folder `teacher/` holds
+`log_teacher` registers a loaded teacher as a `loader_module` pyfunc (`acml_dist.teachers.pyfunc`, nothing
+pickled) whose data folder `teacher/` holds
 `teacher.json` (name, kind, modality, dim, weights_hash, config) and `weights/` (a transformers directory
 or a `weights.pt` state dict; nothing for fingerprints). `fetch_teacher("models:/acml-teacher-x/3")`
 downloads it and returns a TeacherConfig pointing at the local weights, so `load_teacher` accepts
@@ -57,8 +58,6 @@ def log_teacher(teacher: Teacher, tracking_uri: Optional[str] = None, alias: Opt
     import mlflow
     from mlflow import MlflowClient
 
-    from acml_dist.teachers.pyfunc import TeacherPyfunc
-
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
     name = registered_name(teacher.name)
@@ -71,8 +70,8 @@ def log_teacher(teacher: Teacher, tracking_uri: Optional[str] = None, alias: Opt
             mlflow.set_tags({"weights_hash": teacher.weights_hash(), "acml.teacher": teacher.name})
             info = mlflow.pyfunc.log_model(
                 name="teacher",
-                python_model=TeacherPyfunc(),
-                artifacts={"teacher": str(folder)},
+                loader_module="acml_dist.teachers.pyfunc",  # code shipped with the package, no pickle
+                data_path=str(folder),
                 pip_requirements=[],  # the project's environment; skip slow requirement inference
                 registered_model_name=name,
             )
@@ -119,9 +118,12 @@ def fetch_teacher(
         )
     except Exception as exc:
         raise TeacherError(f"cannot fetch teacher {uri} from the MLflow registry: {exc}") from exc
-    folder = local / "artifacts" / "teacher"
-    if not (folder / "teacher.json").exists():
-        raise TeacherError(f"{uri} is not an acml teacher (no artifacts/teacher/teacher.json)")
+    # data/teacher: a loader_module model; artifacts/teacher: one logged before (its python_model.pkl is
+    # never loaded here: only teacher.json and the weights, read weights-only)
+    folder = next((f for f in (local / "data" / "teacher", local / "artifacts" / "teacher")
+                   if (f / "teacher.json").exists()), None)  # fmt: skip
+    if folder is None:
+        raise TeacherError(f"{uri} is not an acml teacher (no data/teacher/teacher.json)")
     return config_from_artifacts(folder, overrides)
 
 

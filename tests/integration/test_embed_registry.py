@@ -43,6 +43,12 @@ def test_register_and_fetch_teachers(mlflow_store, tmp_path):
     torch.testing.assert_close(fetched.encode_smiles(smiles), lm.encode_smiles(smiles))
     tags = registered_hash("models:/acml-teacher-tinylm/1")
     assert tags["weights_hash"] == lm.weights_hash() and tags["dim"] == "16"
+    # Nothing pickled in the registered teacher: a loader_module pyfunc over teacher.json + weights.
+    from pathlib import Path
+
+    local = Path(mlflow.artifacts.download_artifacts("models:/acml-teacher-tinylm/1"))
+    assert not list(local.rglob("*.pkl")), sorted(str(p) for p in local.rglob("*"))
+    assert "loader_module: acml_dist.teachers.pyfunc" in (local / "MLmodel").read_text()
     # The registered model is also a pyfunc: DataFrame of SMILES -> embeddings.
     pyfunc = mlflow.pyfunc.load_model("models:/acml-teacher-tinylm/1")
     out = pyfunc.predict(pd.DataFrame({"smiles": smiles}))

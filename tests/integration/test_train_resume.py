@@ -148,7 +148,7 @@ def test_kill9_midway_then_resume_continues_curve(tiny_shards, tmp_path, mlflow_
     assert losses[killed_at] < losses[0]  # the first resumed step continues the trained curve
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
     assert (run / "loss_curve.png").stat().st_size > 1000
-    assert (Path(result["model_dir"]) / "model.pt").exists()
+    assert (Path(result["model_dir"]) / "model.safetensors").exists()
 
     from mlflow import MlflowClient
 
