@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import islice
 from pathlib import Path
@@ -42,16 +41,26 @@ log = get_logger("loader")
 TEXT = ("key", "smiles.txt", "meta.json", "image.png")
 
 
-@dataclass
 class MolBatch:
     """One batch: `graph` (PyG Batch), `embeddings` {teacher: Tensor (B, D)} in the cache's dtype (float16,
-    or uint8 0/1 for bit-packed fingerprints; callers convert with `.to(dtype)`), `masks` {teacher:
-    BoolTensor (B,)}; `keys`, `smiles`, `meta`, `images` decoded on first access from `text`."""
+    or uint8 0/1 for fingerprints; callers convert with `.to(dtype)`), `masks` {teacher: BoolTensor (B,)};
+    `keys`, `smiles`, `meta`, `images` decoded on first access from `text`. Bit-packed fingerprints travel
+    packed (B, D / 8) from the loader worker to the device and are unpacked on first access of
+    `embeddings` (after `to(device)`: on the device)."""
 
-    graph: Any
-    text: Packed
-    embeddings: dict[str, Any] = field(default_factory=dict)
-    masks: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, graph: Any, text: Packed, embeddings: Optional[dict[str, Any]] = None,
+                 masks: Optional[dict[str, Any]] = None, packed: Optional[dict[str, int]] = None) -> None:  # fmt: skip
+        self.graph, self.text = graph, text
+        self._embeddings = dict(embeddings or {})
+        self.masks = dict(masks or {})
+        self.packed = dict(packed or {})  # teacher -> dim, for embeddings still bit-packed
+
+    @property
+    def embeddings(self) -> dict[str, Any]:
+        for name, dim in list(self.packed.items()):
+            self._embeddings[name] = unpack_bits(self._embeddings[name], dim)
+            del self.packed[name]
+        return self._embeddings
 
     def __len__(self) -> int:
         return self.text.n
@@ -76,15 +85,25 @@ class MolBatch:
 
     def to(self, device: Any, non_blocking: bool = False) -> MolBatch:
         self.graph = self.graph.to(device, non_blocking=non_blocking)
-        self.embeddings = {k: v.to(device, non_blocking=non_blocking) for k, v in self.embeddings.items()}
+        self._embeddings = {k: v.to(device, non_blocking=non_blocking) for k, v in self._embeddings.items()}
         self.masks = {k: v.to(device, non_blocking=non_blocking) for k, v in self.masks.items()}
         return self
 
     def pin_memory(self) -> MolBatch:
         self.graph = self.graph.pin_memory()
-        self.embeddings = {k: v.pin_memory() for k, v in self.embeddings.items()}
+        self._embeddings = {k: v.pin_memory() for k, v in self._embeddings.items()}
         self.masks = {k: v.pin_memory() for k, v in self.masks.items()}
         return self
+
+
+def unpack_bits(x: Any, dim: int) -> Any:
+    """(B, ceil(dim / 8)) uint8 packed bits (np.packbits order) -> (B, dim) uint8 0/1, on x's device."""
+    import torch
+
+    if x.device.type == "cpu":  # numpy's unpackbits: ~100x faster than the shifts below on a CPU
+        return torch.from_numpy(np.unpackbits(x.numpy(), axis=1, count=dim))
+    shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=x.device)
+    return ((x.unsqueeze(-1) >> shifts) & 1).reshape(x.shape[0], -1)[:, :dim]
 
 
 def graph_from_npz(arrays: dict[str, np.ndarray], schema: str = "hu"):
@@ -109,13 +128,16 @@ def to_batch(rows: Packed, schema: str, dims: dict[str, int]) -> MolBatch:
 
     graph = Batch(**rows.graph_tensors(schema))
     graph._num_graphs = rows.n
-    embeddings, masks = {}, {}
+    embeddings, masks, packed = {}, {}, {}
     for t, dim in dims.items():
-        embeddings[t] = torch.from_numpy(unpack_rows(rows.rows[f"emb:{t}"], dim))
-        masks[t] = torch.from_numpy(rows.rows[f"present:{t}"])
+        matrix = rows.rows[f"emb:{t}"]
+        embeddings[t] = torch.from_numpy(matrix if matrix.flags.writeable else matrix.copy())
+        masks[t] = torch.from_numpy(rows.rows[f"present:{t}"].copy())
+        if matrix.dtype == np.uint8:
+            packed[t] = dim
     text = Packed(rows.n, rows.atom_ptr, rows.edge_ptr, rows={k: v for k, v in rows.rows.items() if "@" in k})
     text.blobs = rows.blobs
-    return MolBatch(graph, text, embeddings, masks)
+    return MolBatch(graph, text, embeddings, masks, packed)
 
 
 class ShardStream:

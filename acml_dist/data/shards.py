@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import mmap
 import os
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -100,6 +102,45 @@ def encode_npz(arrays: dict[str, np.ndarray]) -> bytes:
 def decode_npz(data: bytes) -> dict[str, np.ndarray]:
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         return {k: npz[k] for k in npz.files}
+
+
+_NPY_HEADER = re.compile(
+    rb"\{'descr': '([<>|][a-z][0-9]+)', 'fortran_order': False, 'shape': \(([0-9, ]*)\), \}"
+)
+
+
+def decode_npz_fast(data: Any) -> dict[str, np.ndarray]:
+    """`decode_npz` for files `encode_npz` wrote (stored members, .npy 1.0 headers, plain dtypes), as
+    read-only views into `data`: no copy, no CRC pass, no `ast` header parse (np.load spends ~40% of the
+    loader's time there). Call it only on bytes whose sha256 was checked; anything else in the file (a
+    compressed member, an object dtype, another header) raises ValueError: nothing is unpickled."""
+    end = data.rfind(b"PK\x05\x06")
+    if end < 0:
+        raise ValueError("no zip end record")
+    count, _size, cdir = struct.unpack_from("<HLL", data, end + 10)
+    out, pos = {}, cdir
+    for _ in range(count):
+        (sig, method, name_len, extra_len, comment_len, local) = struct.unpack_from(
+            "<L6xH16xHHH8xL", data, pos
+        )
+        if sig != 0x02014B50 or method != 0:
+            raise ValueError("not a stored zip member")
+        name = data[pos + 46 : pos + 46 + name_len].decode()
+        pos += 46 + name_len + extra_len + comment_len
+        lname, lextra = struct.unpack_from("<HH", data, local + 26)
+        start = local + 30 + lname + lextra
+        if data[start : start + 8] != b"\x93NUMPY\x01\x00":
+            raise ValueError(f"{name}: not an .npy 1.0 member")
+        (hlen,) = struct.unpack_from("<H", data, start + 8)
+        match = _NPY_HEADER.match(data, start + 10, start + 10 + hlen)
+        if match is None:
+            raise ValueError(f"{name}: unexpected .npy header")
+        dtype = np.dtype(match.group(1).decode())
+        shape = tuple(int(x) for x in match.group(2).split(b",") if x.strip())
+        count_ = int(np.prod(shape)) if shape else 1
+        arr = np.frombuffer(data, dtype, count_, start + 10 + hlen)
+        out[name[: -len(".npy")] if name.endswith(".npy") else name] = arr.reshape(shape)
+    return out
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
@@ -257,18 +298,34 @@ def cache_manifest_body(
 # ---------------------------------------------------------------------------------------- read
 
 
+# Files this process has hashed: (path, inode, size, mtime_ns) -> sha256. A loader worker that lives across
+# epochs hashes each shard once; a file rewritten since (new inode, size or mtime) is hashed again.
+_VERIFIED: dict[tuple[str, int, int, int], str] = {}
+
+
 def _read_checked(path: Path, entry: dict[str, Any]) -> dict[str, np.ndarray]:
-    if not path.exists():
-        raise ShardError(f"shard {path}: missing (the manifest lists it with {entry.get('samples')} rows)")
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        raise ShardError(
+            f"shard {path}: missing (the manifest lists it with {entry.get('samples')} rows)"
+        ) from None
+    with fh:
+        st = os.fstat(fh.fileno())
+        # mapped, not copied: the arrays below are views of the page cache
+        data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if st.st_size else b""
+    stamp = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    digest = _VERIFIED.get(stamp)
+    if digest is None:
+        digest = hashlib.sha256(data).hexdigest()
     if digest != entry.get("sha256"):
         raise ShardError(
             f"shard {path}: sha256 {digest[:16]}... != manifest {str(entry.get('sha256'))[:16]}... "
-            f"({len(data)} bytes): the file was changed, truncated or replaced; {REBUILD}"
+            f"({st.st_size} bytes): the file was changed, truncated or replaced; {REBUILD}"
         )
+    _VERIFIED[stamp] = digest
     try:
-        return decode_npz(data)
+        return decode_npz_fast(data)
     except Exception as exc:  # noqa: BLE001 - a file with the manifest's digest that numpy refuses
         raise ShardError(f"shard {path}: unreadable ({type(exc).__name__}: {exc})") from exc
 
