@@ -48,8 +48,14 @@ class MolBatch:
     packed (B, D / 8) from the loader worker to the device and are unpacked on first access of
     `embeddings` (after `to(device)`: on the device)."""
 
-    def __init__(self, graph: Any, text: Packed, embeddings: Optional[dict[str, Any]] = None,
-                 masks: Optional[dict[str, Any]] = None, packed: Optional[dict[str, int]] = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        graph: Any,
+        text: Packed,
+        embeddings: Optional[dict[str, Any]] = None,
+        masks: Optional[dict[str, Any]] = None,
+        packed: Optional[dict[str, int]] = None,
+    ) -> None:
         self.graph, self.text = graph, text
         self._embeddings = dict(embeddings or {})
         self.masks = dict(masks or {})
