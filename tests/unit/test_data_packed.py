@@ -167,3 +167,36 @@ def test_old_schema_refused_with_rebuild_hint(ds: Path) -> None:
     with pytest.raises(SchemaError, match=r"schema version 1 .*acml featurize .*overwrite=true") as info:
         make_loader(ds, "train", 4)
     assert "\n" not in str(info.value)
+
+
+BLOCK = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("ray", "mlflow", "rdkit"):
+            raise ImportError("blocked " + name)
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_loader_model_loss_step_without_ray_mlflow_rdkit(ds: Path) -> None:
+    """A GPU node may have torch and PyG only: shards -> batch -> model -> loss -> backward runs there."""
+    import subprocess
+    import sys
+
+    code = BLOCK + f"""
+import torch
+import acml_dist.train, acml_dist.engine
+from acml_dist.data.loader import make_loader
+from acml_dist.losses import ContrastiveLoss
+from acml_dist.models import ACMLModel
+batch = next(iter(make_loader({str(ds)!r}, "train", 8, teachers=["fp"], shuffle=True, num_workers=1)))
+model = ACMLModel(dict(num_layers=2, emb_dim=16, proj_dim=8), {{"fp": 16}})
+out = model(batch.graph, {{n: e.float() for n, e in batch.embeddings.items()}})
+g, t, s = out["fp"]
+ContrastiveLoss("clip", gather=False)(g, t, batch.masks["fp"], s).backward()
+assert not [m for m in sys.modules if m.split(".")[0] in ("ray", "mlflow", "rdkit")]
+print("step ok", len(batch))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "step ok 8" in proc.stdout, proc.stderr[-2000:]
