@@ -198,9 +198,8 @@ class ShardStream:
             order = list(self.entries)
             if self.shuffle:
                 np.random.default_rng([self.seed, epoch, round_]).shuffle(order)
-            by_shard = (
-                len(order) >= readers
-            )  # else every reader reads every shard, keeps rows reader::readers
+            # fewer shards than readers: every reader reads every shard and keeps rows reader::readers
+            by_shard = len(order) >= readers
             mine = order[reader::readers] if by_shard else order
             rng = np.random.default_rng([self.seed, epoch, round_, reader, 1])
             produced = False
