@@ -229,6 +229,7 @@ def embed_dataset(cfg: Any) -> dict[str, Any]:
         raise FileNotFoundError(f"dataset {root} does not exist: run `acml featurize name={cfg.name}` first")
     if not cfg.teachers:
         raise DataError("no teachers configured: pass teachers=<group> (e.g. teachers=smiles_fp)")
+    dataset_manifest(root)  # complete and of this schema, before Ray starts
     from acml_dist.data.featurize import ensure_ray  # the one Ray set-up every stage shares
 
     started = ensure_ray(cfg.cluster)

@@ -184,7 +184,9 @@ def test_loader_model_loss_step_without_ray_mlflow_rdkit(ds: Path) -> None:
     import subprocess
     import sys
 
-    code = BLOCK + f"""
+    code = (
+        BLOCK
+        + f"""
 import torch
 import acml_dist.train, acml_dist.engine
 from acml_dist.data.loader import make_loader
@@ -198,5 +200,23 @@ ContrastiveLoss("clip", gather=False)(g, t, batch.masks["fp"], s).backward()
 assert not [m for m in sys.modules if m.split(".")[0] in ("ray", "mlflow", "rdkit")]
 print("step ok", len(batch))
 """
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "step ok 8" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_cli_refuses_old_schema_in_one_line(ds: Path) -> None:
+    import subprocess
+    import sys
+
+    manifest = json.loads((ds / "manifest.json").read_text())
+    write_json(ds / "manifest.json", {**manifest, "schema_version": 1, "format": None})
+    out = subprocess.run(
+        [sys.executable, "-m", "acml_dist.cli", "embed", f"shards={ds}", "teachers=fingerprint"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = [x for x in out.stderr.splitlines() if "schema version 1" in x]
+    assert len(lines) == 1 and "overwrite=true" in lines[0] and "Traceback" not in out.stderr
