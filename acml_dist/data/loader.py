@@ -259,6 +259,8 @@ class Loader:
                 persistent_workers=not stream.finite,
                 pin_memory=pin_memory,
                 prefetch_factor=4,
+                # its own generator: workers' seeds never draw from (and shift) the trainer's global RNG
+                generator=torch.Generator().manual_seed(stream.seed),
             )
         self.pin = pin_memory and num_workers == 0
 
