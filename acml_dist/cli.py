@@ -39,7 +39,7 @@ COMMANDS: dict[str, Command] = {
     "featurize": Command(
         "featurize",
         "acml_dist.data.featurize:featurize_corpus",
-        "Standardise, dedupe, split and featurise a corpus into WebDataset shards (Ray).",
+        "Standardise, dedupe, split and featurise a corpus into packed shards (Ray).",
     ),
     "embed": Command(
         "embed",

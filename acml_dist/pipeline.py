@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from acml_dist.config import validate
 from acml_dist.data.featurize import ensure_ray
-from acml_dist.data.shards import read_manifest, verify_shard
+from acml_dist.data.shards import SCHEMA_VERSION, read_manifest, verify_shard
 from acml_dist.errors import DataError
 from acml_dist.log import get_logger
 from acml_dist.redact import redact
@@ -92,6 +92,14 @@ def shards_verify(root: Path) -> bool:
     (graph shards and embedding caches share the manifest layout)."""
     manifest = read_manifest(root)
     if not manifest or not manifest.get("splits") or manifest.get("complete") is False:
+        return False
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        log.info(
+            "%s: shards of schema %s, not %d; the stage will run",
+            root,
+            manifest.get("schema_version"),
+            SCHEMA_VERSION,
+        )
         return False
     for info in manifest["splits"].values():
         for entry in info.get("shards", []):

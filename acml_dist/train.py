@@ -50,7 +50,7 @@ def run_dir(cfg: Any) -> Path:
 
 def teacher_dims(cfg: Any, root: Path) -> tuple[dict[str, int], dict[str, Any]]:
     """Dims of every teacher (cache manifest, or the online teacher itself) and the loaded online teachers."""
-    from acml_dist.data.loader import teacher_manifest
+    from acml_dist.data.shards import cache_manifest
 
     dims, online = {}, {}
     for name, tcfg in cfg.teachers.items():
@@ -60,7 +60,7 @@ def teacher_dims(cfg: Any, root: Path) -> tuple[dict[str, int], dict[str, Any]]:
             online[name] = load_teacher(name, tcfg)
             dims[name] = int(online[name].dim)
         else:
-            dims[name] = int(teacher_manifest(root, name)["dim"])
+            dims[name] = int(cache_manifest(root, name)["dim"])
     return dims, online
 
 
@@ -148,21 +148,25 @@ def run(cfg: Any) -> dict[str, Any]:
     last_ckpt = step
     t_start = time.time()
     train_time = 0.0
+    loader = make_loader(  # created once: its worker processes live across epochs
+        root,
+        "train",
+        tr.micro_batch,
+        schema=cfg.model.schema,
+        teachers=cache,
+        rank=rank,
+        world_size=world,
+        batches_per_epoch=per_epoch,
+        shuffle=True,
+        seed=tr.seed,
+        epoch=state["epoch"],
+        num_workers=tr.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        on_bad_shard=tr.on_bad_shard,
+        text=("key", "smiles.txt") if online else ("key",),
+    )
     while step < total_steps:
-        loader = make_loader(
-            root,
-            "train",
-            tr.micro_batch,
-            schema=cfg.model.schema,
-            teachers=cache,
-            rank=rank,
-            world_size=world,
-            batches_per_epoch=per_epoch,
-            shuffle=True,
-            seed=tr.seed,
-            epoch=state["epoch"],
-            num_workers=tr.num_workers,
-        )
+        loader.set_epoch(state["epoch"])
         batches = iter(loader)
         for _ in range(state["micro"]):  # data position: skip what the checkpointed run consumed
             next(batches)
@@ -170,7 +174,7 @@ def run(cfg: Any) -> dict[str, Any]:
         for batch in batches:
             state["micro"] += 1
             fill_online(batch, online)
-            batch = batch.to(engine.device)
+            batch = batch.to(engine.device, non_blocking=True)
             outputs = engine(batch.graph, {n: e.to(dtype) for n, e in batch.embeddings.items()})
             losses = {n: loss_fn(g, t, batch.masks.get(n), s) for n, (g, t, s) in outputs.items()}
             total = sum(weights[n] * v for n, v in losses.items())

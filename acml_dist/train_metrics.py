@@ -46,10 +46,10 @@ def evaluate_retrieval(
     import torch.distributed as dist
 
     from acml_dist.data.loader import count_samples, make_loader
-    from acml_dist.data.shards import read_manifest
+    from acml_dist.data.shards import dataset_manifest
 
     cache = [n for n in cfg.teachers if n not in online]
-    splits = (read_manifest(root) or {}).get("splits", {})
+    splits = dataset_manifest(root).get("splits", {})
     split = "val" if splits.get("val", {}).get("samples") else "test"  # held-out molecules either way
     if not splits.get(split, {}).get("samples"):
         return {}

@@ -9,7 +9,7 @@ Rates drift with machine load: compare the ratios printed by one run, not absolu
 from __future__ import annotations
 
 import argparse
-import io
+import hashlib
 import json
 import os
 import tempfile
@@ -32,16 +32,18 @@ def quick(n_mol: int = 256) -> dict[str, Any]:
     import torch
 
     from acml_dist.config.teachers import TeacherConfig
+    from acml_dist.data.shards import (
+        atomic_write,
+        cache_dir,
+        cache_manifest_body,
+        dataset_manifest,
+        encode_cache_shard,
+        load_cache_shard,
+        load_graph_shard,
+        write_json,
+    )
     from acml_dist.teachers import load_teacher
     from acml_dist.teachers.cache import embed_shard
-    from acml_dist.teachers.shards import (
-        cache_dir,
-        graph_shards,
-        iter_graph_shard,
-        join_cache,
-        write_cache_shard,
-        write_json_atomic,
-    )
     from acml_dist.teachers.testing import moses_smiles, write_dataset
 
     torch.set_num_threads(int(os.environ.get("ACML_BENCH_THREADS", "1")))
@@ -69,30 +71,33 @@ def quick(n_mol: int = 256) -> dict[str, Any]:
         root = Path(tmp) / "ds"
         per_shard = 64
         write_dataset(root, {"train": smiles}, samples_per_shard=per_shard)
-        shards = graph_shards(root)["train"]
+        shards = dataset_manifest(root)["splits"]["train"]["shards"]
+        recs: dict[str, dict[str, Any]] = {fp.name: {}, rx.name: {}}
         for n, e in enumerate(shards):
-            embed_shard(fp, Path(e["path"]), cache_dir(root, fp.name) / "train" / e["name"], e["sha256"])
-            keys = [s["key"] for s in iter_graph_shard(Path(e["path"]))]
+            recs[fp.name][e["name"]] = embed_shard(fp, root, e, cache_dir(root, fp.name) / e["name"])
             emb = rx_emb[n * per_shard : (n + 1) * per_shard]  # same molecules, same order: no second pass
-            write_cache_shard(
-                cache_dir(root, rx.name) / "train" / e["name"], [(k, v, None) for k, v in zip(keys, emb)]
+            data = encode_cache_shard(
+                load_graph_shard(root, e).blobs["key"], emb, np.ones(len(emb), bool), bits=False
             )
-
-        for t in (rx, fp):  # what the training reader reads: dim and hash
-            write_json_atomic(cache_dir(root, t.name) / "manifest.json", {**t.describe(), "dtype": "float16"})
+            atomic_write(cache_dir(root, rx.name) / e["name"], data)
+            recs[rx.name][e["name"]] = {"samples": len(emb), "sha256": hashlib.sha256(data).hexdigest()}
+        for t in (rx, fp):  # what the training reader reads: dim, hash, entries aligned with graph shards
+            entries = [
+                {**recs[t.name][e["name"]], "name": e["name"], "graph_sha256": e["sha256"]} for e in shards
+            ]
+            body = cache_manifest_body(root, t.describe(), t is fp, {"train": {"shards": entries}})
+            write_json(cache_dir(root, t.name) / "manifest.json", body)
 
         def graphs_only() -> None:
             for e in shards:
-                for s in iter_graph_shard(Path(e["path"])):
-                    np.load(io.BytesIO(s["graph.npz"]), allow_pickle=False)["edge_index"]
+                load_graph_shard(root, e)
 
         def graphs_joined() -> None:
             for e in shards:
-                batch = list(iter_graph_shard(Path(e["path"])))
-                for s in batch:
-                    np.load(io.BytesIO(s["graph.npz"]), allow_pickle=False)["edge_index"]
+                packed = load_graph_shard(root, e)
                 for t in (rx, fp):
-                    join_cache(batch, cache_dir(root, t.name) / "train" / e["name"], t.name, t.dim)
+                    entry = {**recs[t.name][e["name"]], "name": e["name"], "graph_sha256": e["sha256"]}
+                    load_cache_shard(root, t.name, entry, e, packed.blobs["key"])
 
         graphs_only()
         g = _rate(graphs_only, len(smiles), 3)
@@ -102,7 +107,7 @@ def quick(n_mol: int = 256) -> dict[str, Any]:
         out["cache_join_cost_ratio"] = round(g / j, 2)  # >1: joining slows reading by this factor
         out["cache_bytes_per_mol"] = {
             t.name: round(
-                sum(f.stat().st_size for f in (cache_dir(root, t.name) / "train").glob("*.tar")) / n_mol
+                sum(f.stat().st_size for f in (cache_dir(root, t.name) / "train").glob("*.npz")) / n_mol
             )
             for t in (rx, fp)
         }

@@ -32,7 +32,10 @@ class TrainerConfig:
     eval_every: int = 0  # 0: only at the end
     max_bad_steps: int = 5  # consecutive NaN/Inf losses before the run stops
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int = 0  # loader worker processes per rank (they live across epochs)
+    # A shard or cache whose sha256 / rows / keys differ from its manifest: error (stop, naming it) | skip
+    # (log a warning naming it, count it, train on the rest)
+    on_bad_shard: str = "error"
     backend: str = "auto"  # auto (nccl on GPU, gloo on CPU) | nccl | gloo
     extra_ds_config: dict = field(default_factory=dict)
     register: bool = False  # register the final model in MLflow at the end of train.run

@@ -1,4 +1,4 @@
-"""Corpus -> verified WebDataset shards on Ray: `featurize_corpus(cfg)` (CLI, cluster/featurize.py, tests).
+"""Corpus -> verified packed shards on Ray: `featurize_corpus(cfg)` (CLI, cluster/featurize.py, tests).
 
 Phases (each a set of Ray tasks, the driver only streams records and holds counts):
   A. chunks of `data.chunk_size` records: standardise, filter, exclude, featurise (work.process_chunk);
@@ -20,6 +20,7 @@ from typing import Any
 
 from acml_dist.data.diskfull import guard_disk
 from acml_dist.data.shards import (
+    FORMAT,
     SCHEMA_VERSION,
     SPLITS,
     atomic_write,
@@ -221,6 +222,7 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
                 reasons[r] = reasons.get(r, 0) + n
         manifest = {
             "schema_version": SCHEMA_VERSION,
+            "format": FORMAT,
             "name": cfg.name,
             "config_hash": chash,
             "data": data,
@@ -229,7 +231,7 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
             "reject_reasons": dict(sorted(reasons.items())),
             "excluded_from": list(data.get("exclude") or []),
             "samples_per_shard": size,
-            "modalities": ["graph.npz", "smiles.txt", "meta.json"]
+            "columns": ["graph", "key", "smiles.txt", "meta.json"]
             + (["image.png"] if data.get("images") else []),
             "complete": False,
         }

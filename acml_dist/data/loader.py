@@ -1,54 +1,120 @@
-"""Read side: WebDataset pipelines over the graph shards, joined in lock step with embedding-cache shards.
+"""Read side: batches sliced out of packed shards (`acml_dist.data.packed`), joined with embedding caches.
 
-Nothing is unpickled from a shard: npz with allow_pickle=False, UTF-8 text, JSON, PNG bytes.
-`make_loader` gives every rank the same number of batches: one pass over all samples when a single rank
-reads without a budget (evaluation), otherwise exactly `batches_per_epoch` (default: floor(samples /
-(world_size * batch_size))) batches per rank from the rank's share of the shards, repeated if needed."""
+A reader (one per rank and loader worker) loads a shard, checks it against the manifest (sha256, rows;
+each cache's sha256, rows, graph shard and keys: `acml_dist.data.shards`), pools `buffer_shards` shards,
+permutes the pool's rows when shuffling, and gathers each batch with a few numpy calls: no per-molecule
+Python object. Shard order is shuffled per epoch; rows left over at the end of a pool go into the next one.
+`make_loader` gives every rank the same number of batches: one pass over all rows when a single rank reads
+without a budget (evaluation), otherwise exactly `batches_per_epoch` (default: floor(rows / (world_size *
+batch_size))) batches per rank, the stream repeating if needed. Worker processes live across epochs
+(`set_epoch`). Imports torch and PyG only (no Ray, MLflow or RDKit)."""
 
 from __future__ import annotations
 
-import io
 import json
-import random
-import tarfile
+import multiprocessing
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import islice
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from acml_dist.data.shards import decode_npz, read_manifest, shard_paths
-from acml_dist.errors import DataError, InputError
+from acml_dist.data.packed import Packed, concat
+from acml_dist.data.shards import (
+    ShardError,
+    ShardMismatch,
+    cache_entries,
+    cache_manifest,
+    count_samples,
+    load_cache_shard,
+    load_graph_shard,
+    split_entries,
+    unpack_rows,
+)
+from acml_dist.errors import DataError
+from acml_dist.log import get_logger
+
+__all__ = ["MolBatch", "ShardMismatch", "count_samples", "graph_from_npz", "iter_samples", "make_loader"]
+log = get_logger("loader")
+TEXT = ("key", "smiles.txt", "meta.json", "image.png")
 
 
-class ShardMismatch(InputError, RuntimeError):
-    """Embedding-cache shard out of step with its graph shard, or cache built by other weights."""
-
-
-@dataclass
 class MolBatch:
-    graph: Any  # torch_geometric.data.Batch
-    keys: list[str]
-    smiles: list[str]
-    meta: list[dict]
-    embeddings: dict[str, Any] = field(default_factory=dict)  # name -> Tensor (B, D) float32
-    masks: dict[str, Any] = field(default_factory=dict)  # name -> BoolTensor (B,)
-    images: Optional[list[Optional[bytes]]] = None
+    """One batch: `graph` (PyG Batch), `embeddings` {teacher: Tensor (B, D)} in the cache's dtype (float16,
+    or uint8 0/1 for fingerprints; callers convert with `.to(dtype)`), `masks` {teacher: BoolTensor (B,)};
+    `keys`, `smiles`, `meta`, `images` decoded on first access from `text`. Bit-packed fingerprints travel
+    packed (B, D / 8) from the loader worker to the device and are unpacked on first access of
+    `embeddings` (after `to(device)`: on the device)."""
+
+    def __init__(
+        self,
+        graph: Any,
+        text: Packed,
+        embeddings: Optional[dict[str, Any]] = None,
+        masks: Optional[dict[str, Any]] = None,
+        packed: Optional[dict[str, int]] = None,
+    ) -> None:
+        self.graph, self.text = graph, text
+        self._embeddings = dict(embeddings or {})
+        self.masks = dict(masks or {})
+        self.packed = dict(packed or {})  # teacher -> dim, for embeddings still bit-packed
+
+    @property
+    def embeddings(self) -> dict[str, Any]:
+        for name, dim in list(self.packed.items()):
+            self._embeddings[name] = unpack_bits(self._embeddings[name], dim)
+            del self.packed[name]
+        return self._embeddings
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return self.text.n
 
-    def to(self, device: Any) -> MolBatch:
-        self.graph = self.graph.to(device)
-        self.embeddings = {k: v.to(device) for k, v in self.embeddings.items()}
-        self.masks = {k: v.to(device) for k, v in self.masks.items()}
+    @cached_property
+    def keys(self) -> list[str]:
+        return self.text.texts("key")
+
+    @cached_property
+    def smiles(self) -> list[str]:
+        return self.text.texts("smiles.txt")
+
+    @cached_property
+    def meta(self) -> list[dict]:
+        return [json.loads(m) for m in self.text.texts("meta.json")]
+
+    @cached_property
+    def images(self) -> Optional[list[Optional[bytes]]]:
+        if "image.png" not in self.text.blobs:
+            return None
+        return [self.text.blob("image.png", i) for i in range(self.text.n)]
+
+    def to(self, device: Any, non_blocking: bool = False) -> MolBatch:
+        self.graph = self.graph.to(device, non_blocking=non_blocking)
+        self._embeddings = {k: v.to(device, non_blocking=non_blocking) for k, v in self._embeddings.items()}
+        self.masks = {k: v.to(device, non_blocking=non_blocking) for k, v in self.masks.items()}
+        return self
+
+    def pin_memory(self) -> MolBatch:
+        self.graph = self.graph.pin_memory()
+        self._embeddings = {k: v.pin_memory() for k, v in self._embeddings.items()}
+        self.masks = {k: v.pin_memory() for k, v in self.masks.items()}
         return self
 
 
+def unpack_bits(x: Any, dim: int) -> Any:
+    """(B, ceil(dim / 8)) uint8 packed bits (np.packbits order) -> (B, dim) uint8 0/1, on x's device."""
+    import torch
+
+    if x.device.type == "cpu":  # numpy's unpackbits: ~100x faster than the shifts below on a CPU
+        return torch.from_numpy(np.unpackbits(x.numpy(), axis=1, count=dim))
+    shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=x.device)
+    return ((x.unsqueeze(-1) >> shifts) & 1).reshape(x.shape[0], -1)[:, :dim]
+
+
 def graph_from_npz(arrays: dict[str, np.ndarray], schema: str = "hu"):
-    """PyG Data (x long (N, 2|9), edge_index long (2, E), edge_attr long (E, 2|3)) from graph.npz arrays."""
+    """PyG Data (x long (N, 2|9), edge_index long (2, E), edge_attr long (E, 2|3)) from one molecule's
+    arrays (`chem.featurize.mol_to_graph`): serving and single molecules, not the training path."""
     import torch
     from torch_geometric.data import Data
 
@@ -61,130 +127,162 @@ def graph_from_npz(arrays: dict[str, np.ndarray], schema: str = "hu"):
     )
 
 
-def count_samples(root: str | Path, split: str) -> int:
-    manifest = read_manifest(root)
-    if manifest is None:
-        raise FileNotFoundError(f"no manifest.json in {root}")
-    return int(manifest["splits"][split]["samples"])
-
-
-def tar_samples(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Raw samples of one tar in order: {"__key__": key, "<ext>": bytes}. Keys split at the first '.'."""
-    current: dict[str, Any] = {}
-    with tarfile.open(path, mode="r|") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            key, _, ext = member.name.rpartition("/")[2].partition(".")
-            if current and current["__key__"] != key:
-                yield current
-                current = {}
-            current["__key__"] = key
-            fh = tar.extractfile(member)
-            current[ext] = fh.read() if fh else b""
-    if current:
-        yield current
-
-
-def teacher_manifest(root: str | Path, name: str, expected_hash: Optional[str] = None) -> dict[str, Any]:
-    path = Path(root) / "embeddings" / name / "manifest.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no embedding cache for teacher {name!r} at {path}: run `acml embed` first")
-    manifest = json.loads(path.read_text())
-    if expected_hash is not None and manifest.get("weights_hash") != expected_hash:
-        raise ShardMismatch(
-            f"embedding cache {path} was built with weights {manifest.get('weights_hash')}, "
-            f"expected {expected_hash}: re-run `acml embed ... overwrite=true`"
-        )
-    return manifest
-
-
-def _joined(graph_path: str, teachers: Sequence[str]) -> Iterator[dict[str, Any]]:
-    """Samples of one graph shard with each teacher's embedding sample of the same key attached."""
-    shard = Path(graph_path)
-    root, split = shard.parents[1], shard.parent.name
-    emb_iters = {t: tar_samples(root / "embeddings" / t / split / shard.name) for t in teachers}
-    for sample in tar_samples(shard):
-        for t, it in emb_iters.items():
-            emb = next(it, None)
-            if emb is None or emb["__key__"] != sample["__key__"]:
-                got = None if emb is None else emb["__key__"]
-                raise ShardMismatch(
-                    f"embedding shard embeddings/{t}/{split}/{shard.name} out of step with "
-                    f"{split}/{shard.name}: expected key {sample['__key__']!r}, got {got!r}"
-                )
-            sample[f"emb:{t}"] = emb
-        yield sample
-    for t, it in emb_iters.items():
-        if next(it, None) is not None:
-            raise ShardMismatch(
-                f"embedding shard embeddings/{t}/{split}/{shard.name} has more samples than "
-                f"{split}/{shard.name}"
-            )
-
-
-def decode_sample(raw: dict[str, Any]) -> dict[str, Any]:
-    """Decoded sample: key, smiles, meta, arrays (graph.npz), image (PNG bytes or None), embeddings
-    ({teacher: float32 array or None when missing}) and any other member as raw bytes."""
-    out: dict[str, Any] = {"key": raw["__key__"], "embeddings": {}, "extra": {}}
-    for name, value in raw.items():
-        if name == "__key__":
-            continue
-        if name == "graph.npz":
-            out["arrays"] = decode_npz(value)
-        elif name == "smiles.txt":
-            out["smiles"] = value.decode("utf-8")
-        elif name == "meta.json":
-            out["meta"] = json.loads(value)
-        elif name == "image.png":
-            out["image"] = value
-        elif name.startswith("emb:"):
-            emb = value.get("emb.npy")
-            out["embeddings"][name[4:]] = (
-                None if emb is None else np.load(io.BytesIO(emb), allow_pickle=False).astype(np.float32)
-            )
-        elif name.endswith(".npy"):
-            out["extra"][name] = np.load(io.BytesIO(value), allow_pickle=False)
-        else:
-            out["extra"][name] = value
-    out.setdefault("image", None)
-    return out
-
-
-def iter_samples(root: str | Path, split: str, teachers: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
-    """Every sample of a split in shard order, decoded (see `decode_sample`)."""
-    for path in shard_paths(root, split):
-        for raw in _joined(path, teachers):
-            yield decode_sample(raw)
-
-
-def collate(
-    samples: list[dict[str, Any]], schema: str, teachers: Sequence[str], dims: dict[str, int]
-) -> MolBatch:
+def to_batch(rows: Packed, schema: str, dims: dict[str, int]) -> MolBatch:
+    """The MolBatch of packed rows: tensors straight from the arrays (what Batch.from_data_list gives)."""
     import torch
     from torch_geometric.data import Batch
 
-    graph = Batch.from_data_list([graph_from_npz(s["arrays"], schema) for s in samples])
-    embeddings, masks = {}, {}
-    for t in teachers:
-        values = [s["embeddings"].get(t) for s in samples]
-        emb = torch.zeros(len(samples), dims[t], dtype=torch.float32)
-        mask = torch.zeros(len(samples), dtype=torch.bool)
-        for i, v in enumerate(values):
-            if v is not None:
-                emb[i] = torch.from_numpy(v)
-                mask[i] = True
-        embeddings[t], masks[t] = emb, mask
-    images = [s["image"] for s in samples] if any(s["image"] is not None for s in samples) else None
-    return MolBatch(
-        graph,
-        [s["key"] for s in samples],
-        [s["smiles"] for s in samples],
-        [s["meta"] for s in samples],
-        embeddings,
-        masks,
-        images,
-    )
+    graph = Batch(**rows.graph_tensors(schema))
+    graph._num_graphs = rows.n
+    embeddings, masks, packed = {}, {}, {}
+    for t, dim in dims.items():
+        matrix = rows.rows[f"emb:{t}"]
+        embeddings[t] = torch.from_numpy(matrix if matrix.flags.writeable else matrix.copy())
+        masks[t] = torch.from_numpy(rows.rows[f"present:{t}"].copy())
+        if matrix.dtype == np.uint8:
+            packed[t] = dim
+    text = Packed(rows.n, rows.atom_ptr, rows.edge_ptr, rows={k: v for k, v in rows.rows.items() if "@" in k})
+    text.blobs = rows.blobs
+    return MolBatch(graph, text, embeddings, masks, packed)
+
+
+class ShardStream:
+    """The batches of one reader (a rank, or one loader worker of a rank); see the module docstring."""
+
+    def __init__(self, root: str | Path, split: str, batch_size: int, *, schema: str,
+                 teachers: dict[str, int], rank: int, world_size: int, shuffle: bool, seed: int,
+                 finite: bool, buffer_shards: int, on_bad_shard: str,
+                 text: Sequence[str]) -> None:  # fmt: skip
+        if on_bad_shard not in ("error", "skip"):
+            raise DataError(f"on_bad_shard={on_bad_shard!r}: expected error | skip")
+        self.root, self.split, self.batch_size = Path(root), split, batch_size
+        self.schema, self.dims, self.rank, self.world = schema, dict(teachers), rank, world_size
+        self.shuffle, self.seed, self.finite, self.buffer = shuffle, seed, finite, max(1, buffer_shards)
+        self.on_bad_shard, self.text = on_bad_shard, tuple(text)
+        self.entries = split_entries(root, split)
+        self.caches = {t: cache_entries(cache_manifest(root, t), split) for t in self.dims}
+        self.epoch = multiprocessing.Value("i", 0)  # shared with forked workers that live across epochs
+        self.skipped: list[str] = []
+
+    def load(self, entry: dict[str, Any]) -> Optional[Packed]:
+        """A shard joined with its caches, only the columns batches need; None when skipped (lenient)."""
+        try:
+            packed = load_graph_shard(self.root, entry)
+            for t in self.dims:
+                centry = self.caches[t].get(entry["name"])
+                if centry is None:
+                    raise ShardMismatch(
+                        f"embedding cache of {t!r} has no shard {entry['name']}: re-run acml embed"
+                    )
+                matrix, present = load_cache_shard(self.root, t, centry, entry, packed.blobs["key"])
+                packed.rows[f"emb:{t}"], packed.rows[f"present:{t}"] = matrix, present
+        except ShardError as exc:
+            if self.on_bad_shard == "error":
+                raise
+            self.skipped.append(entry["name"])
+            log.warning("skipped (on_bad_shard=skip, %d so far): %s", len(self.skipped), exc)
+            return None
+        rows = [f"emb:{t}" for t in self.dims] + [f"present:{t}" for t in self.dims]
+        rows += [f"{c}@present" for c in self.text]
+        return packed.only([f"{self.schema}_x"], ["edge_index", f"{self.schema}_edge_attr"], rows, self.text)
+
+    def __iter__(self) -> Iterator[MolBatch]:
+        import torch.utils.data
+
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        reader, readers = self.rank * nw + wid, self.world * nw
+        epoch, round_ = int(self.epoch.value), 0
+        carry: list[Packed] = []
+        while True:
+            order = list(self.entries)
+            if self.shuffle:
+                np.random.default_rng([self.seed, epoch, round_]).shuffle(order)
+            # fewer shards than readers: every reader reads every shard and keeps rows reader::readers
+            by_shard = len(order) >= readers
+            mine = order[reader::readers] if by_shard else order
+            rng = np.random.default_rng([self.seed, epoch, round_, reader, 1])
+            produced = False
+            for g in range(0, len(mine), self.buffer):
+                loaded = [p for p in (self.load(e) for e in mine[g : g + self.buffer]) if p is not None]
+                if not by_shard:
+                    loaded = [p.take(np.arange(reader, p.n, readers)) for p in loaded]
+                pool = concat(carry + loaded) if carry + loaded else None
+                if pool is None or pool.n == 0:
+                    continue
+                order_rows = rng.permutation(pool.n) if self.shuffle else None
+                full = pool.n // self.batch_size * self.batch_size
+                for a in range(0, full, self.batch_size):
+                    rows = (
+                        pool.slice(a, a + self.batch_size)
+                        if order_rows is None
+                        else pool.take(order_rows[a : a + self.batch_size])
+                    )
+                    produced = True
+                    yield to_batch(rows, self.schema, self.dims)
+                rest = np.arange(full, pool.n) if order_rows is None else order_rows[full:]
+                carry = [pool.take(rest)] if len(rest) else []
+            if self.finite:
+                if carry:
+                    yield to_batch(carry[0], self.schema, self.dims)
+                return
+            if not produced and not carry:
+                raise ShardError(f"{self.root}/{self.split}: no usable rows for reader {reader} of {readers}")
+            round_ += 1
+
+
+def _dataset(stream: ShardStream):
+    import torch.utils.data
+
+    class StreamDataset(torch.utils.data.IterableDataset):
+        def __iter__(self) -> Iterator[MolBatch]:
+            return iter(stream)
+
+    return StreamDataset()
+
+
+class Loader:
+    """Batches of one rank; `set_epoch(e)` before iterating (workers persist across epochs)."""
+
+    def __init__(
+        self, stream: ShardStream, budget: Optional[int], num_workers: int, pin_memory: bool
+    ) -> None:
+        self.stream, self.budget = stream, budget
+        self.dl: Optional[Iterable[MolBatch]] = None
+        if num_workers > 0:
+            import torch.utils.data
+
+            self.dl = torch.utils.data.DataLoader(
+                _dataset(stream),
+                batch_size=None,
+                num_workers=num_workers,
+                persistent_workers=not stream.finite,
+                pin_memory=pin_memory,
+                prefetch_factor=4,
+                # its own generator: workers' seeds never draw from (and shift) the trainer's global RNG
+                generator=torch.Generator().manual_seed(stream.seed),
+            )
+        self.pin = pin_memory and num_workers == 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.stream.epoch.value = int(epoch)
+
+    def __len__(self) -> int:
+        if self.budget is not None:
+            return self.budget
+        total = sum(e["samples"] for e in self.stream.entries)
+        return -(-total // self.stream.batch_size)
+
+    @property
+    def skipped(self) -> list[str]:
+        """Shards skipped under on_bad_shard=skip (in this process; workers log theirs)."""
+        return self.stream.skipped
+
+    def __iter__(self) -> Iterator[MolBatch]:
+        it: Iterator[MolBatch] = iter(self.dl) if self.dl is not None else iter(self.stream)
+        if self.pin:
+            it = (b.pin_memory() for b in it)
+        return islice(it, self.budget) if self.budget is not None else it
 
 
 def make_loader(
@@ -196,26 +294,23 @@ def make_loader(
     teachers: Sequence[str] = (),
     rank: int = 0,
     world_size: int = 1,
-    resampled: bool = False,
     batches_per_epoch: Optional[int] = None,
     shuffle: bool = False,
     seed: int = 0,
     num_workers: int = 0,
     epoch: int = 0,
     teacher_hashes: Optional[dict[str, str]] = None,
-    shuffle_buffer: int = 1000,
-) -> Iterable[MolBatch]:
-    """Batches of one rank (see the module docstring). `teacher_hashes`: expected weights_hash per teacher;
-    a cache built by other weights is refused."""
-    import webdataset as wds
-
-    teachers = list(teachers)
-    urls = shard_paths(root, split)
-    if not urls:
-        raise DataError(f"{root}: split {split!r} has no shards")
-    dims = {t: int(teacher_manifest(root, t, (teacher_hashes or {}).get(t))["dim"]) for t in teachers}
+    buffer_shards: int = 4,
+    pin_memory: bool = False,
+    on_bad_shard: str = "error",
+    text: Sequence[str] = TEXT,
+) -> Loader:
+    """Batches of one rank (module docstring). `teacher_hashes`: expected weights_hash per teacher (a cache
+    built by other weights is refused); `text`: the bytes columns batches carry (training needs "key" only);
+    `on_bad_shard`: error (stop, naming the shard) | skip (log, count in `loader.skipped`, go on)."""
+    dims = {t: int(cache_manifest(root, t, (teacher_hashes or {}).get(t))["dim"]) for t in teachers}
     total = count_samples(root, split)
-    finite = world_size == 1 and not resampled and batches_per_epoch is None
+    finite = world_size == 1 and batches_per_epoch is None
     budget = batches_per_epoch
     if budget is None and not finite:
         budget = total // (world_size * batch_size)
@@ -223,60 +318,36 @@ def make_loader(
             raise DataError(
                 f"{split}: {total} samples cannot give {world_size} ranks a batch of {batch_size}"
             )
-    by_shard = (
-        len(urls) >= world_size
-    )  # else every rank reads every shard and keeps every world_size-th sample
-
-    def shard_source() -> Iterator[dict[str, str]]:
-        round_ = 0
-        while True:
-            order = list(urls)
-            if shuffle:
-                random.Random(seed + 7919 * (epoch + round_)).shuffle(order)
-            mine = order[rank::world_size] if by_shard else order
-            yield from ({"url": u} for u in mine)
-            if finite:
-                return
-            round_ += 1
-
-    def expand(src: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]:
-        for item in src:
-            samples = _joined(item["url"], teachers)
-            if not by_shard and not resampled:
-                samples = islice(samples, rank, None, world_size)
-            yield from samples
-
-    source = (
-        wds.ResampledShards(urls, seed=seed + 1000 * rank + epoch, deterministic=True)
-        if resampled
-        else shard_source
-    )
-    stages: list[Any] = [source, wds.split_by_worker, expand]
-    if shuffle:
-        stages.append(
-            wds.shuffle(shuffle_buffer, initial=min(100, shuffle_buffer), seed=seed + epoch + 1000 * rank)
-        )
-    stages += [
-        wds.map(decode_sample),
-        wds.batched(batch_size, collation_fn=lambda s: collate(s, schema, teachers, dims), partial=finite),
-    ]
-    pipeline = wds.DataPipeline(*stages)
-    loader: Iterable[MolBatch] = pipeline
-    if num_workers > 0:
-        loader = wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers)
-    if finite:
-        return loader
-    return _Budgeted(loader, int(budget))
+    stream = ShardStream(
+        root, split, batch_size, schema=schema, teachers=dims, rank=rank, world_size=world_size,
+        shuffle=shuffle, seed=seed, finite=finite, buffer_shards=buffer_shards, on_bad_shard=on_bad_shard,
+        text=text,
+    )  # fmt: skip
+    if not stream.entries:
+        raise DataError(f"{root}: split {split!r} has no shards")
+    loader = Loader(stream, None if finite else int(budget), num_workers, pin_memory)
+    loader.set_epoch(epoch)
+    return loader
 
 
-class _Budgeted:
-    """Exactly `n` batches per iteration (the stream underneath repeats), the same on every rank."""
+def iter_samples(root: str | Path, split: str, teachers: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
+    """Every molecule of a split in shard order, verified and decoded (`shards.shard_samples` plus
+    `embeddings` {teacher: float32 (dim,) or None when missing}): tests, sanity checks, small tools."""
+    from acml_dist.data.shards import shard_samples
 
-    def __init__(self, loader: Iterable[MolBatch], n: int) -> None:
-        self.loader, self.n = loader, n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self) -> Iterator[MolBatch]:
-        return islice(iter(self.loader), self.n)
+    stream = ShardStream(
+        root, split, 1, schema="hu", teachers={t: int(cache_manifest(root, t)["dim"]) for t in teachers},
+        rank=0, world_size=1, shuffle=False, seed=0, finite=True, buffer_shards=1, on_bad_shard="error",
+        text=TEXT,
+    )  # fmt: skip
+    for entry in stream.entries:
+        packed = load_graph_shard(root, entry)
+        embs = {}
+        for t, dim in stream.dims.items():
+            matrix, present = load_cache_shard(
+                root, t, stream.caches[t][entry["name"]], entry, packed.blobs["key"]
+            )
+            embs[t] = (unpack_rows(matrix, dim).astype(np.float32), present)
+        for i, sample in enumerate(shard_samples(packed)):
+            sample["embeddings"] = {t: (m[i] if p[i] else None) for t, (m, p) in embs.items()}
+            yield sample

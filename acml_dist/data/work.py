@@ -1,8 +1,9 @@
 """Per-chunk work of featurisation (runs inside Ray tasks): standardise, filter, exclude, featurise, encode.
 
-A chunk's accepted molecules go to `<work>/chunks/c<i>.tar` (final tar members, so shards are assembled by
-copying byte ranges) with an index `c<i>.npz` (seq, split, byte range); its dedupe keys go to one file per
-hash partition `<work>/keys/p<p>/c<i>.npy`; its rejects to `c<i>.rejects.jsonl`; `c<i>.done.json` last."""
+A chunk's accepted molecules go to `<work>/chunks/c<i>.rows.npz` (packed rows, `acml_dist.data.packed`,
+so shards are assembled by gathering rows) with an index `c<i>.npz` (seq, split); its dedupe keys go to one
+file per hash partition `<work>/keys/p<p>/c<i>.npy`; its rejects to `c<i>.rejects.jsonl`; `c<i>.done.json`
+last."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from acml_dist.data.shards import SPLITS, atomic_write, sample_members
+from acml_dist.data.packed import Packed, concat, from_arrays
+from acml_dist.data.shards import SPLITS, atomic_write, decode_npz, encode_graph_shard, encode_npz
 
 KEY_DTYPE = np.dtype([("digest", "S16"), ("seq", "<i8")])
 GRAPH_BATCH = 1024  # molecules featurised together (bounded memory, numpy calls amortised)
@@ -49,7 +51,6 @@ def process_chunk(
     from acml_dist.chem.depict import depict_png
     from acml_dist.chem.featurize import mols_to_graphs
     from acml_dist.chem.standardize import Reject, standardize
-    from acml_dist.data.shards import encode_npz
     from acml_dist.data.sources import sanitize_key
 
     wdir = Path(work)
@@ -60,16 +61,18 @@ def process_chunk(
     source = str(data.get("source", "file"))
     rejects: list[str] = []
     reasons: dict[str, int] = {}
-    blob: list[bytes] = []
-    seqs, splits, starts, ends, digests = [], [], [], [], []
-    offset = excluded_n = 0
+    graphs: list[dict] = []
+    columns: dict[str, list] = {"key": [], "smiles.txt": [], "meta.json": []}
+    if data.get("images"):
+        columns["image.png"] = []
+    seqs, splits, digests = [], [], []
+    excluded_n = 0
     accepted: list = []  # (record position, id, shown input, StandardResult), up to GRAPH_BATCH at a time
 
     def write_accepted() -> None:
         """Graphs of the accepted batch in one call (numpy work once per batch), then the tar members."""
-        nonlocal offset
-        graphs = mols_to_graphs([a[3].mol for a in accepted], [a[3].hint for a in accepted])
-        for (pos, rid, shown, res), graph in zip(accepted, graphs):
+        batch = mols_to_graphs([a[3].mol for a in accepted], [a[3].hint for a in accepted])
+        for (pos, rid, shown, res), graph in zip(accepted, batch):
             dkey = res.smiles if by_smiles else res.inchikey
             group = dkey if random_split else res.scaffold
             meta = {
@@ -81,20 +84,14 @@ def process_chunk(
                 "source_id": rid,
                 "input": shown,
             }
-            files = {
-                "graph.npz": encode_npz(graph),
-                "smiles.txt": res.smiles.encode(),
-                "meta.json": json.dumps(meta, sort_keys=True, separators=(",", ":")).encode(),
-            }
-            if data.get("images"):
-                files["image.png"] = depict_png(res.mol)
-            members = sample_members(sanitize_key(rid), files)
-            blob.append(members)
+            graphs.append(graph)
+            columns["key"].append(sanitize_key(rid).encode())
+            columns["smiles.txt"].append(res.smiles.encode())
+            columns["meta.json"].append(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode())
+            if "image.png" in columns:
+                columns["image.png"].append(depict_png(res.mol))
             seqs.append(seq0 + pos)
             splits.append(assign_split(group, seed, fractions))
-            starts.append(offset)
-            offset += len(members)
-            ends.append(offset)
             digests.append(digest(dkey))
         accepted.clear()
 
@@ -114,13 +111,8 @@ def process_chunk(
     if accepted:
         write_accepted()
     cdir = wdir / "chunks"
-    atomic_write(cdir / f"c{index:06d}.tar", b"".join(blob))
-    index_buf = _npz_bytes(
-        seq=np.array(seqs, np.int64),
-        split=np.array(splits, np.uint8),
-        start=np.array(starts, np.int64),
-        end=np.array(ends, np.int64),
-    )
+    atomic_write(cdir / f"c{index:06d}.rows.npz", encode_graph_shard(Packed.from_graphs(graphs, columns)))
+    index_buf = encode_npz({"seq": np.array(seqs, np.int64), "split": np.array(splits, np.uint8)})
     atomic_write(cdir / f"c{index:06d}.npz", index_buf)
     atomic_write(cdir / f"c{index:06d}.rejects.jsonl", "".join(r + "\n" for r in rejects).encode())
     keys = np.empty(len(seqs), dtype=KEY_DTYPE)
@@ -174,28 +166,21 @@ def chunk_keep(work: str, index: int, parts: int) -> dict[str, int]:
 def assemble_shard(
     work: str, out_path: str, split: int, pieces: list[tuple[int, int, int]]
 ) -> dict[str, Any]:
-    """Write one shard from byte ranges of chunk tars: pieces = (chunk, first, stop) over the chunk's kept
+    """Write one shard from rows of chunk files: pieces = (chunk, first, stop) over the chunk's kept
     molecules of `split`. Returns the manifest entry fields (samples, sha256)."""
-    from acml_dist.data.shards import tar_end
-
     wdir = Path(work)
-    parts_: list[bytes] = []
-    n = 0
+    parts: list[Packed] = []
     for chunk, first, stop in pieces:
         with np.load(wdir / "chunks" / f"c{chunk:06d}.npz", allow_pickle=False) as idx:
             sel = idx["split"] == split
-            keep = np.load(wdir / "chunks" / f"c{chunk:06d}.keep.npy", allow_pickle=False)
-            rows = np.flatnonzero(sel & keep)[first:stop]
-            starts, ends = idx["start"][rows], idx["end"][rows]
-        with open(wdir / "chunks" / f"c{chunk:06d}.tar", "rb") as fh:
-            for a, b in zip(starts, ends):
-                fh.seek(int(a))
-                parts_.append(fh.read(int(b - a)))
-        n += len(rows)
-    body = b"".join(parts_)
-    data = body + tar_end(len(body))
+        keep = np.load(wdir / "chunks" / f"c{chunk:06d}.keep.npy", allow_pickle=False)
+        rows = np.flatnonzero(sel & keep)[first:stop]
+        packed = from_arrays(decode_npz((wdir / "chunks" / f"c{chunk:06d}.rows.npz").read_bytes()))
+        parts.append(packed.take(rows))
+    shard = concat(parts)
+    data = encode_graph_shard(shard)
     atomic_write(out_path, data)
-    return {"samples": n, "sha256": hashlib.sha256(data).hexdigest()}
+    return {"samples": shard.n, "sha256": hashlib.sha256(data).hexdigest()}
 
 
 class _Obj:
@@ -211,9 +196,3 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     return buf.getvalue()
-
-
-def _npz_bytes(**arrays: np.ndarray) -> bytes:
-    from acml_dist.data.shards import encode_npz
-
-    return encode_npz(arrays)

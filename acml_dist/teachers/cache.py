@@ -1,11 +1,12 @@
 """The embedding cache: a Ray actor pool embeds every graph shard once per frozen teacher.
 
-Output per teacher (ARCHITECTURE.md): `<root>/embeddings/<teacher>/<split>/shard-XXXXXX.tar` aligned with
-the graph shard of the same name (same keys, same order) and `<root>/embeddings/<teacher>/manifest.json`.
-Work unit = one graph shard: the actor reads it from the shared filesystem, encodes it in batches, and
-writes the cache shard atomically (tmp + rename) plus a `.shard-XXXXXX.done.json` record (sha256, counts,
-graph-shard sha256, teacher weights hash). A rerun skips shards whose record verifies, so a killed run
-resumes where it stopped; `overwrite=true` redoes everything.
+Output per teacher (ARCHITECTURE.md): `<root>/embeddings/<teacher>/<split>/shard-XXXXXX.npz` aligned with
+the graph shard of the same name (same keys, same order) and `<root>/embeddings/<teacher>/manifest.json`;
+the format (read, verify, write) is `acml_dist.data.shards`. Work unit = one graph shard: the actor reads
+it (checked against the dataset manifest), encodes it in batches, and writes the cache shard atomically
+plus a `.shard-XXXXXX.done.json` record (sha256, counts, graph-shard sha256, teacher weights hash). A rerun
+skips shards whose record verifies, so a killed run resumes where it stopped;
+`overwrite=true` redoes everything.
 """
 
 from __future__ import annotations
@@ -16,17 +17,21 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from acml_dist.errors import DataError
-from acml_dist.log import get_logger
-from acml_dist.teachers.shards import (
+from acml_dist.data.shards import (
+    atomic_write,
     cache_dir,
-    graph_shards,
-    iter_graph_shard,
+    cache_manifest_body,
+    dataset_manifest,
+    encode_cache_shard,
+    is_binary,
+    load_graph_shard,
     read_json,
     sha256_file,
-    write_cache_shard,
-    write_json_atomic,
+    shard_samples,
+    write_json,
 )
+from acml_dist.errors import DataError
+from acml_dist.log import get_logger
 
 log = get_logger("embed")
 
@@ -55,32 +60,43 @@ def verify_done(out_path: Path, graph_sha: str, weights_hash: str) -> Optional[d
     return rec
 
 
-def embed_shard(teacher: Any, graph_path: Path, out_path: Path, graph_sha: str) -> dict[str, Any]:
+def bit_packed(teacher: Any) -> bool:
+    """0/1 fingerprints are stored as packed bits (2048 bits: 256 bytes per molecule)."""
+    return teacher.kind == "fingerprint" and not getattr(teacher, "counts", True)
+
+
+def embed_shard(teacher: Any, root: Path, gentry: dict[str, Any], out_path: Path) -> dict[str, Any]:
     """Embed one graph shard with a loaded teacher; write the aligned cache shard and its done record."""
+    import hashlib
+
     import numpy as np
 
-    samples = list(iter_graph_shard(graph_path))
+    packed = load_graph_shard(root, gentry)
+    samples = shard_samples(packed)
     reasons = [teacher.missing_reason(s) for s in samples]
-    present = [s for s, r in zip(samples, reasons) if r is None]
-    embs = teacher.encode_samples(present).numpy() if present else np.zeros((0, teacher.dim), np.float32)
+    present = np.array([r is None for r in reasons], dtype=bool)
+    chosen = [s for s, r in zip(samples, reasons) if r is None]
+    embs = np.zeros((len(samples), teacher.dim), np.float32)
+    if chosen:
+        embs[present] = teacher.encode_samples(chosen).numpy()
     if not np.isfinite(embs).all() or (np.abs(embs) > 65504).any():
         raise ValueError(
-            f"teacher {teacher.name}: non-finite or float16-overflowing embeddings in {graph_path}"
+            f"teacher {teacher.name}: non-finite or float16-overflowing embeddings in {gentry['name']}"
         )
-    rows: list[tuple[str, Optional[np.ndarray], Optional[str]]] = []
-    it = iter(embs)
-    for s, r in zip(samples, reasons):
-        rows.append((s["key"], None, r) if r is not None else (s["key"], next(it), None))
-    digest = write_cache_shard(out_path, rows)
+    bits = bit_packed(teacher)
+    if bits and chosen and not is_binary(embs[present]):
+        raise ValueError(f"teacher {teacher.name}: a bit fingerprint with values other than 0/1")
+    data = encode_cache_shard(packed.blobs["key"], embs, present, bits)
+    atomic_write(out_path, data)
     rec = {
         "name": out_path.name,
         "samples": len(samples),
-        "missing": len(samples) - len(present),
-        "sha256": digest,
-        "graph_sha256": graph_sha,
+        "missing": int((~present).sum()),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "graph_sha256": gentry["sha256"],
         "weights_hash": teacher.weights_hash(),
     }
-    write_json_atomic(done_path(out_path), rec)
+    write_json(done_path(out_path), rec)
     return rec
 
 
@@ -98,8 +114,8 @@ class EmbedWorker:
     def describe(self) -> dict[str, Any]:
         return self.teacher.describe()
 
-    def embed(self, split: str, graph_path: str, out_path: str, graph_sha: str) -> dict[str, Any]:
-        return {**embed_shard(self.teacher, Path(graph_path), Path(out_path), graph_sha), "split": split}
+    def embed(self, split: str, root: str, gentry: dict[str, Any], out_path: str) -> dict[str, Any]:
+        return {**embed_shard(self.teacher, Path(root), gentry, Path(out_path)), "split": split}
 
 
 def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dict[str, Any]:
@@ -126,7 +142,8 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
     info = ray.get(actors[0].describe.remote())
     t_ready = time.time()  # rates below exclude Ray start and teacher loading (reported as startup_s)
     out_root = cache_dir(root, name)
-    shards = graph_shards(root)
+    dataset = dataset_manifest(root)
+    shards = {split: s["shards"] for split, s in dataset["splits"].items() if s["shards"]}
     if cfg.overwrite:
         for split in shards:
             for p in (out_root / split).glob(".shard-*.done.json"):
@@ -134,14 +151,12 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
     todo, done = [], {}
     for split, entries in shards.items():
         for e in entries:
-            gpath = Path(e["path"])
-            gsha = e.get("sha256") or sha256_file(gpath)
-            out = out_root / split / e["name"]
-            rec = None if cfg.overwrite else verify_done(out, gsha, info["weights_hash"])
+            out = out_root / e["name"]
+            rec = None if cfg.overwrite else verify_done(out, e["sha256"], info["weights_hash"])
             if rec is not None:
-                done[(split, e["name"])] = rec
+                done[(split, Path(e["name"]).name)] = rec
             else:
-                todo.append((split, e["name"], str(gpath), str(out), gsha))
+                todo.append((split, str(root), e, str(out)))
     total = sum(e.get("samples", 0) for es in shards.values() for e in es) or None
     skipped = sum(r["samples"] for r in done.values())
     log.info(
@@ -163,7 +178,7 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
         mininterval=2.0,
     )
     new, step = 0, max(1, len(todo) // 10)
-    for i, rec in enumerate(pool.map_unordered(lambda a, t: a.embed.remote(t[0], t[2], t[3], t[4]), todo), 1):
+    for i, rec in enumerate(pool.map_unordered(lambda a, t: a.embed.remote(*t), todo), 1):
         done[(rec["split"], rec["name"])] = rec
         new += rec["samples"]
         bar.update(rec["samples"])
@@ -174,27 +189,25 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
     for a in actors:
         ray.kill(a)
     elapsed = time.time() - t0
+    bits = info["kind"] == "fingerprint" and not (tcfg.get("params") or {}).get("counts")
     # Same layout as the dataset manifest: names relative to the manifest's folder.
     splits: dict[str, dict[str, Any]] = {}
     for split, entries in shards.items():
-        recs = [done[(split, e["name"])] for e in entries]
+        recs = [done[(split, Path(e["name"]).name)] for e in entries]
         splits[split] = {
             "samples": sum(r["samples"] for r in recs),
             "missing": sum(r["missing"] for r in recs),
             "shards": [
-                {"name": f"{split}/{r['name']}", **{k: r[k] for k in ("samples", "missing", "sha256")}}
+                {
+                    "name": f"{split}/{r['name']}",
+                    **{k: r[k] for k in ("samples", "missing", "sha256", "graph_sha256")},
+                }
                 for r in recs
             ],
         }
     manifest = {
-        "teacher": name,
-        "kind": info["kind"],
-        "modality": info["modality"],
-        "dim": info["dim"],
-        "weights_hash": info["weights_hash"],
-        "dtype": "float16",
+        **cache_manifest_body(root, {**info, "name": name}, bits, splits),
         "config": tcfg,
-        "splits": splits,
         "embedded_now": new,
         "elapsed_s": round(elapsed, 2),
         "startup_s": round(t_ready - t0, 2),
@@ -202,7 +215,7 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
         "actors": n_actors,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    write_json_atomic(out_root / "manifest.json", manifest)
+    write_json(out_root / "manifest.json", manifest)
     return manifest
 
 
@@ -216,6 +229,7 @@ def embed_dataset(cfg: Any) -> dict[str, Any]:
         raise FileNotFoundError(f"dataset {root} does not exist: run `acml featurize name={cfg.name}` first")
     if not cfg.teachers:
         raise DataError("no teachers configured: pass teachers=<group> (e.g. teachers=smiles_fp)")
+    dataset_manifest(root)  # complete and of this schema, before Ray starts
     from acml_dist.data.featurize import ensure_ray  # the one Ray set-up every stage shares
 
     started = ensure_ray(cfg.cluster)

@@ -15,24 +15,21 @@ from typing import Any
 
 import numpy as np
 
+from acml_dist.data.loader import iter_samples
 from acml_dist.errors import DataError
-from acml_dist.teachers.shards import cache_dir, cache_manifest, iter_cache_shard, iter_graph_shard
 
 
 def load_cached(root: str | Path, teacher: str, split: str, n: int) -> tuple[list[str], np.ndarray]:
     """Up to n (smiles, embedding) pairs of `split`, in shard order, from the teacher's cache."""
-    root = Path(root)
-    manifest = cache_manifest(root, teacher)
     smiles: list[str] = []
     embs: list[np.ndarray] = []
-    for entry in manifest["splits"].get(split, {}).get("shards", []):
-        graph = {s["key"]: s["smiles"] for s in iter_graph_shard(root / entry["name"])}
-        for key, emb in iter_cache_shard(cache_dir(root, teacher) / entry["name"]):
-            if emb is not None:
-                smiles.append(graph[key])
-                embs.append(emb.astype(np.float32))
-            if len(smiles) >= n:
-                return smiles, np.stack(embs)
+    for sample in iter_samples(Path(root), split, [teacher]):
+        emb = sample["embeddings"][teacher]
+        if emb is not None:
+            smiles.append(sample["smiles"])
+            embs.append(emb)
+        if len(smiles) >= n:
+            return smiles, np.stack(embs)
     if not smiles:
         raise DataError(f"no cached embeddings for teacher {teacher!r} in split {split!r} under {root}")
     return smiles, np.stack(embs)

@@ -1,18 +1,21 @@
-"""Tiny featurised datasets in the ARCHITECTURE.md shard format, for tests and the quick benchmark.
-
-Uses `acml_dist.chem.featurize.mol_to_graph` when that module exists; otherwise writes a minimal Hu-schema
-graph.npz itself (the teachers only read `smiles.txt`, so the graph arrays just have to be well-formed)."""
+"""Tiny featurised datasets in the shard format of `acml_dist.data.shards`, for tests and the quick benchmark
+(written through that module's writer)."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from pathlib import Path
 
-import numpy as np
-
-from acml_dist.teachers.shards import sha256_file, write_json_atomic
+from acml_dist.data.packed import Packed
+from acml_dist.data.shards import (
+    FORMAT,
+    SCHEMA_VERSION,
+    atomic_write,
+    encode_graph_shard,
+    shard_name,
+    write_manifest,
+)
 
 DEMO_SMILES = [
     "CCO", "CCN", "CCCO", "CCCN", "CC(=O)O", "CC(=O)N", "c1ccccc1", "Cc1ccccc1", "Oc1ccccc1", "Nc1ccccc1",
@@ -22,60 +25,43 @@ DEMO_SMILES = [
 ]  # fmt: skip
 
 
-def _graph_npz(smiles: str) -> bytes:
-    from rdkit import Chem
-
-    mol = Chem.MolFromSmiles(smiles)
-    try:
-        from acml_dist.chem.featurize import mol_to_graph  # the real featuriser, once it exists
-
-        arrays = mol_to_graph(mol)
-    except ImportError:
-        x = np.array([[min(a.GetAtomicNum(), 119), 0] for a in mol.GetAtoms()], dtype=np.uint8)
-        pairs = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()]
-        src, dst = [i for i, _ in pairs], [j for _, j in pairs]
-        ei = np.array([src + dst, dst + src])
-        arrays = {
-            "edge_index": ei.astype(np.int32).reshape(2, -1),
-            "hu_x": x,
-            "hu_edge_attr": np.zeros((ei.shape[1], 2), dtype=np.uint8),
-        }
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
-
-
 def write_dataset(root: Path, splits: dict[str, list[str]], samples_per_shard: int = 8) -> dict:
-    """Write <root>/<split>/shard-XXXXXX.tar + manifest.json for the given SMILES; returns the manifest."""
-    import webdataset as wds
+    """Write <root>/<split>/shard-XXXXXX.npz + manifest.json for the given SMILES (the format of
+    `acml_dist.data.shards`, featurised with `chem.featurize.mol_to_graph`); returns the manifest."""
     from rdkit import Chem
+
+    from acml_dist.chem.featurize import mol_to_graph
 
     root = Path(root)
-    manifest: dict = {"schema_version": 1, "splits": {}}
+    manifest: dict = {
+        "schema_version": SCHEMA_VERSION,
+        "format": FORMAT,
+        "complete": True,
+        "config_hash": hashlib.sha1(json.dumps(splits, sort_keys=True).encode()).hexdigest()[:16],
+        "splits": {},
+    }
     for split, smiles in splits.items():
-        (root / split).mkdir(parents=True, exist_ok=True)
         entries = []
         for n, start in enumerate(range(0, len(smiles), samples_per_shard)):
-            path = root / split / f"shard-{n:06d}.tar"
             chunk = smiles[start : start + samples_per_shard]
-            with wds.TarWriter(str(path)) as sink:
-                for smi in chunk:
-                    can = Chem.MolToSmiles(Chem.MolFromSmiles(smi))
-                    key = "h" + hashlib.sha1(f"{split}:{start}:{can}".encode()).hexdigest()[:16]
-                    meta = {"inchikey": Chem.MolToInchiKey(Chem.MolFromSmiles(can)), "source": "test"}
-                    sink.write(
-                        {
-                            "__key__": key,
-                            "graph.npz": _graph_npz(can),
-                            "smiles.txt": can.encode(),
-                            "meta.json": json.dumps(meta).encode(),
-                        }
-                    )
-            entries.append(
-                {"name": f"{split}/{path.name}", "samples": len(chunk), "sha256": sha256_file(path)}
+            mols = [Chem.MolFromSmiles(Chem.MolToSmiles(Chem.MolFromSmiles(s))) for s in chunk]
+            cans = [Chem.MolToSmiles(m) for m in mols]
+            keys = ["h" + hashlib.sha1(f"{split}:{start}:{c}".encode()).hexdigest()[:16] for c in cans]
+            metas = [{"inchikey": Chem.MolToInchiKey(m), "source": "test"} for m in mols]
+            packed = Packed.from_graphs(
+                [mol_to_graph(m) for m in mols],
+                {
+                    "key": [k.encode() for k in keys],
+                    "smiles.txt": [c.encode() for c in cans],
+                    "meta.json": [json.dumps(m).encode() for m in metas],
+                },
             )
+            data = encode_graph_shard(packed)
+            name = shard_name(split, n)
+            atomic_write(root / name, data)
+            entries.append({"name": name, "samples": len(chunk), "sha256": hashlib.sha256(data).hexdigest()})
         manifest["splits"][split] = {"samples": len(smiles), "shards": entries}
-    write_json_atomic(root / "manifest.json", manifest)
+    write_manifest(root, manifest)
     return manifest
 
 

@@ -13,17 +13,11 @@ import numpy as np
 import pytest
 
 from acml_dist.config import load_config
+from acml_dist.data.loader import iter_samples
+from acml_dist.data.shards import cache_dir, dataset_manifest, read_json, sha256_file
 from acml_dist.teachers import load_teacher
 from acml_dist.teachers.cache import embed_dataset
 from acml_dist.teachers.sanity import teacher_sanity
-from acml_dist.teachers.shards import (
-    cache_dir,
-    graph_shards,
-    iter_graph_shard,
-    join_cache,
-    read_json,
-    sha256_file,
-)
 from acml_dist.teachers.testing import moses_smiles, write_dataset
 
 pytestmark = pytest.mark.integration
@@ -40,26 +34,28 @@ def test_embed_dataset_two_teachers_two_actors(ray_local, tmp_path):
     )
     summary = embed_dataset(_cfg(root, "teachers=smiles_fp", "cluster.embed_actors=2"))
     assert set(summary["teachers"]) == {"rxnfp", "morgan"}
-    graphs = graph_shards(root)
-    for name, dim in (("rxnfp", 256), ("morgan", 2048)):
+    graphs = dataset_manifest(root)["splits"]
+    for name, dim, encoding in (("rxnfp", 256, "float16"), ("morgan", 2048, "bits")):
         m = read_json(cache_dir(root, name) / "manifest.json")
         assert m == summary["teachers"][name]
-        assert (m["teacher"], m["dim"], m["dtype"]) == (name, dim, "float16")
+        assert (m["teacher"], m["dim"], m["encoding"]) == (name, dim, encoding)
         assert {s: v["samples"] for s, v in m["splits"].items()} == {"train": 48, "test": 16}
         teacher = load_teacher(name, m["config"])
         assert m["weights_hash"] == teacher.weights_hash()
-        for split, entries in graphs.items():
+        for split, info in graphs.items():
             listed = m["splits"][split]["shards"]
-            assert [e["name"] for e in listed] == [f"{split}/{e['name']}" for e in entries]
-            for entry, graph in zip(listed, entries):
-                path = cache_dir(root, name) / entry["name"]
-                assert sha256_file(path) == entry["sha256"]
-                samples = list(iter_graph_shard(graph["path"]))
-                cached, mask = join_cache(samples, path, name, dim)  # same keys, same order
-                assert mask.all()
-                np.testing.assert_allclose(
-                    cached, teacher.encode_samples(samples).numpy(), rtol=2e-3, atol=2e-3
-                )
+            assert [e["name"] for e in listed] == [e["name"] for e in info["shards"]]
+            for entry, graph in zip(listed, info["shards"]):
+                assert sha256_file(cache_dir(root, name) / entry["name"]) == entry["sha256"]
+                assert entry["graph_sha256"] == graph["sha256"]
+            samples = list(iter_samples(root, split, [name]))  # verified join: same keys, same order
+            assert all(s["embeddings"][name] is not None for s in samples)
+            np.testing.assert_allclose(
+                np.stack([s["embeddings"][name] for s in samples]),
+                teacher.encode_samples(samples).numpy(),
+                rtol=2e-3,
+                atol=2e-3,
+            )
     # The training reader joins the cache: same embeddings as the teachers compute online, and it refuses
     # a cache made by other weights.
     from acml_dist.data.loader import ShardMismatch, make_loader
@@ -68,14 +64,18 @@ def test_embed_dataset_two_teachers_two_actors(ray_local, tmp_path):
     batches = list(make_loader(root, "test", 8, teachers=("rxnfp", "morgan"), teacher_hashes=hashes))
     assert sum(len(b.keys) for b in batches) == 16
     rx = load_teacher("rxnfp", summary["teachers"]["rxnfp"]["config"])
+    mg = load_teacher("morgan", summary["teachers"]["morgan"]["config"])
     for b in batches:
         assert b.masks["rxnfp"].all() and b.embeddings["morgan"].shape == (len(b.keys), 2048)
         online = rx.encode_smiles(b.smiles).numpy()
-        np.testing.assert_allclose(b.embeddings["rxnfp"].numpy(), online, rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(b.embeddings["rxnfp"].float().numpy(), online, rtol=2e-3, atol=2e-3)
+        np.testing.assert_array_equal(
+            b.embeddings["morgan"].float().numpy(), mg.encode_smiles(b.smiles).numpy()
+        )
     with pytest.raises(ShardMismatch, match="was built with weights"):
         next(iter(make_loader(root, "test", 8, teachers=("rxnfp",), teacher_hashes={"rxnfp": "other"})))
     # Rerun: nothing to do, files untouched; overwrite: everything redone.
-    stamp = {p: p.stat().st_mtime_ns for p in cache_dir(root, "rxnfp").rglob("shard-*.tar")}
+    stamp = {p: p.stat().st_mtime_ns for p in cache_dir(root, "rxnfp").rglob("shard-*.npz")}
     again = embed_dataset(_cfg(root, "teachers=rxnfp"))
     assert again["teachers"]["rxnfp"]["embedded_now"] == 0
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
@@ -115,9 +115,8 @@ def test_killed_embed_resumes_to_the_same_cache(ray_local, tmp_path):
     # the teacher's embeddings (float16 tolerance), and the manifest lists every shard.
     teacher = load_teacher("rxnfp", resumed["config"])
     names = [e["name"] for e in resumed["splits"]["train"]["shards"]]
-    assert names == [f"train/{e['name']}" for e in graph_shards(root)["train"]]
-    for entry in graph_shards(root)["train"]:
-        samples = list(iter_graph_shard(entry["path"]))
-        cached, mask = join_cache(samples, out / entry["name"], "rxnfp", 256)
-        assert mask.all()
-        np.testing.assert_allclose(cached, teacher.encode_samples(samples).numpy(), rtol=2e-3, atol=2e-3)
+    assert names == [e["name"] for e in dataset_manifest(root)["splits"]["train"]["shards"]]
+    samples = list(iter_samples(root, "train", ["rxnfp"]))  # every shard verified against its graph shard
+    assert len(samples) == 80 and all(s["embeddings"]["rxnfp"] is not None for s in samples)
+    cached = np.stack([s["embeddings"]["rxnfp"] for s in samples])
+    np.testing.assert_allclose(cached, teacher.encode_samples(samples).numpy(), rtol=2e-3, atol=2e-3)

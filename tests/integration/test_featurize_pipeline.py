@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +15,16 @@ from acml_dist.chem.standardize import standardize
 from acml_dist.config import load_config
 from acml_dist.data.featurize import featurize_corpus
 from acml_dist.data.loader import ShardMismatch, iter_samples, make_loader
-from acml_dist.data.shards import SPLITS, atomic_write, read_manifest, sample_members, sha256_file, tar_end
+from acml_dist.data.shards import (
+    FORMAT,
+    SCHEMA_VERSION,
+    SPLITS,
+    atomic_write,
+    encode_cache_shard,
+    load_graph_shard,
+    read_manifest,
+    sha256_file,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -164,7 +172,7 @@ def test_deterministic_and_resumable(ray_local, csv_input: Path, featurised: Pat
     (out / "manifest.json").write_text(json.dumps(m))
     names = sorted(digests(out))
     (out / names[0]).unlink()
-    (out / names[1]).write_bytes((out / names[1]).read_bytes()[:700])
+    (out / names[1]).write_bytes((out / names[1]).read_bytes()[:700])  # torn: fails its sha256
     resumed = run(out, args)
     assert resumed["complete"] and digests(out) == digests(featurised)
     with pytest.raises(RuntimeError, match="another configuration"):
@@ -189,8 +197,13 @@ def test_formats_and_scaffold_split(ray_local, tmp_path: Path) -> None:
 
 
 def _write_cache(root: Path, teacher: str, dim: int, skip_every: int = 3, wrong_key: bool = False) -> None:
+    """A cache in the format of acml_dist.data.shards: row i of each shard = i, every third missing."""
     edir = root / "embeddings" / teacher
+    dataset = read_manifest(root)
     manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "format": FORMAT,
+        "dataset_hash": dataset["config_hash"],
         "teacher": teacher,
         "kind": "fingerprint",
         "modality": "smiles",
@@ -198,25 +211,34 @@ def _write_cache(root: Path, teacher: str, dim: int, skip_every: int = 3, wrong_
         "weights_hash": "abc",
         "splits": {},
     }
-    for info in read_manifest(root)["splits"].values():
+    for split, info in dataset["splits"].items():
+        entries = []
         for e in info["shards"]:
-            body = b""
-            for i, raw in enumerate(iter_samples_raw(root / e["name"])):
-                key = "zzz" if wrong_key and i == 1 else raw
-                if i % skip_every == 0:
-                    body += sample_members(key, {"missing.txt": b"no modality"})
-                else:
-                    buf = io.BytesIO()
-                    np.save(buf, np.full(dim, i, dtype=np.float16))
-                    body += sample_members(key, {"emb.npy": buf.getvalue()})
-            atomic_write(edir / e["name"], body + tar_end(len(body)))
+            packed = load_graph_shard(root, e)
+            keys = packed.blobs["key"]
+            if wrong_key:
+                keys = (keys[0].copy(), keys[1])
+                keys[0][0] ^= 1
+            rows = np.arange(packed.n)
+            emb = np.repeat(rows[:, None], dim, axis=1).astype(np.float32)
+            data = encode_cache_shard(keys, emb, rows % skip_every != 0, bits=False)
+            atomic_write(edir / e["name"], data)
+            entries.append(
+                {
+                    "name": e["name"],
+                    "samples": packed.n,
+                    "sha256": sha256_bytes(data),
+                    "graph_sha256": e["sha256"],
+                }
+            )
+        manifest["splits"][split] = {"samples": info["samples"], "shards": entries}
     (edir / "manifest.json").write_text(json.dumps(manifest))
 
 
-def iter_samples_raw(path: Path):
-    from acml_dist.data.loader import tar_samples
+def sha256_bytes(data: bytes) -> str:
+    import hashlib
 
-    return [s["__key__"] for s in tar_samples(path)]
+    return hashlib.sha256(data).hexdigest()
 
 
 def test_loader_equal_batches_and_embeddings(featurised: Path, tmp_path: Path) -> None:
@@ -226,27 +248,24 @@ def test_loader_equal_batches_and_embeddings(featurised: Path, tmp_path: Path) -
     train_n = read_manifest(root)["splits"]["train"]["samples"]
     batches = list(make_loader(root, "train", 4, teachers=["fp"]))
     assert sum(len(b) for b in batches) == train_n  # one rank, no budget: every sample once
+    assert [k for b in batches for k in b.keys] == [s["key"] for s in iter_samples(root, "train")]
     b = batches[0]
     assert b.graph.x.shape[1] == 2 and b.embeddings["fp"].shape == (len(b), 8)
-    assert (
-        b.masks["fp"].tolist() == [i % 3 != 0 for i in range(len(b))]
-        and b.embeddings["fp"][0].abs().sum() == 0
-    )
+    assert b.masks["fp"].tolist() == [i % 3 != 0 for i in range(len(b))]
+    assert b.images is not None and all(i[:4] == b"\x89PNG" for i in b.images)
     again = [x.keys for x in make_loader(root, "train", 4, teachers=["fp"])]
     assert again == [x.keys for x in batches]  # deterministic without shuffle
     ogb = next(iter(make_loader(root, "train", 4, schema="ogb")))
     assert ogb.graph.x.shape[1] == 9 and ogb.graph.edge_attr.shape[1] == 3
-    per_rank = [
-        list(make_loader(root, "train", 2, rank=r, world_size=2, shuffle=True, seed=1)) for r in (0, 1)
-    ]
-    assert len(per_rank[0]) == len(per_rank[1]) == train_n // 4
-    resampled = [
-        list(make_loader(root, "train", 2, rank=r, world_size=2, resampled=True, batches_per_epoch=5))
-        for r in (0, 1)
-    ]
-    assert [len(x) for x in resampled] == [5, 5]
+    for shuffle in (False, True):
+        per_rank = [
+            list(make_loader(root, "train", 2, rank=r, world_size=2, shuffle=shuffle, seed=1)) for r in (0, 1)
+        ]
+        assert len(per_rank[0]) == len(per_rank[1]) == train_n // 4  # every rank the same batch count
+    budget = [list(make_loader(root, "train", 2, rank=r, world_size=2, batches_per_epoch=5)) for r in (0, 1)]
+    assert [len(x) for x in budget] == [5, 5]
     with pytest.raises(ShardMismatch, match="weights"):
         make_loader(root, "train", 4, teachers=["fp"], teacher_hashes={"fp": "other"})
     _write_cache(root, "bad", 4, wrong_key=True)
-    with pytest.raises(ShardMismatch, match="out of step"):
+    with pytest.raises(ShardMismatch, match="keys differ"):
         list(make_loader(root, "train", 4, teachers=["bad"]))
