@@ -27,8 +27,10 @@ CHIRALITY_COLUMN = 1
 
 
 def check_mode(mode: str) -> str:
+    from acml_dist.errors import DataError
+
     if mode not in MODES:
-        raise ValueError(f"eval.chirality must be one of {', '.join(MODES)}, got {mode!r}")
+        raise DataError(f"eval.chirality must be one of {', '.join(MODES)}, got {mode!r}")
     return mode
 
 

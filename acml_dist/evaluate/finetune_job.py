@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from acml_dist.evaluate import report
-from acml_dist.evaluate.properties import load_labelled_set, recipe_kwargs
+from acml_dist.evaluate.properties import check_recipe, load_labelled_set, recipe_kwargs
 from acml_dist.evaluate.run import (
     cpu_threads,
     load,
@@ -26,6 +26,7 @@ from acml_dist.evaluate.run import (
 def run_finetune(cfg: Any) -> dict:
     import pandas as pd
 
+    check_recipe(cfg.eval, cfg.data.split)
     model, model_dir = load(cfg)
     out = output_dir(cfg, "finetune")
     name = None if cfg.data.get("path") else cfg.data.source

@@ -168,6 +168,32 @@ def embedding_dim(model: Any, graphs: list) -> int:
         return int(model.encode(Batch.from_data_list(graphs[:2])).shape[1])
 
 
+def check_recipe(ecfg: Any, split_kind: str) -> None:
+    """Refuse a recipe that cannot run, with one line naming the key, before any data is read."""
+    from acml_dist.evaluate.splits import SPLITS
+    from acml_dist.evaluate.training import SCHEDULES
+
+    check_mode(ecfg.chirality)
+    problems = [
+        (split_kind not in SPLITS, f"split {split_kind!r} is not one of {', '.join(SPLITS)}"),
+        (
+            ecfg.schedule not in SCHEDULES,
+            f"eval.schedule {ecfg.schedule!r} is not one of {', '.join(SCHEDULES)}",
+        ),
+        (not 0 <= ecfg.warmup < 1, f"eval.warmup={ecfg.warmup} must be a fraction of the steps in [0, 1)"),
+        (not 0 <= ecfg.final_lr <= 1, f"eval.final_lr={ecfg.final_lr} must be a fraction of lr in [0, 1]"),
+        (
+            ecfg.finetune_epochs < 1 or ecfg.patience < 1,
+            "eval.finetune_epochs and eval.patience must be >= 1",
+        ),
+        (ecfg.batch_size < 2, "eval.batch_size must be >= 2 (BatchNorm)"),
+        (not ecfg.seeds, "eval.seeds is empty"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise DataError(message)
+
+
 def recipe_kwargs(ecfg: Any) -> dict:
     """fit_predictor's budget and schedule from the `eval` config."""
     return {
@@ -218,7 +244,8 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
     "widths": {method: encoder width}, "chirality": {mode, tagged share per split part}}."""
     if len(data.graphs) < 10:
         raise DataError(f"{data.name}: only {len(data.graphs)} valid molecules, too few to split")
-    mode = check_mode(ecfg.chirality)
+    check_recipe(ecfg, split_kind)
+    mode = ecfg.chirality
     raw_graphs = data.graphs
     data = dataclasses.replace(data, graphs=prepare_graphs(data.graphs, mode))
     pretrained = prepare_encoder(copy.deepcopy(model), mode)

@@ -141,11 +141,29 @@ def test_untrained_chirality_rows_cannot_move_a_tagged_molecules_embedding(mode)
         assert not torch.allclose(before, after, atol=1e-3)
 
 
-def test_chirality_mode_is_checked():
-    from acml_dist.evaluate.chirality import prepare_graphs
+@pytest.mark.parametrize(
+    ("override", "split", "message"),
+    [
+        ("chirality=ignore", "scaffold", "eval.chirality"),
+        ("schedule=step", "scaffold", "eval.schedule 'step'"),
+        ("warmup=1.5", "scaffold", "eval.warmup=1.5"),
+        ("final_lr=2", "scaffold", "eval.final_lr=2"),
+        ("batch_size=1", "scaffold", "eval.batch_size"),
+        ("finetune_epochs=0", "scaffold", "eval.finetune_epochs"),
+        ("lr=0.001", "stratified", "split 'stratified'"),
+    ],
+)
+def test_a_recipe_that_cannot_run_is_refused_with_one_line(override, split, message):
+    from omegaconf import OmegaConf
 
-    with pytest.raises(ValueError, match="eval.chirality"):
-        prepare_graphs([], "ignore")
+    from acml_dist.config.eval import EvalConfig
+    from acml_dist.errors import DataError
+    from acml_dist.evaluate.properties import check_recipe
+
+    good = OmegaConf.structured(EvalConfig)
+    check_recipe(good, "scaffold_balanced")  # the defaults run
+    with pytest.raises(DataError, match=message):
+        check_recipe(OmegaConf.merge(good, OmegaConf.from_dotlist([override])), split)
 
 
 def _scaffold_library() -> list[str]:
