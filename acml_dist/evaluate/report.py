@@ -177,12 +177,16 @@ def print_property_table(title: str, name: str, result: dict, caption: str = "")
 
     metrics = ["rmse", "mae"] if result.get("task", "regression") == "regression" else ["roc_auc", "pr_auc"]
     t = Table(title=title, caption=caption or None)
-    for column in ["method", "GIN width"] + [m.upper() for m in metrics] + ["best epoch (mean)"]:
-        t.add_column(column, justify="left" if column == "method" else "right")
-    for row in property_rows(name, result, metrics):
+    rows = property_rows(name, result, metrics)
+    t.add_column("method", no_wrap=True)
+    for column in ["width"] + [m.upper() for m in metrics] + ["best epoch"]:
+        t.add_column(column, justify="right", no_wrap=True)
+    for row in rows:
         epochs = [
             r["best_epoch"] for r in result.get("runs", []) if r["method"] == row["key"] and "best_epoch" in r
         ]
         best = fmt(float(np.mean(epochs)), 1) if epochs else ""
         t.add_row(row["method"], str(row["width"]), *[row[m] for m in metrics], best)
-    Console().print(t)
+    console = Console()
+    console.width = max(console.width, 104)  # one line per method even in an 80-column terminal or a log
+    console.print(t)
