@@ -140,7 +140,8 @@ def recipe_text(ecfg: Any, split_kind: str) -> str:
         f"- Split: {SPLIT_RULES.get(split_kind, split_kind)}; 80/10/10.\n"
         f"- Chirality: {CHIRALITY_RULES.get(ecfg.chirality, ecfg.chirality)}.\n"
         "- Floor: the train-mean predictor (every test molecule predicted as the training mean) is in the "
-        "table; a model that does not beat it has learnt nothing."
+        "table; a model that does not beat it has learnt nothing.\n"
+        "- Why these defaults (chirality, budget), measured: docs/finetune_recipe.md."
     )
 
 
