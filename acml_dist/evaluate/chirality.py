@@ -15,12 +15,12 @@ untrained vectors in its representation. The modes:
   fine-tuning may then train its row apart.
 - `keep`: the graph as featurised (the behaviour before this choice).
 
-The default is `drop`, by measurement (docs/finetune_recipe.md; FreeSolv scaffold split, test RMSE, 2-core
-CPU): from scratch at width 300 (50 epochs, 2 seeds) keep 4.46 +- 0.52, zero 2.97 +- 0.49, drop 2.88 +- 0.02;
-the width-64 encoder fine-tuned (100 epochs, seed 0) keep 3.73, zero 2.62, drop 2.71 (2.87 +- 0.17 over 2
-seeds). `keep` is worst everywhere; `zero` and `drop` are within noise of each other, and `drop` is the
-stable one (it does not depend on how the few tagged training molecules train the rows). A task whose label
-depends on absolute configuration (enantioselective activity) should set `eval.chirality=zero`."""
+The default is `zero`, by measurement (docs/finetune_recipe.md; FreeSolv scaffold split, test RMSE, 2 seeds,
+2-core CPU): the width-64 encoder trained here, fine-tuned (100 epochs): keep 3.71 +- 0.01, drop 2.87 +- 0.17,
+zero 2.47 +- 0.15; from scratch at width 300 (50 epochs): keep 4.46 +- 0.52, drop 2.88 +- 0.02, zero
+2.97 +- 0.49. `keep` is worst everywhere. `zero` wins where the fix matters (a pretrained encoder's untrained
+rows) and keeps the stereo information for tasks that need it; from scratch `drop` and `zero` are within
+noise, `drop` with the smaller spread."""
 
 from __future__ import annotations
 

@@ -27,8 +27,8 @@ SPLIT_RULES = {
 CHIRALITY_RULES = {
     "drop": "chirality tags set to 0 on every fine-tuned and tested molecule (the pretraining corpus has no "
     "stereochemistry, so the tag embeddings were never trained)",
-    "zero": "chirality tag embedding rows zeroed before fine-tuning (untrained rows contribute nothing until "
-    "fine-tuning trains them)",
+    "zero": "the CW/CCW chirality tag rows set to the unspecified row before fine-tuning, then trained (a "
+    "corpus without stereochemistry leaves them untrained: a tagged atom starts out read as untagged)",
     "keep": "chirality tags as featurised (untrained tag rows are read as they are)",
 }
 
@@ -127,14 +127,17 @@ def recipe_text(ecfg: Any, split_kind: str) -> str:
     """The fine-tuning recipe, split rule, chirality handling and floor, as the report states them."""
     scratch = ecfg.scratch_emb_dim or "the pretrained encoder's"
     width = "(a published baseline width; the pretrained encoder keeps its own)" * bool(ecfg.scratch_emb_dim)
+    stopping = f"early stopping after {ecfg.patience} epochs without a better validation score"
+    if ecfg.patience >= ecfg.finetune_epochs:
+        stopping = "the whole budget trained (patience >= epochs)"
     return (
         "Recipe (the default of `acml finetune` and of this section; `eval.*` keys): for each seed, the "
         "pretrained GIN with a 2-layer MLP head, fine-tuned end to end, and the same architecture trained "
         f"from scratch at width {scratch} {width}, "
         f"both with AdamW (lr {ecfg.lr}, weight decay {ecfg.weight_decay}), batch {ecfg.batch_size}, up to "
         f"{ecfg.finetune_epochs} epochs, linear warm-up over {100 * ecfg.warmup:g}% of the steps then "
-        f"{ecfg.schedule} decay to {ecfg.final_lr:g} x lr, early stopping after {ecfg.patience} epochs "
-        "without a better validation score, and the best validation epoch's weights restored before the "
+        f"{ecfg.schedule} decay to {ecfg.final_lr:g} x lr, {stopping}, "
+        "and the best validation epoch's weights restored before the "
         "test set is scored. Regression targets are standardised on the training split. Linear probes: "
         "ridge / logistic regression on frozen embeddings.\n\n"
         f"- Split: {SPLIT_RULES.get(split_kind, split_kind)}; 80/10/10.\n"
