@@ -21,7 +21,7 @@ class EvalConfig:
     # validation epoch's weights are restored before testing.
     finetune_epochs: int = 100
     # Epochs without a better validation score before stopping. The default trains the whole budget: best
-    # epochs landed at 59-72 of 100 under the cosine schedule, patience 30 stopped ESOL at 47
+    # epochs landed at 28-72 of 100 under the cosine schedule, patience 30 stopped ESOL at 47
     # (docs/finetune_recipe.md).
     patience: int = 100
     batch_size: int = 32
