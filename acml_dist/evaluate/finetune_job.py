@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from acml_dist.evaluate import report
-from acml_dist.evaluate.properties import load_labelled_set
+from acml_dist.evaluate.properties import check_recipe, load_labelled_set, recipe_kwargs
 from acml_dist.evaluate.run import (
     cpu_threads,
     load,
@@ -17,7 +17,6 @@ from acml_dist.evaluate.run import (
     mlflow_run,
     output_dir,
     property_metrics,
-    property_report,
     run_dataset,
     schema_of,
     write_report,
@@ -27,6 +26,7 @@ from acml_dist.evaluate.run import (
 def run_finetune(cfg: Any) -> dict:
     import pandas as pd
 
+    check_recipe(cfg.eval, cfg.data.split)
     model, model_dir = load(cfg)
     out = output_dir(cfg, "finetune")
     name = None if cfg.data.get("path") else cfg.data.source
@@ -47,13 +47,19 @@ def run_finetune(cfg: Any) -> dict:
         invalid = "\n".join(f"- row {r['row']}: `{r['input']}` ({r['reason']})" for r in data.invalid[:50])
         sections = [
             f"# Fine-tuning `{data.name}` ({data.task}, targets {data.targets})\n\nModel `{cfg.model}`.",
-            property_report({data.name: result}, {}, cfg.eval, cfg.data.split).replace(
+            report.property_report({data.name: result}, {}, cfg.eval, cfg.data.split).replace(
                 "## Property prediction", "## Results"
             ),
             f"Rows not used: invalid SMILES or rejected by standardisation ({len(data.invalid)}, "
             f"in invalid_rows.csv):\n\n{invalid or 'none'}",
         ]
         write_report(out, sections, metrics, OmegaConf.create({"report": None}))
-        log_to_mlflow(run, metrics, out, {"model": cfg.model, "data": cfg.data.get("path") or name})
-    report.print_summary(f"acml finetune {data.name}", metrics)
+        params = {"model": cfg.model, "data": cfg.data.get("path") or name, "split": cfg.data.split}
+        params.update(recipe_kwargs(cfg.eval), chirality=cfg.eval.chirality, scratch_width=result["widths"])
+        log_to_mlflow(run, metrics, out, params)
+    caption = (
+        f"{data.task}, {cfg.data.split} split, seeds {list(cfg.eval.seeds)}, test set; "
+        f"{len(data.graphs)} of {data.rows} rows used; report {out / 'report.md'}"
+    )
+    report.print_property_table(f"acml finetune {data.name}", data.name, result, caption)
     return metrics

@@ -5,6 +5,9 @@ scratch, and fit linear probes on frozen pretrained and random-init embeddings."
 from __future__ import annotations
 
 import copy
+import dataclasses
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,7 @@ import numpy as np
 from torch import nn
 
 from acml_dist.errors import DataError
+from acml_dist.evaluate.chirality import check_mode, prepare_encoder, prepare_graphs, tagged_fraction
 from acml_dist.evaluate.splits import make_split
 from acml_dist.evaluate.training import (
     LabelledSet,
@@ -19,6 +23,7 @@ from acml_dist.evaluate.training import (
     fit_predictor,
     linear_probe_task,
     main_metric,
+    task_metrics,
 )
 from acml_dist.log import get_logger
 
@@ -143,12 +148,15 @@ class EncoderView(nn.Module):
         return self.model.encode(graph)
 
 
-def fresh_like(model: Any, seed: int):
-    """The same architecture, randomly initialised with `seed` (the from-scratch baseline)."""
+def fresh_like(model: Any, seed: int, emb_dim: int = 0):
+    """The same architecture (at width `emb_dim` when given), randomly initialised with `seed`."""
     import torch
 
+    cfg = dict(model.model_cfg)
+    if emb_dim:
+        cfg["emb_dim"] = int(emb_dim)
     torch.manual_seed(seed)
-    return type(model)(model.model_cfg, model.teacher_dims)
+    return type(model)(cfg, model.teacher_dims)
 
 
 def embedding_dim(model: Any, graphs: list) -> int:
@@ -160,39 +168,132 @@ def embedding_dim(model: Any, graphs: list) -> int:
         return int(model.encode(Batch.from_data_list(graphs[:2])).shape[1])
 
 
+def check_recipe(ecfg: Any, split_kind: str) -> None:
+    """Refuse a recipe that cannot run, with one line naming the key, before any data is read."""
+    from acml_dist.evaluate.splits import SPLITS
+    from acml_dist.evaluate.training import SCHEDULES
+
+    check_mode(ecfg.chirality)
+    problems = [
+        (split_kind not in SPLITS, f"split {split_kind!r} is not one of {', '.join(SPLITS)}"),
+        (
+            ecfg.schedule not in SCHEDULES,
+            f"eval.schedule {ecfg.schedule!r} is not one of {', '.join(SCHEDULES)}",
+        ),
+        (not 0 <= ecfg.warmup < 1, f"eval.warmup={ecfg.warmup} must be a fraction of the steps in [0, 1)"),
+        (not 0 <= ecfg.final_lr <= 1, f"eval.final_lr={ecfg.final_lr} must be a fraction of lr in [0, 1]"),
+        (
+            ecfg.finetune_epochs < 1 or ecfg.patience < 1,
+            "eval.finetune_epochs and eval.patience must be >= 1",
+        ),
+        (ecfg.batch_size < 2, "eval.batch_size must be >= 2 (BatchNorm)"),
+        (not ecfg.seeds, "eval.seeds is empty"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise DataError(message)
+
+
+def recipe_kwargs(ecfg: Any) -> dict:
+    """fit_predictor's budget and schedule from the `eval` config."""
+    return {
+        "epochs": int(ecfg.finetune_epochs),
+        "patience": int(ecfg.patience),
+        "batch_size": int(ecfg.batch_size),
+        "lr": float(ecfg.lr),
+        "weight_decay": float(ecfg.weight_decay),
+        "warmup": float(ecfg.warmup),
+        "schedule": str(ecfg.schedule),
+        "final_lr": float(ecfg.final_lr),
+    }
+
+
+def train_mean_scores(data: LabelledSet, split: tuple[np.ndarray, ...]) -> dict[str, float]:
+    """Test scores of predicting every test molecule as the training mean: the floor any model must beat."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nan_to_num(np.nanmean(data.y[split[0]], axis=0))
+    return task_metrics(data.y[split[2]], np.tile(mean, (len(split[2]), 1)), data.task)
+
+
+def _fit(encoder: Any, data: LabelledSet, split: Any, seed: int, ecfg: Any, label: str):
+    """One fine-tuning run with a per-epoch progress bar (stderr) and a log line when it ends."""
+    from tqdm.auto import tqdm
+
+    metric, _ = main_metric(data.task)
+    started = time.monotonic()
+    with tqdm(total=int(ecfg.finetune_epochs), desc=label, unit="epoch", disable=not ecfg.progress) as bar:
+
+        def on_epoch(epoch: int, _model: Any, record: dict) -> None:
+            bar.update(1)
+            bar.set_postfix({f"val_{metric}": f"{record[f'val_{metric}']:.3f}"}, refresh=False)
+
+        dim = embedding_dim(encoder.model, data.graphs)
+        fit = fit_predictor(encoder, dim, data, split, seed=seed, on_epoch=on_epoch, **recipe_kwargs(ecfg))
+    log.info(
+        "%s: best epoch %d of %d, val %s %.3f, test %s %.3f (%.0f s)",
+        label, fit.best_epoch, len(fit.curve), metric, fit.val.get(metric, np.nan), metric,
+        fit.test.get(metric, np.nan), time.monotonic() - started,
+    )  # fmt: skip
+    return fit
+
+
 def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str, fractions: Any) -> dict:
     """All methods x seeds on one dataset. Returns {"summary": {method: {metric: (mean, std)}},
-    "runs": [per seed and method records], "curves": {seed0 method -> epoch records}, "split": sizes}."""
+    "runs": [per seed and method records], "curves": {seed0 method -> epoch records}, "split": sizes,
+    "widths": {method: encoder width}, "chirality": {mode, tagged share per split part}}."""
     if len(data.graphs) < 10:
         raise DataError(f"{data.name}: only {len(data.graphs)} valid molecules, too few to split")
-    emb_dim = embedding_dim(model, data.graphs)
-    pretrained_x = embed_graphs(EncoderView(model), data.graphs)
+    check_recipe(ecfg, split_kind)
+    mode = ecfg.chirality
+    raw_graphs = data.graphs
+    data = dataclasses.replace(data, graphs=prepare_graphs(data.graphs, mode))
+    pretrained = prepare_encoder(copy.deepcopy(model), mode)
+    emb_dim = embedding_dim(pretrained, data.graphs)
+    widths = {"acml_finetune": emb_dim, "scratch_finetune": int(ecfg.scratch_emb_dim) or emb_dim}
+    widths.update(acml_linear=emb_dim, random_linear=emb_dim)
+    pretrained_x = embed_graphs(EncoderView(pretrained), data.graphs)
     runs: list[dict] = []
     curves: dict[str, list[dict]] = {}
     sizes: dict[str, int] = {}
+    tagged: dict[str, float] = {}
     for seed in ecfg.seeds:
         split = make_split(data.smiles, split_kind, list(fractions), int(seed))
         sizes = {"train": len(split[0]), "val": len(split[1]), "test": len(split[2])}
-        budget = {"epochs": ecfg.finetune_epochs, "patience": ecfg.patience}
-        budget.update(batch_size=ecfg.batch_size, lr=ecfg.lr)
+        if not tagged:
+            tagged = {k: tagged_fraction([raw_graphs[i] for i in p]) for k, p in zip(sizes, split)}
+        if ecfg.train_mean_floor and data.task == "regression":
+            runs.append({"seed": int(seed), "method": "train_mean", **train_mean_scores(data, split)})
         encoders = {
-            "acml_finetune": EncoderView(copy.deepcopy(model)),
-            "scratch_finetune": EncoderView(fresh_like(model, int(seed))),
+            "acml_finetune": copy.deepcopy(pretrained),
+            "scratch_finetune": prepare_encoder(
+                fresh_like(model, int(seed), widths["scratch_finetune"]), mode
+            ),
         }
         for method, encoder in encoders.items():
-            fit = fit_predictor(encoder, emb_dim, data, split, seed=int(seed), **budget)
+            label = f"{data.name} seed {seed} {method} (width {widths[method]})"
+            fit = _fit(EncoderView(encoder), data, split, int(seed), ecfg, label)
             runs.append({"seed": int(seed), "method": method, "best_epoch": fit.best_epoch, **fit.test})
             if seed == ecfg.seeds[0]:
                 curves[method] = fit.curve
         if ecfg.linear_probe:
-            random_x = embed_graphs(EncoderView(fresh_like(model, int(seed))), data.graphs)
+            random_x = embed_graphs(
+                EncoderView(prepare_encoder(fresh_like(model, int(seed)), mode)), data.graphs
+            )
             for method, x in (("acml_linear", pretrained_x), ("random_linear", random_x)):
                 scores = linear_probe_task(x, data, split, int(seed))
                 runs.append({"seed": int(seed), "method": method, **scores})
         metric, _ = main_metric(data.task)
         done = [f"{r['method']} {metric}={r.get(metric, np.nan):.3f}" for r in runs if r["seed"] == seed]
         log.info("%s seed %s: %s", data.name, seed, ", ".join(done))
-    return {"summary": summarise(runs), "runs": runs, "curves": curves, "split": sizes}
+    return {
+        "summary": summarise(runs),
+        "runs": runs,
+        "curves": curves,
+        "split": sizes,
+        "widths": widths,
+        "chirality": {"mode": mode, "tagged": tagged},
+    }
 
 
 def summarise(runs: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:

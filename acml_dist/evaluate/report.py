@@ -5,11 +5,31 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 PRETTY = {
     "acml_finetune": "ACML GIN, fine-tuned",
     "scratch_finetune": "GIN from scratch (baseline)",
     "acml_linear": "ACML GIN, linear probe (frozen)",
     "random_linear": "random-init GIN, linear probe (frozen)",
+    "train_mean": "train-mean predictor (floor)",
+}
+
+SPLIT_RULES = {
+    "scaffold": "deterministic Bemis-Murcko scaffold split (DeepChem/MoleculeNet rule: scaffold sets largest "
+    "first into train, then validation, then test); the seeds vary only the model initialisation and the "
+    "batch order, never the split",
+    "scaffold_balanced": "balanced scaffold split (chemprop rule: scaffold sets bigger than half the "
+    "validation or test size go to train first, the rest in an order shuffled by the seed); the seed varies "
+    "the split as well as the initialisation",
+    "random": "random split, permuted by the seed",
+}
+CHIRALITY_RULES = {
+    "drop": "chirality tags set to 0 on every fine-tuned and tested molecule (the pretraining corpus has no "
+    "stereochemistry, so the tag embeddings were never trained)",
+    "zero": "the CW/CCW chirality tag rows set to the unspecified row before fine-tuning, then trained (a "
+    "corpus without stereochemistry leaves them untrained: a tagged atom starts out read as untagged)",
+    "keep": "chirality tags as featurised (untrained tag rows are read as they are)",
 }
 
 RETRIEVAL_INTRO = (
@@ -50,8 +70,14 @@ def mean_std(pair: tuple[float, float] | None) -> str:
 
 def property_rows(name: str, result: dict, metrics: list[str]) -> list[dict]:
     rows = []
+    widths = result.get("widths", {})
     for method, scores in result["summary"].items():
-        row = {"dataset": name, "method": PRETTY.get(method, method)}
+        row = {
+            "dataset": name,
+            "method": PRETTY.get(method, method),
+            "width": widths.get(method, ""),
+            "key": method,
+        }
         row.update({m: mean_std(scores.get(m)) for m in metrics})
         rows.append(row)
     return rows
@@ -71,8 +97,8 @@ def property_section(results: dict[str, dict], seeds: list[int], split_kind: str
                 f"mean ± std; {'lower' if task == 'regression' else 'higher'} is better):\n\n"
                 + table(
                     rows,
-                    ["dataset", "method"] + metrics,
-                    ["dataset", "method"] + [m.upper() for m in metrics],
+                    ["dataset", "method", "width"] + metrics,
+                    ["dataset", "method", "GIN width"] + [m.upper() for m in metrics],
                 )
             )
     return "\n\n".join(out)
@@ -87,10 +113,51 @@ def dataset_notes(results: dict[str, dict]) -> str:
             "invalid SMILES": res["invalid"],
             "missing labels": res["missing_labels"],
             "train/val/test": "/".join(str(res["split"].get(k, 0)) for k in ("train", "val", "test")),
+            "chirality-tagged train/val/test": "/".join(
+                f"{100 * res.get('chirality', {}).get('tagged', {}).get(k, float('nan')):.1f}%"
+                for k in ("train", "val", "test")
+            ),
         }
         for name, res in results.items()
     ]
     return table(rows, list(rows[0])) if rows else ""
+
+
+def recipe_text(ecfg: Any, split_kind: str) -> str:
+    """The fine-tuning recipe, split rule, chirality handling and floor, as the report states them."""
+    scratch = ecfg.scratch_emb_dim or "the pretrained encoder's"
+    width = "(a published baseline width; the pretrained encoder keeps its own)" * bool(ecfg.scratch_emb_dim)
+    stopping = f"early stopping after {ecfg.patience} epochs without a better validation score"
+    if ecfg.patience >= ecfg.finetune_epochs:
+        stopping = "the whole budget trained (patience >= epochs)"
+    return (
+        "Recipe (the default of `acml finetune` and of this section; `eval.*` keys): for each seed, the "
+        "pretrained GIN with a 2-layer MLP head, fine-tuned end to end, and the same architecture trained "
+        f"from scratch at width {scratch} {width}, "
+        f"both with AdamW (lr {ecfg.lr}, weight decay {ecfg.weight_decay}), batch {ecfg.batch_size}, up to "
+        f"{ecfg.finetune_epochs} epochs, linear warm-up over {100 * ecfg.warmup:g}% of the steps then "
+        f"{ecfg.schedule} decay to {ecfg.final_lr:g} x lr, {stopping}, "
+        "and the best validation epoch's weights restored before the "
+        "test set is scored. Regression targets are standardised on the training split. Linear probes: "
+        "ridge / logistic regression on frozen embeddings.\n\n"
+        f"- Split: {SPLIT_RULES.get(split_kind, split_kind)}; 80/10/10.\n"
+        f"- Chirality: {CHIRALITY_RULES.get(ecfg.chirality, ecfg.chirality)}.\n"
+        "- Floor: the train-mean predictor (every test molecule predicted as the training mean) is in the "
+        "table; a model that does not beat it has learnt nothing.\n"
+        "- Why these defaults (chirality, budget), measured: docs/finetune_recipe.md."
+    )
+
+
+def property_report(results: dict, failures: dict, ecfg: Any, split_kind: str) -> str:
+    """The property-prediction section: recipe, tables, dataset notes, curves, unavailable datasets."""
+    parts = [
+        "## Property prediction\n\n" + recipe_text(ecfg, split_kind),
+        property_section(results, list(ecfg.seeds), split_kind),
+        ("Datasets:\n\n" + dataset_notes(results)) if results else "",
+    ]
+    parts += [f"![{n}](figures/{r['figure'].name})" for n, r in results.items()]
+    parts += [f"- `{n}` unavailable: {msg}" for n, msg in failures.items()]
+    return "\n\n".join(p for p in parts if p)
 
 
 def print_summary(title: str, metrics: dict[str, Any], keys: list[str] | None = None) -> None:
@@ -105,3 +172,25 @@ def print_summary(title: str, metrics: dict[str, Any], keys: list[str] | None = 
         if key in metrics:
             t.add_row(key, fmt(metrics[key]))
     Console().print(t)
+
+
+def print_property_table(title: str, name: str, result: dict, caption: str = "") -> None:
+    """The end-of-run terminal table of `acml finetune`: one row per method, mean ± std over seeds."""
+    from rich.console import Console
+    from rich.table import Table
+
+    metrics = ["rmse", "mae"] if result.get("task", "regression") == "regression" else ["roc_auc", "pr_auc"]
+    t = Table(title=title, caption=caption or None)
+    rows = property_rows(name, result, metrics)
+    t.add_column("method", no_wrap=True)
+    for column in ["width"] + [m.upper() for m in metrics] + ["best epoch"]:
+        t.add_column(column, justify="right", no_wrap=True)
+    for row in rows:
+        epochs = [
+            r["best_epoch"] for r in result.get("runs", []) if r["method"] == row["key"] and "best_epoch" in r
+        ]
+        best = fmt(float(np.mean(epochs)), 1) if epochs else ""
+        t.add_row(row["method"], str(row["width"]), *[row[m] for m in metrics], best)
+    console = Console()
+    console.width = max(console.width, 104)  # one line per method even in an 80-column terminal or a log
+    console.print(t)

@@ -310,7 +310,9 @@ def property_sections(model: Any, ecfg: Any, figures: Path) -> tuple[str, dict]:
             continue
         results[name] = run_dataset(model, labelled, ecfg, ecfg.split_kind, data_cfg.split_fractions, figures)
         metrics.update(property_metrics(name, results[name]))
-    return (property_report(results, failures, ecfg, ecfg.split_kind) if results or failures else ""), metrics
+    if not (results or failures):
+        return "", metrics
+    return report.property_report(results, failures, ecfg, ecfg.split_kind), metrics
 
 
 def provenance(root: Path, model_dir: Path) -> str:
@@ -385,20 +387,6 @@ def _data_config(name: str, split_kind: str):
     cfg = DataConfig(source=name, split=split_kind)
     cfg.standardize.min_heavy_atoms = 1
     return cfg
-
-
-def property_report(results: dict, failures: dict, ecfg: Any, split_kind: str) -> str:
-    parts = [
-        "## Property prediction\n\nFor each seed: the pretrained GIN fine-tuned with an MLP head; the same "
-        "architecture trained from scratch with the same split, seed and budget "
-        f"({ecfg.finetune_epochs} epochs max, early stopping on validation with patience {ecfg.patience}, "
-        f"batch {ecfg.batch_size}, lr {ecfg.lr}); linear probes on frozen embeddings.",
-        report.property_section(results, list(ecfg.seeds), split_kind),
-        ("Datasets:\n\n" + report.dataset_notes(results)) if results else "",
-    ]
-    parts += [f"![{n}](figures/{r['figure'].name})" for n, r in results.items()]
-    parts += [f"- `{n}` unavailable: {msg}" for n, msg in failures.items()]
-    return "\n\n".join(p for p in parts if p)
 
 
 def write_report(out: Path, sections: list[str], metrics: dict, ecfg: Any) -> None:

@@ -3,7 +3,10 @@
 `scaffold_split` is the deterministic Bemis-Murcko split of MoleculeNet/chemprop: molecules are grouped by
 scaffold, the groups are ordered largest first (ties: first appearance) and filled into train, then
 validation, then test, so test scaffolds never occur in training. Seeds do not change it; they change the
-model's initialisation. `random_split` is a seeded permutation."""
+model's initialisation. `balanced_scaffold_split` is chemprop's balanced variant: scaffold sets larger
+than half the validation or test size go to training first (in seeded order), the rest follow in seeded
+random order, so the seed changes which small scaffolds are held out while scaffolds never cross parts.
+`random_split` is a seeded permutation."""
 
 from __future__ import annotations
 
@@ -25,28 +28,59 @@ def murcko_scaffold(smiles: str) -> str:
     return MurckoScaffold.MurckoScaffoldSmiles(mol=mol, includeChirality=False)
 
 
+SPLITS = ("scaffold", "scaffold_balanced", "random")
+
+
+def scaffold_groups(smiles: list[str]) -> list[list[int]]:
+    """Indices grouped by Murcko scaffold, in order of first appearance."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, smi in enumerate(smiles):
+        groups[murcko_scaffold(smi)].append(i)
+    return list(groups.values())
+
+
+def _fill(
+    ordered: list[list[int]], n: int, fractions, cumulative: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whole scaffold groups into train until full, then validation until full, the rest into test.
+    `cumulative`: DeepChem's rule (train + val <= (f_train + f_val) n, so validation absorbs what train left
+    unfilled); else chemprop's (val <= f_val n)."""
+    train_size, val_size = fractions[0] * n, fractions[1] * n
+    train: list[int] = []
+    val: list[int] = []
+    test: list[int] = []
+    for group in ordered:
+        if len(train) + len(group) <= train_size:
+            train += group
+        elif len(val) + len(group) <= (train_size + val_size - len(train) if cumulative else val_size):
+            val += group
+        else:
+            test += group
+    return tuple(np.asarray(part, dtype=np.int64) for part in (train, val, test))  # type: ignore[return-value]
+
+
 def scaffold_split(
     smiles: list[str], fractions: list[float] | tuple[float, ...] = (0.8, 0.1, 0.1), seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Deterministic scaffold split; `seed` is accepted for a uniform signature and ignored."""
     del seed
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, smi in enumerate(smiles):
-        groups[murcko_scaffold(smi)].append(i)
-    ordered = sorted(groups.values(), key=lambda g: (-len(g), g[0]))
+    ordered = sorted(scaffold_groups(smiles), key=lambda g: (-len(g), g[0]))
+    return _fill(ordered, len(smiles), fractions, cumulative=True)
+
+
+def balanced_scaffold_split(
+    smiles: list[str], fractions: list[float] | tuple[float, ...] = (0.8, 0.1, 0.1), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """chemprop's `scaffold_balanced`: big scaffold sets (more than half the validation or test size) first,
+    each kind in an order shuffled by `seed`; then the same greedy fill as the deterministic split."""
     n = len(smiles)
-    train_cut, val_cut = fractions[0] * n, (fractions[0] + fractions[1]) * n
-    train: list[int] = []
-    val: list[int] = []
-    test: list[int] = []
-    for group in ordered:
-        if len(train) + len(group) <= train_cut:
-            train += group
-        elif len(train) + len(val) + len(group) <= val_cut:
-            val += group
-        else:
-            test += group
-    return tuple(np.asarray(part, dtype=np.int64) for part in (train, val, test))  # type: ignore[return-value]
+    val_size, test_size = fractions[1] * n, (1 - fractions[0] - fractions[1]) * n
+    big, small = [], []
+    for group in scaffold_groups(smiles):
+        (big if len(group) > val_size / 2 or len(group) > test_size / 2 else small).append(group)
+    rng = np.random.default_rng(seed)
+    ordered = [big[i] for i in rng.permutation(len(big))] + [small[i] for i in rng.permutation(len(small))]
+    return _fill(ordered, n, fractions, cumulative=False)
 
 
 def random_split(
@@ -62,6 +96,8 @@ def make_split(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if kind == "scaffold":
         return scaffold_split(smiles, fractions, seed)
+    if kind == "scaffold_balanced":
+        return balanced_scaffold_split(smiles, fractions, seed)
     if kind == "random":
         return random_split(len(smiles), fractions, seed)
-    raise DataError(f"split must be scaffold or random, got {kind!r}")
+    raise DataError(f"split must be one of {', '.join(SPLITS)}, got {kind!r}")

@@ -7,6 +7,9 @@ Metrics come from scikit-learn and are averaged over tasks that can be scored.""
 from __future__ import annotations
 
 import copy
+import math
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,12 +94,53 @@ def _attach_labels(graphs: list, y: np.ndarray) -> list:
     return out
 
 
+SCHEDULES = ("cosine", "linear", "constant")
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str = "cosine", final: float = 0.0):
+    """Multiplier of the base lr at optimizer step `step` (0-based): linear warm-up from 1/warmup to 1 over
+    `warmup_steps`, then cosine or linear decay to `final` at `total_steps` (constant: stays 1)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    decay = 0.5 * (1.0 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+    return final + (1.0 - final) * decay
+
+
 @dataclass
 class FitResult:
     test: dict[str, float]
     val: dict[str, float]
     best_epoch: int
-    curve: list[dict]  # per epoch: epoch, train_loss, val_<metric>
+    curve: list[dict]  # per epoch: epoch, train_loss, val_<metric>, lr
+    model: Any = None  # the predictor with the best epoch's weights restored
+
+
+def _standardiser(data: LabelledSet, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) of regression targets on the training split (0, 1 for classification), NaN-safe."""
+    if data.task != "regression":
+        return np.zeros(data.y.shape[1]), np.ones(data.y.shape[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a task with no training label: mean 0, std 1
+        mean, std = np.nanmean(data.y[train], axis=0), np.nanstd(data.y[train], axis=0)
+    return np.nan_to_num(mean), np.where(np.nan_to_num(std) > 0, np.nan_to_num(std), 1.0)
+
+
+def _batch_loss(model, batch, task: str):
+    import torch
+
+    pred, target = model(batch), batch.y
+    mask = ~torch.isnan(target)
+    target = torch.nan_to_num(target)
+    if task == "regression":
+        loss_el = (pred - target) ** 2
+    else:
+        loss_el = torch.nn.functional.binary_cross_entropy_with_logits(pred, target, reduction="none")
+    return (loss_el * mask).sum() / mask.sum().clamp(min=1)
 
 
 def fit_predictor(
@@ -111,8 +155,15 @@ def fit_predictor(
     batch_size: int,
     lr: float,
     weight_decay: float = 0.0,
+    warmup: float = 0.0,
+    schedule: str = "constant",
+    final_lr: float = 0.0,
+    on_epoch: Callable[[int, Any, dict], None] | None = None,
 ) -> FitResult:
-    """Train encoder + MLP head end to end with early stopping on validation; test at the best epoch."""
+    """Train encoder + MLP head end to end (AdamW; lr warm-up over the first `warmup` fraction of steps,
+    then `schedule` decay to `final_lr` x lr, stepped per batch), early stopping on the validation metric
+    after `patience` epochs without improvement; the best validation epoch's weights are restored and
+    tested. `on_epoch(epoch, model, record)` is called after each epoch's validation."""
     import torch
     from torch_geometric.loader import DataLoader
 
@@ -120,15 +171,17 @@ def fit_predictor(
     train, val, test = split
     task = data.task
     metric, higher = main_metric(task)
-    # Regression targets are standardised on the training split so one lr suits every dataset.
-    mean = np.nanmean(data.y[train], axis=0) if task == "regression" else np.zeros(data.y.shape[1])
-    std = np.nanstd(data.y[train], axis=0) if task == "regression" else np.ones(data.y.shape[1])
-    mean, std = np.nan_to_num(mean), np.where(np.nan_to_num(std) > 0, np.nan_to_num(std), 1.0)
+    mean, std = _standardiser(data, train)  # one lr suits every dataset on standardised targets
     graphs = _attach_labels(data.graphs, (data.y - mean) / std)
     model = build_predictor(encoder, emb_dim, data.y.shape[1])
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     train_loader = DataLoader([graphs[i] for i in train], batch_size=batch_size, shuffle=True, generator=gen)
+    total_steps = epochs * len(train_loader)
+    warmup_steps = int(round(warmup * total_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: lr_factor(step, total_steps, warmup_steps, schedule, final_lr)
+    )
 
     def predict(idx: np.ndarray) -> np.ndarray:
         model.eval()
@@ -144,31 +197,26 @@ def fit_predictor(
         model.train()
         total, count = 0.0, 0
         for batch in train_loader:
-            if batch.num_graphs < 2:
-                continue  # BatchNorm needs two graphs' worth of statistics to be meaningful
-            pred, target = model(batch), batch.y
-            mask = ~torch.isnan(target)
-            target = torch.nan_to_num(target)
-            if task == "regression":
-                loss_el = (pred - target) ** 2
-            else:
-                loss_el = torch.nn.functional.binary_cross_entropy_with_logits(pred, target, reduction="none")
-            loss = (loss_el * mask).sum() / mask.sum().clamp(min=1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total, count = total + float(loss.detach()) * batch.num_graphs, count + batch.num_graphs
-        val_scores = task_metrics(data.y[val], predict(val), task)
-        score = val_scores.get(metric, float("nan"))
-        curve.append({"epoch": epoch, "train_loss": total / max(count, 1), f"val_{metric}": score})
-        improved = best is None or (not np.isnan(score) and (score > best if higher else score < best))
-        if improved:
+            if batch.num_graphs >= 2:  # BatchNorm needs two graphs' worth of statistics to be meaningful
+                loss = _batch_loss(model, batch, task)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total, count = total + float(loss.detach()) * batch.num_graphs, count + batch.num_graphs
+            sched.step()  # per batch, skipped or not, so the schedule spans exactly `epochs`
+        score = task_metrics(data.y[val], predict(val), task).get(metric, float("nan"))
+        record = {"epoch": epoch, "train_loss": total / max(count, 1), f"val_{metric}": score}
+        record["lr"] = opt.param_groups[0]["lr"]
+        curve.append(record)
+        if best is None or (not np.isnan(score) and (score > best if higher else score < best)):
             best, best_epoch, bad = score, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:
             bad += 1
-            if bad >= patience:
-                break
+        if on_epoch is not None:
+            on_epoch(epoch, model, record)
+        if bad >= patience:
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     return FitResult(
@@ -176,6 +224,7 @@ def fit_predictor(
         val=task_metrics(data.y[val], predict(val), task),
         best_epoch=best_epoch,
         curve=curve,
+        model=model,
     )
 
 
