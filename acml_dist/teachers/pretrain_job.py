@@ -4,8 +4,8 @@ the trained teacher and of its untrained twin, a plot), and register it as `acml
 (`teachers/registry.log_teacher`: weights.pt + teacher.json, no pickle), loadable by `load_teacher` with
 `path: models:/acml-teacher-<name>/<version>`.
 
-A single-process torch loop: these encoders are small (CReSS 13C: 1.5 M parameters; the 1-D conv one:
-~0.8 M for 1,000 bins) and the pairs fit in memory; data-parallel DeepSpeed is not wired here yet."""
+A single-process torch loop: these encoders are small (CReSS 13C: 2.3 M parameters; the 1-D conv one:
+0.8 M for 1,000 bins) and the pairs fit in memory; data-parallel DeepSpeed is not wired here yet."""
 
 from __future__ import annotations
 

@@ -38,8 +38,8 @@ def synthetic_mgf(path: Path, smiles: list[str]) -> None:
         for bond in mol.GetBonds():
             if bond.IsInRing() or bond.GetBondType() != Chem.BondType.SINGLE:
                 continue
-            frags = Chem.GetMolFrags(Chem.FragmentOnBonds(mol, [bond.GetIdx()], addDummies=False), asMols=True)
-            for frag in frags:
+            cut = Chem.FragmentOnBonds(mol, [bond.GetIdx()], addDummies=False)
+            for frag in Chem.GetMolFrags(cut, asMols=True):
                 peaks.setdefault(round(Descriptors.ExactMolWt(frag)), 40.0)
         lines = "\n".join(f"{mz:.1f} {h}" for mz, h in sorted(peaks.items()))
         blocks.append(f"BEGIN IONS\nSPECTRUMID=T{i}\nSMILES={smi}\n{lines}\nEND IONS\n")
@@ -71,8 +71,8 @@ def test_pretrain_teacher_each_modality_tracks_registers_and_loads_back(
     err = capsys.readouterr().err
     assert "no ms spectra" in err and "acml import-spectra" in err and err.count("\n") == 1
     synthetic_mgf(tmp_path / "spectra.mgf", SMILES)
-    imp = ["import-spectra", f"shards={root}", f"files=[{tmp_path / 'spectra.mgf'}]", "modality=ms", "kind=ms"]
-    assert acml(*imp, "mz_max=400") == 0
+    files = f"files=[{tmp_path / 'spectra.mgf'}]"
+    assert acml("import-spectra", f"shards={root}", files, "modality=ms", "kind=ms", "mz_max=400") == 0
     assert len(read_modality(root, "ms")) == len(SMILES)
     capsys.readouterr()
     assert acml("pretrain-teacher", "ms", *common) == 2
