@@ -88,6 +88,8 @@ def test_pretrain_teacher_each_modality_tracks_registers_and_loads_back(
         assert acml("pretrain-teacher", modality, *train) == 0
         printed = capsys.readouterr().out
         assert f"acml-teacher-{modality} v1" in printed and "R@1 untrained twin" in printed
+        n = len(read_modality(root, modality))
+        assert f"{modality}: {n} spectra, {n} paired with a morgan embedding" in printed
         name = f"acml-teacher-{modality}"
         version = client.get_model_version(name, "1")
         run = client.get_run(version.run_id)

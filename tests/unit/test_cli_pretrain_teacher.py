@@ -38,3 +38,19 @@ def test_missing_dataset_is_one_line(tmp_path, capsys: pytest.CaptureFixture[str
     assert main(["pretrain-teacher", "nmr1h", f"shards={tmp_path / 'none'}"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no featurised dataset" in err
+
+
+def test_conv1d_teacher_refuses_a_spectrum_of_another_length() -> None:
+    import numpy as np
+
+    from acml_dist.teachers import TeacherError, load_teacher
+
+    cfg = {"kind": "conv1d_spectrum", "modality": "ms", "params": {"n_bins": 50, "random_init": True}}
+    teacher = load_teacher("ms", cfg)
+    emb = teacher.encode_samples([{"ms.npy": np.eye(50, dtype=np.float32)[i]} for i in range(3)]).numpy()
+    assert emb.shape == (3, 768) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    assert teacher.missing_reason({"smiles": "CCO"}) == "no ms spectrum"
+    with pytest.raises(TeacherError, match="ms spectrum of 40 bins, not 50"):
+        teacher.encode_samples([{"ms.npy": np.zeros(40, np.float32)}])
+    with pytest.raises(TeacherError, match="params.n_bins"):
+        load_teacher("ms", {"kind": "conv1d_spectrum", "params": {"random_init": True}})
