@@ -25,6 +25,7 @@ Examples:
   acml pipeline data.limit=5000
   acml nmr-predict name=mycorpus limit=5000 nuclei=[13C,1H]
   acml import-spectra name=mycorpus files=[gnps.mgf] modality=lcms kind=ms mz_resolution=0.01
+  acml pretrain-teacher nmr13c name=mycorpus target=rxnfp epochs=60
 """
 
 
@@ -33,6 +34,7 @@ class Command:
     entry: str  # config entry (configs/<entry>.yaml)
     target: str  # "module:function" called with the composed config
     help: str
+    choices: tuple[tuple[str, str], ...] = ()  # a positional before the overrides: (value, help) pairs
 
 
 COMMANDS: dict[str, Command] = {
@@ -86,6 +88,16 @@ COMMANDS: dict[str, Command] = {
         "acml_dist.data.spectra_import:import_spectra_job",
         "Pair experimental spectra (MGF, MSP, JCAMP-DX, NMRShiftDB SDF) with a dataset's molecules, binned.",
     ),
+    "pretrain-teacher": Command(
+        "pretrain_teacher",
+        "acml_dist.teachers.pretrain_job:pretrain_teacher_job",
+        "Train a spectrum teacher CReSS-style against a cached SMILES teacher; MLflow run + registry.",
+        (
+            ("nmr13c", "CReSS 13C encoder (4,000 bins) on modalities/nmr13c (acml nmr-predict / import)."),
+            ("nmr1h", "1-D conv encoder (Conv1d 1-32-16-8-1, k=7) on modalities/nmr1h."),
+            ("ms", "1-D conv encoder on imported mass spectra (acml import-spectra kind=ms)."),
+        ),
+    ),
     "teacher-sanity": Command(
         "embed",
         "acml_dist.cli:teacher_sanity",
@@ -128,8 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        p.add_argument("--cfg", choices=["job"], help="print the resolved configuration and exit")
-        p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. trainer.lr=3e-4")
+        targets = [p]
+        if command.choices:  # `acml <subcommand> <choice> [overrides]`, each choice with its own --help
+            names = ",".join(c for c, _ in command.choices)
+            sub2 = p.add_subparsers(dest="choice", metavar="{" + names + "}")
+            targets = [sub2.add_parser(c, help=h, description=f"{command.help}\n{c}: {h}", epilog=EPILOG,
+                                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       for c, h in command.choices]  # fmt: skip
+        for t in targets:
+            t.add_argument("--cfg", choices=["job"], help="print the resolved configuration and exit")
+            t.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. trainer.lr=3e-4")
     return parser
 
 
@@ -140,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     command = COMMANDS[args.command]
+    if command.choices:
+        if not getattr(args, "choice", None):
+            names = ", ".join(c for c, _ in command.choices)
+            print(f"acml {args.command}: name one of {names} (acml {args.command} --help)", file=sys.stderr)
+            return 2
+        args.overrides = [f"modality={args.choice}", *args.overrides]
 
     from acml_dist.config import ConfigError, load_config, to_yaml
 

@@ -20,7 +20,7 @@ from acml_dist.config.cluster import ClusterConfig
 from acml_dist.config.data import DataConfig
 from acml_dist.config.eval import EvalConfig
 from acml_dist.config.model import ModelConfig
-from acml_dist.config.spectra import ImportSpectraJob, NmrPredictJob
+from acml_dist.config.spectra import ImportSpectraJob, NmrPredictJob, PretrainTeacherJob
 from acml_dist.config.teachers import TeacherConfig
 from acml_dist.config.train import LossConfig, TrainerConfig
 from acml_dist.errors import InputError
@@ -154,6 +154,7 @@ SCHEMAS: dict[str, type] = {
     "pretrain": PretrainJob,
     "nmr_predict": NmrPredictJob,
     "import_spectra": ImportSpectraJob,
+    "pretrain_teacher": PretrainTeacherJob,
 }
 
 

@@ -50,3 +50,31 @@ class ImportSpectraJob:
     mz_min: float = 0.0
     mz_max: float = 1000.0
     mz_resolution: float = 1.0  # Da per bin (1.0: nominal mass, GC-MS; e.g. 0.01 for LC-MS)
+
+
+@dataclass
+class PretrainTeacherJob:
+    """`acml pretrain-teacher <modality>`: a spectrum teacher trained CReSS-style (contrastive) against a
+    frozen SMILES teacher's cached embeddings, tracked and registered in MLflow as acml-teacher-<name>."""
+
+    modality: str = "nmr13c"  # nmr13c (CReSS encoder) | nmr1h | ms (1-D conv encoder); the positional
+    name: str = "demo"
+    shards: Optional[str] = None  # featurised dataset dir; None: <shards_root>/<name>
+    shards_root: str = "shards"
+    spectra: Optional[str] = None  # the modalities/<spectra> output to train on; None: the modality name
+    target: str = "rxnfp"  # the frozen SMILES teacher whose cached embeddings are the targets (acml embed)
+    teacher_name: Optional[str] = None  # registered as acml-teacher-<teacher_name>; None: the spectra name
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.2  # held out (random, seeded): R@1 of the trained teacher and its untrained twin
+    pool: int = 1000  # retrieval pool size for held-out R@1
+    out_dim: int = 768
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0: torch's default
+    output: Optional[str] = None  # weights, teacher.json, plot; None: <runs_root>/teacher-<teacher name>
+    runs_root: str = "runs"
+    register: bool = True  # register in the MLflow model registry
+    tracking_uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<runs_root>/mlflow.db
+    experiment: str = "acml-teachers"

@@ -26,6 +26,7 @@ KINDS: dict[str, str] = {
     "cress_smiles": "acml_dist.teachers.published:CressSmilesTeacher",
     "cress_nmr13c": "acml_dist.teachers.published:CressNMR13CTeacher",
     "img2mol": "acml_dist.teachers.published:Img2MolTeacher",
+    "conv1d_spectrum": "acml_dist.teachers.spectrum_conv:Conv1dSpectrumTeacher",
 }
 
 

@@ -7,11 +7,13 @@ teacher (e.g. rxnfp from `acml embed`), so only a linear head on its embedding t
 `train_nmr13c_teacher(X, Y)` is a plain CPU-trainable function; `paired_arrays(root, ...)` joins a dataset's
 `modalities/nmr13c` output with an embedding cache by molecule key. Held-out retrieval (spectrum -> SMILES
 teacher, R@1 in a pool of up to `pool` molecules) is reported for the trained encoder and its untrained twin
-(same initialisation, no step), so the gain is measured in one run. Not wired to a CLI yet."""
+(same initialisation, no step), so the gain is measured in one run. `train_spectrum_teacher` trains the
+1-D conv encoders of 1H NMR and MS the same way; `acml pretrain-teacher` (`teachers/pretrain_job.py`)
+runs it with MLflow tracking and registration."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -45,8 +47,21 @@ def paired_arrays(
     return keys, np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
 
 
-def build_pair_model(target_dim: int, out_dim: int = 768) -> Any:
-    """The trainable pair: CReSS 13C encoder, a linear head on the frozen teacher's embedding, logit scale."""
+def build_encoder(modality: str, n_bins: int, out_dim: int = 768) -> Any:
+    """The spectrum encoder of a modality: CReSS's for nmr13c (4,000 bins), the 1-D conv one otherwise."""
+    from acml_dist.teachers.published import NMR_BINS, build_cress_nmr
+    from acml_dist.teachers.spectrum_conv import build_conv1d_encoder
+
+    if modality == "nmr13c":
+        if n_bins != NMR_BINS:
+            raise ValueError(f"the CReSS 13C encoder takes {NMR_BINS} bins, the spectra have {n_bins}")
+        return build_cress_nmr(out_dim=out_dim)
+    return build_conv1d_encoder(n_bins, out_dim)
+
+
+def build_pair_model(target_dim: int, out_dim: int = 768, encoder: Any = None) -> Any:
+    """The trainable pair: the spectrum encoder (default: CReSS 13C), a linear head on the frozen teacher's
+    embedding, a logit scale."""
     import torch
     from torch import nn
 
@@ -55,7 +70,7 @@ def build_pair_model(target_dim: int, out_dim: int = 768) -> Any:
     class NmrPair(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.encoder = build_cress_nmr(out_dim=out_dim)
+            self.encoder = encoder if encoder is not None else build_cress_nmr(out_dim=out_dim)
             self.target_head = nn.Linear(target_dim, out_dim)
             self.logit_scale = nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
 
@@ -91,10 +106,18 @@ def retrieval_r1(model: Any, x: np.ndarray, y: np.ndarray, pool: int = 1000, see
     return hits / max(1, total)
 
 
-def train_nmr13c_teacher(
+def train_nmr13c_teacher(x: np.ndarray, y: np.ndarray, **kwargs: Any) -> dict[str, Any]:
+    """`train_spectrum_teacher` with the CReSS 13C encoder."""
+    return train_spectrum_teacher(x, y, modality="nmr13c", **kwargs)
+
+
+def train_spectrum_teacher(
     x: np.ndarray,
     y: np.ndarray,
     *,
+    modality: str = "nmr13c",
+    out_dim: int = 768,
+    on_epoch: Optional[Callable[[int, float], None]] = None,
     epochs: int = 30,
     batch_size: int = 128,
     lr: float = 1e-3,
@@ -104,9 +127,10 @@ def train_nmr13c_teacher(
     seed: int = 0,
     threads: Optional[int] = None,
 ) -> dict[str, Any]:
-    """Train the pair on (spectra, frozen teacher embeddings); returns {"model" (the NmrPair; `.encoder` is
-    the 13C teacher), "history" (mean loss per epoch), "val_r1", "untrained_val_r1", "chance_r1",
-    "train_r1", "n_train", "n_val"}."""
+    """Train the pair on (spectra, frozen teacher embeddings) with the modality's encoder (`build_encoder`);
+    `on_epoch(epoch, mean loss)` after each epoch. Returns {"model" (the pair; `.encoder` is the teacher),
+    "history" (mean loss per epoch), "val_r1", "untrained_val_r1", "chance_r1", "train_r1", "n_train",
+    "n_val"}."""
     import copy
 
     import torch
@@ -121,13 +145,13 @@ def train_nmr13c_teacher(
     val, train = perm[:n_val], perm[n_val:]
     if len(train) < 2:
         raise ValueError(f"{len(x)} pairs leave fewer than 2 to train on")
-    model = build_pair_model(y.shape[1])
+    model = build_pair_model(y.shape[1], out_dim, build_encoder(modality, x.shape[1], out_dim))
     twin = copy.deepcopy(model)  # the untrained twin: same initialisation, no step
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     xt, yt = torch.from_numpy(x[train]), torch.from_numpy(y[train])
     gen = torch.Generator().manual_seed(seed)
     history = []
-    for _ in range(epochs):
+    for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(train), generator=gen)
         losses = []
@@ -141,6 +165,8 @@ def train_nmr13c_teacher(
             opt.step()
             losses.append(float(loss.detach()))
         history.append(float(np.mean(losses)))
+        if on_epoch is not None:
+            on_epoch(epoch, history[-1])
     out: dict[str, Any] = {"model": model, "history": history, "n_train": len(train), "n_val": n_val}
     out["train_r1"] = retrieval_r1(model, x[train], y[train], pool)
     if n_val:

@@ -10,6 +10,7 @@ downloads it and returns a TeacherConfig pointing at the local weights, so `load
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -64,8 +65,10 @@ def log_teacher(teacher: Teacher, tracking_uri: Optional[str] = None, alias: Opt
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "teacher"
         _write_artifacts(teacher, folder)
-        mlflow.set_experiment("acml-teachers")
-        with mlflow.start_run(run_name=name):
+        active = mlflow.active_run()  # e.g. the `acml pretrain-teacher` run that trained it: log there
+        if active is None:
+            mlflow.set_experiment("acml-teachers")
+        with mlflow.start_run(run_name=name) if active is None else contextlib.nullcontext():
             mlflow.log_params({"kind": teacher.kind, "modality": teacher.modality, "dim": teacher.dim})
             mlflow.set_tags({"weights_hash": teacher.weights_hash(), "acml.teacher": teacher.name})
             info = mlflow.pyfunc.log_model(
