@@ -9,7 +9,9 @@ else (a `python_model.pkl` would run code when loaded).
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -43,10 +45,14 @@ class RunLogger:
 
     Joins the active run or $MLFLOW_RUN_ID (the pipeline's nested stage run) when there is one."""
 
-    def __init__(self, cfg: Any, enabled: bool, run_name: str) -> None:
+    def __init__(self, cfg: Any, enabled: bool, run_name: str, offline_dir: Optional[Path] = None) -> None:
         self.cfg, self.enabled, self.run_name = cfg, enabled, run_name
         self.run_id: Optional[str] = None
         self._own = False
+        # Once the tracking server fails, training goes on: metrics go to this file (one warning), and
+        # `finish` pushes them if the server is back, or says where they are.
+        self.offline_file = Path(offline_dir or ".") / "metrics_offline.jsonl"
+        self.offline = False
 
     def start(self, params: dict[str, Any], texts: dict[str, str], files: list[Path]) -> None:
         if not self.enabled:
@@ -73,16 +79,56 @@ class RunLogger:
             mlflow.log_artifact(str(path), "manifests/" + path.parent.name)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        if self.enabled:
+        if not self.enabled:
+            return
+        values = {k: float(v) for k, v in metrics.items()}
+        if not self.offline:
             import mlflow
 
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step, run_id=self.run_id)
+            try:
+                mlflow.log_metrics(values, step=step, run_id=self.run_id)
+                return
+            except Exception as exc:  # noqa: BLE001 - any tracking failure must not stop training
+                self.offline = True
+                log.warning(
+                    "MLflow tracking failed at step %d (%s); training goes on, metrics are kept in %s "
+                    "and pushed when the run finishes if the server is back",
+                    step, redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__),
+                    self.offline_file,
+                )
+        self.offline_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.offline_file.open("a") as fh:
+            fh.write(json.dumps({"step": step, "metrics": values}) + "\n")
+
+    def _push_offline(self) -> bool:
+        """Send the metrics kept while the server was down; False (and one warning) if it still fails."""
+        import mlflow
+        from mlflow.entities import Metric
+
+        rows = [json.loads(line) for line in self.offline_file.read_text().splitlines() if line]
+        now = int(time.time() * 1000)
+        batch = [Metric(k, v, now, r["step"]) for r in rows for k, v in r["metrics"].items()]
+        try:
+            client = mlflow.MlflowClient()
+            for i in range(0, len(batch), 1000):  # MLflow's log_batch limit
+                client.log_batch(self.run_id, metrics=batch[i : i + 1000])
+        except Exception as exc:  # noqa: BLE001
+            log.warning(
+                "MLflow is still unreachable (%s): the run's metrics stay in %s, the model in the run folder",
+                redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__), self.offline_file,
+            )
+            return False
+        log.warning("MLflow is back: %d metric values kept during the outage were pushed", len(batch))
+        self.offline = False
+        return True
 
     def finish(self, metrics: dict[str, Any], files: list[Path], model_dir: Path) -> None:
         if not self.enabled:
             return
         import mlflow
 
+        if self.offline and not self._push_offline():
+            return
         final = {f"final_{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         mlflow.log_metrics(final, run_id=self.run_id)
         for path in files:

@@ -127,7 +127,9 @@ def run(cfg: Any) -> dict[str, Any]:
     guard = BadStepGuard(int(tr.max_bad_steps), state["bad_in_a_row"], state["bad_total"])
     history: list[dict[str, float]] = state["history"]
 
-    logger = tracking.RunLogger(cfg, enabled=rank == 0 and cfg.tracking.enabled, run_name=f"train-{cfg.name}")
+    logger = tracking.RunLogger(
+        cfg, enabled=rank == 0 and cfg.tracking.enabled, run_name=f"train-{cfg.name}", offline_dir=out
+    )
     logger.start(
         params={"world_size": world, "global_batch": global_batch, "total_steps": total_steps, **dims},
         texts={"config/train.yaml": _yaml(cfg), "config/deepspeed.json": json.dumps(ds_config, indent=2)},
@@ -257,7 +259,9 @@ def run(cfg: Any) -> dict[str, Any]:
         curve = plot_loss_curve(history, out / "loss_curve.png")
         (out / "history.json").write_text(json.dumps(history))
         logger.finish(metrics, files=[curve, out / "history.json"], model_dir=model_dir)
-        if tr.register and cfg.tracking.enabled:
+        if tr.register and cfg.tracking.enabled and logger.offline:
+            log.warning("not registered: MLflow is unreachable; the model is in %s", model_dir)
+        elif tr.register and cfg.tracking.enabled:
             result["version"] = tracking.register_model(model_dir, metrics, cfg.tracking)
         print(_summary_table(metrics), file=sys.stderr)
     if world > 1:

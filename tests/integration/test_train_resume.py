@@ -186,3 +186,62 @@ def test_diverging_run_skips_non_finite_steps_then_stops(tiny_shards, tmp_path, 
     assert "non-finite loss, step skipped (2 in a row)" in log
     assert "3 consecutive non-finite losses" in log and "trainer.max_bad_steps=3" in log
     assert "step 1/20 loss" in log.split("non-finite")[0]  # a finite step ran before the blow-up
+
+
+def test_mlflow_server_killed_during_training_the_run_completes(tiny_shards, tmp_path):
+    """A real `mlflow server` is SIGKILLed while a rank logs to it: training goes on to the last step, one
+    warning says where the metrics went, and the metrics after the outage are kept in the run folder."""
+    from mlflow import MlflowClient
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=open(tmp_path / "mlflow.log", "w"),  # noqa: SIM115 - closed with the process
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    client = MlflowClient(uri)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            client.search_experiments()
+            break
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(1)
+    run = tmp_path / "run"
+    overrides = [
+        *_tiny_model(tiny_shards, run, tmp_path),
+        "trainer.max_steps=1500",
+        "trainer.log_every=5",
+        f"tracking.tracking_uri={uri}",
+    ]
+    env = {**_rank_env(0, 1, _free_port()), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+           "MLFLOW_HTTP_REQUEST_TIMEOUT": "5", "MLFLOW_TRACKING_URI": uri}
+    with open(tmp_path / "rank0.log", "w") as out:
+        rank = subprocess.Popen([sys.executable, str(REPO / "acml_dist/train.py"), *overrides], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        try:
+            logged: list = []
+            deadline = time.time() + 240
+            while time.time() < deadline and not logged and rank.poll() is None:
+                runs = [r for e in client.search_experiments() for r in client.search_runs(e.experiment_id)]
+                logged = [r for r in runs if "loss" in r.data.metrics]
+                time.sleep(0.5)
+            assert logged, (tmp_path / "rank0.log").read_text()[-3000:]
+        finally:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        code = rank.wait(timeout=600)
+    log0 = (tmp_path / "rank0.log").read_text()
+    assert code == 0, log0[-3000:]
+    assert log0.count("MLflow tracking failed") == 1, log0[-3000:]
+    assert "still unreachable" in log0
+    result = json.loads(log0.strip().splitlines()[-1])
+    assert result["steps"] == 1500
+    kept = [json.loads(line) for line in (run / "metrics_offline.jsonl").read_text().splitlines()]
+    assert max(k["step"] for k in kept) == 1500 and any("loss" in k["metrics"] for k in kept)
+    assert (Path(result["model_dir"]) / "model.safetensors").exists()
