@@ -18,8 +18,12 @@ def fill_online(batch: Any, online: dict[str, Any]) -> None:
 
 
 def retrieval_top1(model: Any, batch: Any, dtype: Any) -> dict[str, tuple[float, float]]:
-    """Within-batch graph -> teacher top-1: (hits, valid rows) per teacher, this rank's batch."""
+    """Within-batch graph -> teacher top-1: (hits, valid rows) per teacher, this rank's batch. The rank is
+    evaluate's own `retrieval_ranks` (cosine, ties in the query's favour) with the batch as the pool, so
+    training-time and evaluation-time retrieval are one metric."""
     import torch
+
+    from acml_dist.evaluate.retrieval import retrieval_ranks
 
     hits = {}
     with torch.no_grad():
@@ -29,12 +33,9 @@ def retrieval_top1(model: Any, batch: Any, dtype: Any) -> dict[str, tuple[float,
             if mask.sum() == 0:
                 hits[name] = (0.0, 0.0)
                 continue
-            g = torch.nn.functional.normalize(model.project_graph(h, name)[mask].float(), dim=-1)
-            t = torch.nn.functional.normalize(
-                model.project_teacher(emb.to(dtype), name)[mask].float(), dim=-1
-            )
-            best = (g @ t.T).argmax(dim=1)
-            hits[name] = (float((best == torch.arange(len(g), device=g.device)).sum()), float(len(g)))
+            g = model.project_graph(h, name)[mask].float().cpu().numpy()
+            t = model.project_teacher(emb.to(dtype), name)[mask].float().cpu().numpy()
+            hits[name] = (float((retrieval_ranks(g, t, 0) == 1).sum()), float(len(g)))
     return hits
 
 
