@@ -136,7 +136,11 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
         "MLFLOW_TRACKING_URI"
     )
     env = {"env_vars": {"MLFLOW_TRACKING_URI": uri}} if uri else None
-    actor_cls = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0, runtime_env=env)(EmbedWorker)
+    # A killed actor (OOM, preemption, SIGKILL) is restarted and its shard retried: shard writes are atomic
+    # and checked by their done record, so a retry gives the same cache.
+    actor_cls = ray.remote(
+        num_cpus=1, num_gpus=1 if use_gpu else 0, runtime_env=env, max_restarts=3, max_task_retries=3
+    )(EmbedWorker)
     threads = int(tcfg.get("cpu_threads") or 0) or max(1, cpus // n_actors)
     actors = [actor_cls.remote(name, tcfg, threads) for _ in range(n_actors)]
     info = ray.get(actors[0].describe.remote())

@@ -120,3 +120,46 @@ def test_killed_embed_resumes_to_the_same_cache(ray_local, tmp_path):
     assert len(samples) == 80 and all(s["embeddings"]["rxnfp"] is not None for s in samples)
     cached = np.stack([s["embeddings"]["rxnfp"] for s in samples])
     np.testing.assert_allclose(cached, teacher.encode_samples(samples).numpy(), rtol=2e-3, atol=2e-3)
+
+
+def test_embed_actor_sigkilled_midway_gives_the_same_cache(ray_local, tmp_path):
+    """SIGKILL of the Ray actor process embedding a shard: Ray restarts the actor and retries the shard, the
+    run completes, and every cache shard equals an undisturbed run's (byte for byte)."""
+    import threading
+
+    import psutil
+
+    smiles = moses_smiles(96)
+    killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
+    for root in (killed_root, clean_root):
+        write_dataset(root, {"train": smiles}, samples_per_shard=8)  # 12 shards
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["summary"] = embed_dataset(_cfg(killed_root, "teachers=rxnfp", "cluster.num_cpus=1"))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            result["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    out, killed, deadline = cache_dir(killed_root, "rxnfp") / "train", None, time.time() + 240
+    while killed is None and thread.is_alive() and time.time() < deadline:
+        if len(list(out.glob(".shard-*.done.json"))) >= 2:
+            for proc in psutil.process_iter(["pid", "cmdline"]):
+                if " ".join(proc.info["cmdline"] or []).startswith("ray::EmbedWorker"):
+                    os.kill(proc.info["pid"], signal.SIGKILL)  # the actor, in the middle of the next shard
+                    killed = proc.info["pid"]
+                    break
+        time.sleep(0.02)
+    thread.join(600)
+    assert killed is not None, "no embedding actor was caught between shards"
+    assert "error" not in result, result.get("error")
+    embed_dataset(_cfg(clean_root, "teachers=rxnfp", "cluster.num_cpus=1"))
+
+    def digests(root: Path) -> dict[str, str]:
+        entries = read_json(cache_dir(root, "rxnfp") / "manifest.json")["splits"]["train"]["shards"]
+        return {e["name"]: e["sha256"] for e in entries}
+
+    assert len(digests(killed_root)) == 12 and digests(killed_root) == digests(clean_root)
+    assert not list(out.glob(".*.tmp*"))
