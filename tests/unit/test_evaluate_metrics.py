@@ -130,7 +130,9 @@ def test_report_tables_show_mean_and_std_per_method():
     ]
     summary = summarise(runs)
     assert summary["acml_finetune"]["rmse"] == (1.5, 0.5)
-    text = report.property_section({"esol": {"task": "regression", "summary": summary}}, [0, 1], "scaffold")
-    assert "| esol | ACML GIN, fine-tuned | 1.500 ± 0.500 | 0.600 ± 0.100 |" in text
-    assert "| esol | GIN from scratch (baseline) | 3.000 ± 0.000 |" in text
+    widths = {"acml_finetune": 64, "scratch_finetune": 300}
+    result = {"esol": {"task": "regression", "summary": summary, "widths": widths}}
+    text = report.property_section(result, [0, 1], "scaffold")
+    assert "| esol | ACML GIN, fine-tuned | 64 | 1.500 ± 0.500 | 0.600 ± 0.100 |" in text
+    assert "| esol | GIN from scratch (baseline) | 300 | 3.000 ± 0.000 |" in text
     assert "scaffold split" in text and "lower is better" in text
