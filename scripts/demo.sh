@@ -66,8 +66,10 @@ echo "== a downstream user pulls models:/acml-gin@champion in a fresh process"
 MLFLOW_TRACKING_URI=$MLFLOW_URI python - <<'PY'
 import mlflow, numpy as np, pandas as pd
 model = mlflow.pyfunc.load_model("models:/acml-gin@champion")
-emb = np.asarray(model.predict(pd.DataFrame({"smiles": ["CCO", "c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O"]})))
+out = model.predict(pd.DataFrame({"smiles": ["CCO", "c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O", "not a smiles"]}))
+emb = np.stack([e for e in out["embedding"] if e is not None])
 print(f"embeddings: {emb.shape[0]} molecules x {emb.shape[1]} dims; first row starts {emb[0, :4].round(3).tolist()}")
+print(f"errors: {out['error'].tolist()}")
 PY
 echo
 echo "MLflow UI: $MLFLOW_URI   (still running; stop it with: make demo-stop)"
