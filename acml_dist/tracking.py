@@ -40,6 +40,12 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, str]:
     return {prefix[:-1]: redact_value(prefix[:-1], data)[:500]}
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exception in one line for a warning, credentials masked."""
+    text = str(exc)
+    return redact(text.splitlines()[0] if text else type(exc).__name__)
+
+
 class RunLogger:
     """MLflow logging of one training run; a no-op unless enabled (rank 0 with tracking.enabled).
 
@@ -93,7 +99,7 @@ class RunLogger:
                 log.warning(
                     "MLflow tracking failed at step %d (%s); training goes on, metrics are kept in %s "
                     "and pushed when the run finishes if the server is back",
-                    step, redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__),
+                    step, _first_line(exc),
                     self.offline_file,
                 )
         self.offline_file.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +121,7 @@ class RunLogger:
         except Exception as exc:  # noqa: BLE001
             log.warning(
                 "MLflow is still unreachable (%s): the run's metrics stay in %s, the model in the run folder",
-                redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__), self.offline_file,
+                _first_line(exc), self.offline_file,
             )
             return False
         log.warning("MLflow is back: %d metric values kept during the outage were pushed", len(batch))
