@@ -225,12 +225,16 @@ def run(cfg: Any) -> dict[str, Any]:
             if tr.checkpoint_every and step % tr.checkpoint_every == 0 and step < total_steps:
                 _checkpoint(engine, ckpt_dir, step, state, guard, history, rank)
                 last_ckpt = step
-            if step >= total_steps:
+            if step >= total_steps or _out_of_time(tr.max_minutes, t_start, world, engine.device):
                 break
             tick = time.time()
         else:
             state["epoch"] += 1
             state["micro"] = 0
+            continue
+        break  # the inner loop ended the run (step budget or trainer.max_minutes)
+    if step < total_steps:
+        log.warning("trainer.max_minutes=%s reached at step %d of %d", tr.max_minutes, step, total_steps)
     if last_ckpt != step or not (ckpt_dir / "latest").exists():
         _checkpoint(engine, ckpt_dir, step, state, guard, history, rank)
 
@@ -267,6 +271,21 @@ def run(cfg: Any) -> dict[str, Any]:
     if world > 1:
         dist.barrier()
     return result
+
+
+def _out_of_time(max_minutes: Optional[float], t_start: float, world: int, device: Any) -> bool:
+    """True once the wall-clock budget is spent; rank 0's clock decides for every rank (one all-reduce)."""
+    if not max_minutes:
+        return False
+    over = time.time() - t_start > 60 * max_minutes
+    if world == 1:
+        return over
+    import torch
+    import torch.distributed as dist
+
+    flag = torch.tensor([float(over)], device=device)
+    dist.broadcast(flag, 0)
+    return bool(flag.item())
 
 
 def _checkpoint(engine, ckpt_dir, step, state, guard, history, rank) -> None:

@@ -45,6 +45,7 @@ RULES: list[Rule] = [
     ("trainer.grad_accum", POSITIVE_INT, "an integer >= 1"),
     ("trainer.epochs", POSITIVE_INT, "an integer >= 1"),
     ("trainer.max_steps", _optional(POSITIVE_INT), "null or an integer >= 1"),
+    ("trainer.max_minutes", _optional(POSITIVE), "null or a number > 0"),
     ("trainer.lr", POSITIVE, "a number > 0"),
     ("trainer.weight_decay", NON_NEGATIVE, "a number >= 0"),
     ("trainer.warmup_steps", NON_NEGATIVE_INT, "an integer >= 0"),

@@ -8,7 +8,8 @@ from typing import Optional
 
 @dataclass
 class ClusterConfig:
-    # Ray address: None/"local" starts an embedded local Ray; "auto" joins a running cluster.
+    # Ray address: None/"local" starts an embedded local Ray; "auto" joins a running cluster; "processes":
+    # featurisation in a local process pool without Ray (a node that has RDKit but not Ray).
     address: Optional[str] = None
     num_cpus: Optional[int] = None  # embedded Ray only; None: all cores
     object_store_memory: Optional[int] = 500_000_000

@@ -21,6 +21,9 @@ class TrainerConfig:
     grad_accum: int = 1
     epochs: int = 1
     max_steps: Optional[int] = None
+    # Wall-clock budget: stop after the first optimiser step past it (then evaluate, save, register as
+    # usual). For jobs under a scheduler's time limit; None: no limit.
+    max_minutes: Optional[float] = None
     lr: float = 1e-3
     weight_decay: float = 1e-3
     warmup_steps: int = 50

@@ -1,4 +1,5 @@
-"""Corpus -> verified packed shards on Ray: `featurize_corpus(cfg)` (CLI, cluster/featurize.py, tests).
+"""Corpus -> verified packed shards on Ray (or a local process pool, `cluster.address=processes`):
+`featurize_corpus(cfg)` (CLI, cluster/featurize.py, tests).
 
 Phases (each a set of Ray tasks, the driver only streams records and holds counts):
   A. chunks of `data.chunk_size` records: standardise, filter, exclude, featurise (work.process_chunk);
@@ -98,11 +99,11 @@ def _output_dir(cfg: Any) -> Path:
 def featurize_corpus(cfg: Any) -> dict[str, Any]:
     """Featurise the corpus of a FeaturizeJob config into `<output>` (default `<shards_root>/<name>`);
     returns the manifest (also written to `<output>/manifest.json`)."""
-    import ray
     from omegaconf import OmegaConf
 
     from acml_dist.config import config_hash
     from acml_dist.data import work as W
+    from acml_dist.data.executor import open_executor
     from acml_dist.data.sources import check_sources, iter_records, source_files
 
     t0 = time.time()
@@ -135,9 +136,9 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
         return old
     work = out / "_work"
     work.mkdir(parents=True, exist_ok=True)
-    started = ensure_ray(cfg.get("cluster"))
+    ex = open_executor(cfg.get("cluster"))
     try:
-        workers = int(cfg.cluster.featurize_workers) or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        workers = ex.workers
         # The partition count is fixed by the first attempt: chunks of a killed run keep their key files.
         plan_file = work / "plan.json"
         if plan_file.exists():
@@ -151,10 +152,9 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
 
             excluded = leakage_inchikeys(list(data["exclude"]), data_cfg.standardize)
             log.info("exclusion list: %d InChIKeys from %s", len(excluded), list(data["exclude"]))
-        excl_ref = ray.put(frozenset(excluded))
+        excl_ref = ex.put(frozenset(excluded))
 
         # A. chunks
-        chunk_task = ray.remote(num_cpus=1)(W.process_chunk)
         counts: dict[int, dict] = {}
         pending: dict[Any, int] = {}
         bar = _progress(data.get("limit") or _count_records(files))
@@ -162,9 +162,8 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
 
         def collect() -> None:
             nonlocal rejected
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                c = ray.get(ref)
+            for ref in ex.wait_one(list(pending)):
+                c = ex.get(ref)
                 counts[pending.pop(ref)] = c
                 rejected += c["rejected"]
                 bar.update(c["read"])
@@ -178,7 +177,8 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
                 counts[index] = c = json.loads(done.read_text())
                 bar.update(c["read"])
             else:
-                pending[chunk_task.remote(index, seq0, chunk, data, excl_ref, str(work), parts)] = index
+                task = ex.submit(W.process_chunk, index, seq0, chunk, data, excl_ref, str(work), parts)
+                pending[task] = index
             seq0 += len(chunk)
             while len(pending) >= 2 * workers:
                 collect()
@@ -188,17 +188,14 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
         n_chunks = len(counts)
 
         # B. dedupe (hash partitions), C. per-chunk keep masks and split counts
-        dup_task = ray.remote(num_cpus=1)(W.dedupe_partition)
-        duplicates = sum(ray.get([dup_task.remote(str(work), p) for p in range(parts)]))
-        keep_task = ray.remote(num_cpus=1)(W.chunk_keep)
-        per_chunk = ray.get([keep_task.remote(str(work), i, parts) for i in range(n_chunks)])
+        duplicates = sum(ex.get([ex.submit(W.dedupe_partition, str(work), p) for p in range(parts)]))
+        per_chunk = ex.get([ex.submit(W.chunk_keep, str(work), i, parts) for i in range(n_chunks)])
 
         # D. shards
         size = int(data["samples_per_shard"])
         old_entries = {e["name"]: e for s in (old or {}).get("splits", {}).values() for e in s["shards"]}
         plan = _plan_shards(per_chunk, size)
         entries: dict[str, dict] = {}
-        shard_task = ray.remote(num_cpus=1)(W.assemble_shard)
         todo = []
         for split, shards in plan.items():
             for k, pieces in enumerate(shards):
@@ -238,12 +235,12 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
         pending_shards: dict[Any, str] = {}
         last_save = time.time()
         for name, split, pieces in todo:
-            ref = shard_task.remote(str(work), str(out / name), SPLITS.index(split), pieces)
+            ref = ex.submit(W.assemble_shard, str(work), str(out / name), SPLITS.index(split), pieces)
             pending_shards[ref] = name
             while len(pending_shards) >= 2 * workers:
-                last_save = _collect_shards(pending_shards, entries, manifest, plan, out, last_save)
+                last_save = _collect_shards(ex, pending_shards, entries, manifest, plan, out, last_save)
         while pending_shards:
-            last_save = _collect_shards(pending_shards, entries, manifest, plan, out, last_save)
+            last_save = _collect_shards(ex, pending_shards, entries, manifest, plan, out, last_save)
 
         with open(out / ".rejects.jsonl.tmp", "wb") as fh:
             for i in range(n_chunks):
@@ -262,8 +259,7 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
         write_manifest(out, manifest)
         shutil.rmtree(work, ignore_errors=True)
     finally:
-        if started:
-            ray.shutdown()
+        ex.close()
     print_summary(out, manifest)
     return manifest
 
@@ -303,14 +299,11 @@ def _splits_section(plan: dict, entries: dict[str, dict], complete: bool) -> dic
 
 
 def _collect_shards(
-    pending: dict, entries: dict, manifest: dict, plan: dict, out: Path, last_save: float
+    ex: Any, pending: dict, entries: dict, manifest: dict, plan: dict, out: Path, last_save: float
 ) -> float:
-    import ray
-
-    ready, _ = ray.wait(list(pending), num_returns=1)
-    for ref in ready:
+    for ref in ex.wait_one(list(pending)):
         name = pending.pop(ref)
-        entries[name] = {"name": name, **ray.get(ref)}
+        entries[name] = {"name": name, **ex.get(ref)}
     if time.time() - last_save > 2.0 or not pending:
         # A partial manifest after every few shards: a killed run resumes from the shards it lists.
         manifest.update(_splits_section(plan, entries, complete=False))

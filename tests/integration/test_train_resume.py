@@ -245,3 +245,23 @@ def test_mlflow_server_killed_during_training_the_run_completes(tiny_shards, tmp
     kept = [json.loads(line) for line in (run / "metrics_offline.jsonl").read_text().splitlines()]
     assert max(k["step"] for k in kept) == 1500 and any("loss" in k["metrics"] for k in kept)
     assert (Path(result["model_dir"]) / "model.safetensors").exists()
+
+
+def test_wall_clock_budget_stops_both_ranks_and_saves(tiny_shards, tmp_path):
+    """trainer.max_minutes: two ranks stop at the same step once rank 0's clock passes the budget, far
+    before max_steps, and the run still evaluates and saves its model."""
+    overrides = [
+        *_tiny_model(tiny_shards, tmp_path / "run", tmp_path),
+        "trainer.max_steps=100000",
+        "trainer.max_minutes=0.002",  # 0.12 s: a few steps
+        "trainer.log_every=1",
+        "tracking.enabled=false",
+    ]
+    procs = _launch(overrides, _free_port(), tmp_path, "budget")
+    codes = [p.wait(timeout=300) for p in procs]
+    logs = [(tmp_path / f"budget-rank{r}.log").read_text() for r in range(2)]
+    assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert "trainer.max_minutes=0.002 reached at step" in logs[0]
+    result = json.loads((tmp_path / "run" / "train_result.json").read_text())
+    assert 1 <= result["steps"] < 100000
+    assert (tmp_path / "run" / "model" / "model.safetensors").exists()
