@@ -26,6 +26,7 @@ Examples:
   acml nmr-predict name=mycorpus limit=5000 nuclei=[13C,1H]
   acml import-spectra name=mycorpus files=[gnps.mgf] modality=lcms kind=ms mz_resolution=0.01
   acml pretrain-teacher nmr13c name=mycorpus target=rxnfp epochs=60
+  acml register-release tracking.tracking_uri=http://127.0.0.1:5000
 """
 
 
@@ -97,6 +98,11 @@ COMMANDS: dict[str, Command] = {
             ("nmr1h", "1-D conv encoder (Conv1d 1-32-16-8-1, k=7) on modalities/nmr1h."),
             ("ms", "1-D conv encoder on imported mass spectra (acml import-spectra kind=ms)."),
         ),
+    ),
+    "register-release": Command(
+        "register_release",
+        "acml_dist.tracking:register_release",
+        "Register the encoder shipped in release/ as models:/acml-gin-release@champion in your MLflow.",
     ),
     "teacher-sanity": Command(
         "embed",

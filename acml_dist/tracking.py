@@ -258,3 +258,25 @@ def resolve_model_dir(uri_or_path: str | Path) -> Path:
     if not found:
         raise FileNotFoundError(f"{text}: downloaded to {local} but holds no acml saved model")
     return found[0]
+
+
+def register_release(cfg: Any) -> dict[str, Any]:
+    """Register a shipped encoder (default release/acml-gin-moses-1m) under `tracking.registered_model`
+    (default acml-gin-release); the champion alias moves to it by the same rule as a trained model's, on
+    the metrics its config.json recorded in training."""
+    import mlflow
+
+    from acml_dist.models.io import is_model_dir
+
+    path = Path(cfg.model_dir)
+    if not path.is_absolute() and not path.exists():
+        path = Path(__file__).resolve().parents[1] / path  # the checkout's release/ folder
+    if not is_model_dir(path):
+        raise FileNotFoundError(f"{cfg.model_dir}: no saved model (config.json + model.safetensors) there")
+    metrics = json.loads((path / "config.json").read_text()).get("extra", {}).get("metrics", {})
+    mlflow.set_tracking_uri(resolve_tracking_uri(cfg.tracking, cfg.runs_root))
+    version = register_model(path, metrics, cfg.tracking)
+    uri = f"models:/{cfg.tracking.registered_model}@{cfg.tracking.champion_alias}"
+    print(f"registered {path} as {cfg.tracking.registered_model} v{version} ({mlflow.get_tracking_uri()}); "
+          f"load it with mlflow.pyfunc.load_model({uri!r})")  # fmt: skip
+    return {"version": version, "model_dir": str(path), "tracking_uri": mlflow.get_tracking_uri()}

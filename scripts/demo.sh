@@ -71,6 +71,9 @@ emb = np.stack([e for e in out["embedding"] if e is not None])
 print(f"embeddings: {emb.shape[0]} molecules x {emb.shape[1]} dims; first row starts {emb[0, :4].round(3).tolist()}")
 print(f"errors: {out['error'].tolist()}")
 PY
+echo "== the released encoder (release/acml-gin-moses-1m, 1M MOSES molecules on an H200) into the same registry"
+acml register-release tracking.tracking_uri="$MLFLOW_URI" runs_root="$ROOT/runs"
+echo "   pull it with mlflow.pyfunc.load_model(\"models:/acml-gin-release@champion\")"
 echo
 echo "MLflow UI: $MLFLOW_URI   (still running; stop it with: make demo-stop)"
 echo "Shards: $ROOT/shards/demo   Runs: $ROOT/runs/demo   Evaluation report: $ROOT/runs/demo/evaluation"

@@ -124,6 +124,17 @@ class ServeJob:
 
 
 @dataclass
+class RegisterReleaseJob:
+    """`acml register-release`: the encoder shipped in release/ into the user's MLflow registry."""
+
+    model_dir: str = "release/acml-gin-moses-1m"  # relative: to the working directory, else the checkout
+    runs_root: str = "runs"  # where the default local tracking store lives (as the other stages)
+    tracking: TrackingConfig = field(
+        default_factory=lambda: TrackingConfig(registered_model="acml-gin-release")
+    )
+
+
+@dataclass
 class PretrainJob:
     """The whole pipeline (cluster/pretrain.py): featurise -> embed -> train -> evaluate -> register."""
 
@@ -155,6 +166,7 @@ SCHEMAS: dict[str, type] = {
     "nmr_predict": NmrPredictJob,
     "import_spectra": ImportSpectraJob,
     "pretrain_teacher": PretrainTeacherJob,
+    "register_release": RegisterReleaseJob,
 }
 
 

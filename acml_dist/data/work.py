@@ -48,7 +48,6 @@ def process_chunk(
     parts: int,
 ) -> dict[str, Any]:
     """Featurise one chunk of records; returns its counts (also saved in `c<i>.done.json`)."""
-    from acml_dist.chem.depict import depict_png
     from acml_dist.chem.featurize import mols_to_graphs
     from acml_dist.chem.standardize import Reject, standardize
     from acml_dist.data.sources import sanitize_key
@@ -88,7 +87,9 @@ def process_chunk(
             columns["key"].append(sanitize_key(rid).encode())
             columns["smiles.txt"].append(res.smiles.encode())
             columns["meta.json"].append(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode())
-            if "image.png" in columns:
+            if "image.png" in columns:  # imported here: RDKit's drawing needs X libraries a node may lack
+                from acml_dist.chem.depict import depict_png
+
                 columns["image.png"].append(depict_png(res.mol))
             seqs.append(seq0 + pos)
             splits.append(assign_split(group, seed, fractions))
