@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from acml_dist.log import get_logger
 from acml_dist.teachers.base import Teacher, TeacherError
 
@@ -105,19 +107,19 @@ class SmilesLMTeacher(Teacher):
 
         tok = self.tokenizer
         unk, cls, sep, pad = tok.unk_token_id, tok.cls_token_id, tok.sep_token_id, tok.pad_token_id or 0
-        rows = []
+        vocab, rows = self.vocab, []
         for smi in smiles:
-            toks = regex_tokens(self.template.format(smi))
-            ids = [self.vocab.get(t, unk) for t in toks]
-            self.unknown_tokens += sum(1 for i in ids if i == unk)
+            ids = [vocab.get(t, unk) for t in regex_tokens(self.template.format(smi))]
             rows.append([cls, *ids[: self.max_length - 2], sep])
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            input_ids[i, : len(r)] = torch.tensor(r)
-            mask[i, : len(r)] = 1
-        return input_ids, mask
+        # One scatter for the whole batch: a per-row tensor copy cost 3x the tokenising (online teachers
+        # tokenise in the training loop, BENCHMARKS.md "GPU benchmark").
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        flat = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(lengths.sum()))
+        self.unknown_tokens += int((flat == unk).sum())
+        valid = np.arange(int(lengths.max())) < lengths[:, None]
+        input_ids = np.full(valid.shape, pad, dtype=np.int64)
+        input_ids[valid] = flat
+        return torch.from_numpy(input_ids), torch.from_numpy(valid.astype(np.int64))
 
     def prepare(self, samples: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
         smiles = [s["smiles"] for s in samples]

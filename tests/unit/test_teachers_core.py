@@ -107,3 +107,18 @@ def test_local_bert_directory_with_its_own_tokenizer(tmp_path):
     assert out.shape == (2, 16) and torch.isfinite(out).all()
     with pytest.raises(TeacherError, match="not a model directory"):
         load_teacher("x", TeacherConfig(kind="smiles_lm", path=str(tmp_path / "nope")))
+
+
+def test_rxnfp_batch_ids_are_each_molecules_own_padded_row(rxnfp):
+    """The vectorised batch tokenisation equals tokenising each SMILES alone: [CLS] ids [SEP], padding after,
+    mask 1 exactly over the row, truncation at max_length."""
+    tok = rxnfp.tokenizer
+    smiles = ["CCO", "c1ccccc1C(=O)O", "C" * 600, "[Na+].[Cl-]"]
+    ids, mask = rxnfp._regex_ids(smiles)
+    assert ids.shape == mask.shape == (4, rxnfp.max_length)
+    for row, smi in enumerate(smiles):
+        body = [rxnfp.vocab.get(t, tok.unk_token_id) for t in regex_tokens(rxnfp.template.format(smi))]
+        want = [tok.cls_token_id, *body[: rxnfp.max_length - 2], tok.sep_token_id]
+        assert ids[row, : len(want)].tolist() == want
+        assert mask[row].tolist() == [1] * len(want) + [0] * (rxnfp.max_length - len(want))
+        assert set(ids[row, len(want) :].tolist()) <= {tok.pad_token_id or 0}
