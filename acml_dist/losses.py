@@ -73,7 +73,10 @@ class ContrastiveLoss(torch.nn.Module):
         modality exists; scale: logit scale (1 / temperature). Returns this rank's share of the loss."""
         g, t, scale = g.float(), t.float(), scale.float()
         rank, world = _world() if self.gather else (0, 1)
-        if world == 1 and self.kind == "clip" and (mask is None or bool(mask.all())):
+        # The all-valid shortcut is taken where checking the mask costs no device sync (on a GPU, reading
+        # mask.all() back would stall the host once per step and teacher).
+        all_valid = mask is None or (mask.device.type == "cpu" and bool(mask.all()))
+        if world == 1 and self.kind == "clip" and all_valid:
             return self._clip_all_valid(g, t, scale)
         mask = torch.ones(g.size(0), dtype=torch.bool, device=g.device) if mask is None else mask.bool()
         if world > 1:
@@ -87,19 +90,21 @@ class ContrastiveLoss(torch.nn.Module):
         g_all, t_all = gather(g), gather(t)
         # gloo gathers bytes, not bools, reliably
         mask_all = gather_no_grad(mask.to(torch.uint8)).bool() if world > 1 else mask
-        n_valid = mask_all.sum()
-        if n_valid == 0:
-            return (g.sum() + t.sum()) * 0.0  # keeps every head in the graph for DeepSpeed
+        # No host sync on this path (no boolean indexing, no `if` on a device value): rows are weighted
+        # by the mask, and with nothing valid the loss is an exact 0 that keeps every head in the graph.
+        n_valid = mask_all.sum().clamp(min=1)
+        weight = mask.to(g.dtype)
         labels = torch.arange(g.size(0), device=g.device) + rank * g.size(0)
         cols = mask_all.unsqueeze(0)
         logits_g = (scale * g @ t_all.T).masked_fill(~cols, _MASKED)
         logits_t = (scale * t @ g_all.T).masked_fill(~cols, _MASKED)
         if self.kind == "clip":
-            total = F.cross_entropy(logits_g[mask], labels[mask], reduction="sum") + F.cross_entropy(
-                logits_t[mask], labels[mask], reduction="sum"
+            per_row = F.cross_entropy(logits_g, labels, reduction="none") + F.cross_entropy(
+                logits_t, labels, reduction="none"
             )
+            total = (per_row * weight).sum()
         else:
-            total = self._soft_targets(g, t, g_all, t_all, mask, cols, scale, logits_g, logits_t, gather)
+            total = self._soft_targets(g, t, g_all, t_all, weight, cols, scale, logits_g, logits_t, gather)
         return total * world / (2 * n_valid)
 
     @staticmethod
@@ -112,7 +117,7 @@ class ContrastiveLoss(torch.nn.Module):
         return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
     @staticmethod
-    def _soft_targets(g, t, g_all, t_all, mask, cols, scale, logits_g, logits_t, gather) -> Tensor:
+    def _soft_targets(g, t, g_all, t_all, weight, cols, scale, logits_g, logits_t, gather) -> Tensor:
         # Symmetric similarity S = (GG^T + MM^T)/2; targets = row-softmax(S * T) with T = 1 / scale.
         target_logits = ((g @ g_all.T + t @ t_all.T) / 2 / scale).masked_fill(~cols, _MASKED)
         log_targets = F.log_softmax(target_logits, dim=1)
@@ -122,4 +127,4 @@ class ContrastiveLoss(torch.nn.Module):
         log_norm_all = gather(torch.logsumexp(target_logits, dim=1))
         log_targets_t = (target_logits - log_norm_all.unsqueeze(0)).masked_fill(~cols, _MASKED)
         loss_t = -(log_targets_t.exp() * F.log_softmax(logits_t, dim=1)).sum(1)
-        return loss_g[mask].sum() + loss_t[mask].sum()
+        return ((loss_g + loss_t) * weight).sum()
