@@ -237,6 +237,20 @@ def stage_evaluate(cfg: DictConfig, model_dir: str) -> dict:
     return evaluate(evaluate_config(cfg, model_dir))
 
 
+def champion_scores(cfg: DictConfig, model_dir: str, train: dict, evaluated: dict) -> dict:
+    """The metrics a registered version is tagged with: training's and evaluation's, the champion metric
+    always evaluate's (computed here on the saved model when the evaluate stage did not run), never the
+    training-time held-out number of the same name."""
+    key = cfg.tracking.champion_metric
+    scores = {k: v for k, v in train.items() if k != key} | evaluated
+    if key not in evaluated:
+        from acml_dist.evaluate import champion_metrics
+        from acml_dist.models.io import load_model
+
+        scores.update(champion_metrics(load_model(model_dir), dataset_dir(cfg), cfg.eval))
+    return scores
+
+
 def stage_register(cfg: DictConfig, model_dir: str, metrics: dict) -> dict:
     from acml_dist.tracking import register_model
 
@@ -300,7 +314,8 @@ def run_pipeline(cfg: DictConfig) -> dict:
         train = stage("train", lambda run_id: stage_train(cfg, run_id, tracking_uri))
         model_dir = train.get("model_dir") or _existing_model_dir(cfg)
         metrics = stage("evaluate", lambda _run: stage_evaluate(cfg, model_dir))
-        stage("register", lambda _run: stage_register(cfg, model_dir, {**train, **metrics}))
+        scores = lambda: champion_scores(cfg, model_dir, train, metrics)  # noqa: E731 - only if it runs
+        stage("register", lambda _run: stage_register(cfg, model_dir, scores()))
         summary = {
             "wall_s": time.time() - started,
             "parent_run_id": parent.info.run_id,

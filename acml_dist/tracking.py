@@ -144,8 +144,9 @@ def embed_smiles(
 def register_model(
     model_dir: str | Path, metrics: dict[str, Any], tracking_cfg: Any, tracking_uri: Optional[str] = None
 ) -> int:
-    """Log `model_dir` as the `acml-gin` pyfunc, register a new version, tag it with `metrics`, and move the
-    champion alias to it only when its champion_metric beats the current champion's. Returns the version.
+    """Log `model_dir` as the `acml-gin` pyfunc, register a new version, tag it with `metrics` and with
+    `champion_metric` (the name of the metric that decides the alias, evaluate's retrieval by default), and
+    move the champion alias to it only when that metric beats the current champion's. Returns the version.
     Logs into the active run, else its own (in `tracking_uri`, else tracking.tracking_uri, else the store
     already set)."""
     import mlflow
@@ -192,6 +193,7 @@ def register_model(
     client = MlflowClient()
     for k, v in numeric.items():
         client.set_model_version_tag(name, str(version), k, str(v))
+    client.set_model_version_tag(name, str(version), "champion_metric", key)
     new = numeric.get(key)
     try:
         champion = client.get_model_version_by_alias(name, alias)

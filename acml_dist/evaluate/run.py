@@ -24,7 +24,7 @@ from acml_dist.evaluate.properties import (
     load_labelled_set,
     run_property_task,
 )
-from acml_dist.evaluate.retrieval import recall_curve, retrieval_ranks, retrieval_table
+from acml_dist.evaluate.retrieval import headline_top1, recall_curve, retrieval_ranks, retrieval_table
 from acml_dist.log import get_logger
 
 log = get_logger("evaluate")
@@ -131,11 +131,12 @@ def schema_of(model: Any) -> str:
 # ---------------------------------------------------------------- acml evaluate
 
 
-def collect(model: Any, root: Path, ecfg: Any, teachers: list[str]) -> dict:
-    """Graph representations, projections and teacher embeddings of the evaluated split (eval mode)."""
+def collect(model: Any, root: Path, ecfg: Any, teachers: list[str], baseline: bool = True) -> dict:
+    """Graph representations, projections and teacher embeddings of the evaluated split (eval mode);
+    `baseline`: also a random-init twin's representations (`h_random`, for the probes)."""
     from acml_dist.data.loader import make_loader
 
-    baseline = fresh_like(model, 0).eval()
+    random_init = fresh_like(model, 0).eval() if baseline else None
     model.eval()
     out: dict[str, list] = {"h": [], "h_random": [], "smiles": [], "formula": []}
     for name in teachers:
@@ -146,7 +147,8 @@ def collect(model: Any, root: Path, ecfg: Any, teachers: list[str]) -> dict:
         for batch in loader:
             h = model.encode(batch.graph)
             out["h"].append(h.numpy())
-            out["h_random"].append(baseline.encode(batch.graph).numpy())
+            if random_init is not None:
+                out["h_random"].append(random_init.encode(batch.graph).numpy())
             out["smiles"] += list(batch.smiles)
             out["formula"] += [m.get("formula", "") for m in batch.meta]
             for name in teachers:
@@ -160,7 +162,9 @@ def collect(model: Any, root: Path, ecfg: Any, teachers: list[str]) -> dict:
                 break
     cap = ecfg.max_molecules or seen
     arrays = {
-        k: (np.concatenate(v)[:cap] if k not in ("smiles", "formula") else v[:cap]) for k, v in out.items()
+        k: (np.concatenate(v)[:cap] if k not in ("smiles", "formula") else v[:cap])
+        for k, v in out.items()
+        if v or k in ("smiles", "formula")
     }
     log.info("collected %d molecules of split %s from %s", len(arrays["smiles"]), ecfg.split, root)
     return arrays
@@ -175,12 +179,8 @@ def retrieval_section(data: dict, teachers: list[str], ecfg: Any, figures: Path)
         for row in rows:
             for m in [f"r@{k}" for k in ecfg.topk] + ["mrr", "mean_rank"]:
                 metrics[key("retrieval", name, row["direction"], f"pool{row['pool']}", m)] = row[m]
-        g2t = [r for r in rows if r["direction"] == "graph->teacher"]
-        if i == 0 and g2t:
-            # Headline numbers for the registry: the authors' within-batch protocol, first teacher.
-            metrics["retrieval_top1"] = g2t[0]["r@1"]
-            for r in g2t:
-                metrics[key("retrieval_top1", f"pool{r['pool']}")] = r["r@1"]
+        if i == 0:  # headline numbers for the registry: first teacher
+            metrics.update(headline_top1(rows))
         max_k = min(100, len(g))
         for direction, (q, k) in {"graph->teacher": (g, t), "teacher->graph": (t, g)}.items():
             curves[f"{name} {direction} (all {len(g)})"] = recall_curve(retrieval_ranks(q, k, 0), max_k)

@@ -355,7 +355,17 @@ class Trainer:
         print(_summary_table(metrics), file=sys.stderr)
 
     def _register(self, model_dir: Path, metrics: dict[str, Any]) -> int:
-        return tracking.register_model(model_dir, metrics, self.cfg.tracking, self.ctx.tracking_uri)
+        """Register the saved model; the champion metric is evaluate's, computed on the saved model (as
+        `acml evaluate` would), not the training-time held-out number."""
+        from acml_dist.evaluate import champion_metrics  # evaluation code: RDKit, sklearn
+        from acml_dist.models.io import load_model
+
+        champion = champion_metrics(load_model(model_dir), self.root)
+        if not champion:
+            log.warning("no test molecules to rank: the registered version cannot take the champion alias")
+        return tracking.register_model(
+            model_dir, {**metrics, **champion}, self.cfg.tracking, self.ctx.tracking_uri
+        )
 
 
 def run(cfg: Any, ctx: Optional[RunContext] = None) -> dict[str, Any]:
