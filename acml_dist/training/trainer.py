@@ -90,6 +90,7 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.resumed_step = 0
         self.window = MetricWindow()
+        self.guard = BadStepGuard(int(self.tr.max_bad_steps))
         self.train_time, self.t_start, self.last_ckpt = 0.0, time.time(), 0
         self._last: tuple[Any, Any] = ({}, {})  # outputs and masks of the last stepped micro-batch
 
@@ -115,7 +116,6 @@ class Trainer:
         self.engine, self.scheduler = initialize_engine(model, self.ds_config, float(tr.weight_decay))
         self.loss_fn = ContrastiveLoss(loss.kind, gather=loss.gather)
         self.dtype = next(self.engine.module.parameters()).dtype  # bf16 / fp16 / fp32: teacher inputs too
-        self.guard = BadStepGuard(int(tr.max_bad_steps))
         if self.cfg.resume:
             self.resume()
         # dropout differs per rank, and continues on resume

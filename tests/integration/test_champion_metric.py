@@ -49,9 +49,10 @@ def test_trainer_registers_with_evaluates_metric(shards, mlflow_store, tmp_path)
     assert tags["champion_metric"] == "retrieval_top1"
     assert (Path(result["model_dir"]).parent / "train_result.json").exists()  # written by the trainer
 
-    eval_cfg = load_config("evaluate", [*common, "name=champ", f"model={result['model_dir']}",
-                                        "eval.isomers=false", "eval.probing=false", "eval.embedding_map=false",
-                                        "eval.property_datasets=[]", "eval.attributions=0"])  # fmt: skip
+    eval_cfg = load_config("evaluate", [
+        *common, "name=champ", f"model={result['model_dir']}", "eval.isomers=false", "eval.probing=false",
+        "eval.embedding_map=false", "eval.property_datasets=[]", "eval.attributions=0",
+    ])  # fmt: skip
     evaluated = evaluate(eval_cfg)
     assert 0.0 < evaluated["retrieval_top1"] < 1.0  # a number that can disagree
     assert float(tags["retrieval_top1"]) == pytest.approx(evaluated["retrieval_top1"], abs=1e-12)
