@@ -114,11 +114,10 @@ COMMANDS: dict[str, Command] = {
 
 def teacher_sanity(cfg) -> dict:
     """`acml teacher-sanity name=NAME [teachers=...]`: kNN Tanimoto check of each cached teacher."""
-    from pathlib import Path
-
+    from acml_dist.context import dataset_dir
     from acml_dist.teachers.sanity import teacher_sanity as check
 
-    root = Path(cfg.shards or Path(cfg.shards_root) / cfg.name)
+    root = dataset_dir(cfg)
     results = {}
     for name in cfg.teachers:
         r = check(root, name)

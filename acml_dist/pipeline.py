@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from acml_dist.config import validate
+from acml_dist.context import RunContext
 from acml_dist.data.featurize import ensure_ray
 from acml_dist.data.shards import SCHEMA_VERSION, read_manifest, verify_shard
 from acml_dist.errors import DataError
@@ -36,12 +37,21 @@ class StageError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------------------- paths
+def run_context(cfg: DictConfig) -> RunContext:
+    """The pipeline's one context (absolute paths: Ray workers and the launcher's ranks share them); each
+    stage's config names its dataset and run folders from it."""
+    return RunContext.from_config(
+        OmegaConf.merge(cfg, {"shards_root": str(Path(cfg.shards_root).resolve()),
+                              "runs_root": str(Path(cfg.runs_root).resolve())})
+    )  # fmt: skip
+
+
 def dataset_dir(cfg: DictConfig) -> Path:
-    return Path(cfg.shards_root).resolve() / cfg.name
+    return run_context(cfg).dataset_dir
 
 
 def run_dir(cfg: DictConfig) -> Path:
-    return Path(cfg.runs_root).resolve() / cfg.name
+    return run_context(cfg).run_dir
 
 
 # ------------------------------------------------------------------------------------ stage configs
@@ -137,13 +147,7 @@ def _train_worker(loop_config: dict) -> None:
         os.environ["MLFLOW_RUN_ID"] = loop_config["mlflow_run_id"]
     if loop_config.get("tracking_uri"):
         os.environ["MLFLOW_TRACKING_URI"] = loop_config["tracking_uri"]
-    cfg = validate("train", loop_config["cfg"])
-    result = run(cfg)
-    import torch.distributed as dist
-
-    if not dist.is_initialized() or dist.get_rank() == 0:
-        out = Path(cfg.output) / "train_result.json"
-        out.write_text(json.dumps(result, indent=2, default=str))
+    run(validate("train", loop_config["cfg"]))  # rank 0 writes <output>/train_result.json
 
 
 def stage_train(cfg: DictConfig, mlflow_run_id: str | None, tracking_uri: str | None) -> dict:
@@ -227,13 +231,24 @@ def _run_deepspeed_launcher(cfg: DictConfig, loop_config: dict, out: Path) -> No
 def stage_evaluate(cfg: DictConfig, model_dir: str) -> dict:
     from acml_dist.evaluate import evaluate
 
-    out = run_dir(cfg) / "evaluation" / "metrics.json"
+    out = run_dir(cfg) / "evaluation" / "metrics.json"  # evaluate's, with the model_dir it evaluated
     if not cfg.overwrite and out.exists() and json.loads(out.read_text()).get("model_dir") == model_dir:
         return {"skipped": True, **json.loads(out.read_text())}
-    metrics = evaluate(evaluate_config(cfg, model_dir))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**metrics, "model_dir": model_dir}, indent=2, default=str))
-    return metrics
+    return evaluate(evaluate_config(cfg, model_dir))
+
+
+def champion_scores(cfg: DictConfig, model_dir: str, train: dict, evaluated: dict) -> dict:
+    """The metrics a registered version is tagged with: training's and evaluation's, the champion metric
+    always evaluate's (computed here on the saved model when the evaluate stage did not run), never the
+    training-time held-out number of the same name."""
+    key = cfg.tracking.champion_metric
+    scores = {k: v for k, v in train.items() if k != key} | evaluated
+    if key not in evaluated:
+        from acml_dist.evaluate import champion_metrics
+        from acml_dist.models.io import load_model
+
+        scores.update(champion_metrics(load_model(model_dir), dataset_dir(cfg), cfg.eval))
+    return scores
 
 
 def stage_register(cfg: DictConfig, model_dir: str, metrics: dict) -> dict:
@@ -249,15 +264,6 @@ def stage_register(cfg: DictConfig, model_dir: str, metrics: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ driver
-def _tracking_uri(cfg: DictConfig) -> str:
-    uri = cfg.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        runs = Path(cfg.runs_root).resolve()
-        runs.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{runs / 'mlflow.db'}"
-    return uri
-
-
 def run_pipeline(cfg: DictConfig) -> dict:
     """Run the configured stages in order; returns per-stage results and the final summary."""
     import mlflow
@@ -265,7 +271,7 @@ def run_pipeline(cfg: DictConfig) -> dict:
     unknown = set(cfg.stages) - set(STAGES)
     if unknown:
         raise DataError(f"unknown stages {sorted(unknown)}; known: {list(STAGES)}")
-    tracking_uri = _tracking_uri(cfg)
+    tracking_uri = run_context(cfg).tracking_uri
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(cfg.tracking.experiment)
@@ -308,7 +314,8 @@ def run_pipeline(cfg: DictConfig) -> dict:
         train = stage("train", lambda run_id: stage_train(cfg, run_id, tracking_uri))
         model_dir = train.get("model_dir") or _existing_model_dir(cfg)
         metrics = stage("evaluate", lambda _run: stage_evaluate(cfg, model_dir))
-        stage("register", lambda _run: stage_register(cfg, model_dir, {**train, **metrics}))
+        scores = lambda: champion_scores(cfg, model_dir, train, metrics)  # noqa: E731 - only if it runs
+        stage("register", lambda _run: stage_register(cfg, model_dir, scores()))
         summary = {
             "wall_s": time.time() - started,
             "parent_run_id": parent.info.run_id,

@@ -10,26 +10,16 @@ else (a `python_model.pkl` would run code when loaded).
 from __future__ import annotations
 
 import json
-import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Optional
 
+from acml_dist.context import RunContext, mlflow_session
 from acml_dist.log import get_logger
 from acml_dist.redact import redact, redact_value
 
 log = get_logger("register")
-
-def resolve_tracking_uri(tracking_cfg: Any = None, runs_root: str | Path = "runs") -> str:
-    """cfg.tracking.tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite:///<runs_root>/mlflow.db."""
-    uri = getattr(tracking_cfg, "tracking_uri", None) if tracking_cfg is not None else None
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    root = Path(runs_root).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{root / 'mlflow.db'}"
-
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, str]:
     if isinstance(data, dict):
@@ -49,15 +39,16 @@ def _first_line(exc: BaseException) -> str:
 class RunLogger:
     """MLflow logging of one training run; a no-op unless enabled (rank 0 with tracking.enabled).
 
-    Joins the active run or $MLFLOW_RUN_ID (the pipeline's nested stage run) when there is one."""
+    Its run is the context's `mlflow_run`: the active run, $MLFLOW_RUN_ID (the pipeline's nested stage run)
+    or its own, held from `start` to `finish`."""
 
-    def __init__(self, cfg: Any, enabled: bool, run_name: str, offline_dir: Optional[Path] = None) -> None:
-        self.cfg, self.enabled, self.run_name = cfg, enabled, run_name
+    def __init__(self, cfg: Any, ctx: RunContext, enabled: bool, run_name: str) -> None:
+        self.cfg, self.ctx, self.enabled, self.run_name = cfg, ctx, enabled, run_name
         self.run_id: Optional[str] = None
-        self._own = False
+        self._session = ExitStack()
         # Once the tracking server fails, training goes on: metrics go to this file (one warning), and
         # `finish` pushes them if the server is back, or says where they are.
-        self.offline_file = Path(offline_dir or ".") / "metrics_offline.jsonl"
+        self.offline_file = ctx.run_dir / "metrics_offline.jsonl"
         self.offline = False
 
     def start(self, params: dict[str, Any], texts: dict[str, str], files: list[Path]) -> None:
@@ -66,14 +57,11 @@ class RunLogger:
         import mlflow
         from omegaconf import OmegaConf
 
-        mlflow.set_tracking_uri(resolve_tracking_uri(self.cfg.tracking, self.cfg.runs_root))
-        run = mlflow.active_run()
-        if run is None:
-            if not os.environ.get("MLFLOW_RUN_ID"):
-                mlflow.set_experiment(self.cfg.tracking.experiment)
-            run = mlflow.start_run(run_name=None if os.environ.get("MLFLOW_RUN_ID") else self.run_name)
-            self._own = True
-        self.run_id = run.info.run_id
+        session = self._session.enter_context(self.ctx.mlflow_run(self.run_name))
+        if session is None:  # tracking.enabled=false
+            self.enabled = False
+            return
+        self.run_id = session.run_id
         flat = _flatten(OmegaConf.to_container(self.cfg, resolve=True))
         flat.update({k: redact_value(k, v) for k, v in params.items()})
         existing = mlflow.get_run(self.run_id).data.params
@@ -140,8 +128,7 @@ class RunLogger:
         for path in files:
             mlflow.log_artifact(str(path), run_id=self.run_id)
         mlflow.log_artifacts(str(model_dir), "saved_model", run_id=self.run_id)
-        if self._own:
-            mlflow.end_run()
+        self._session.close()
 
 
 def embed_smiles(
@@ -154,9 +141,14 @@ def embed_smiles(
     return embed_rows(model, list(smiles), schema, std_cfg, batch_size)[0]
 
 
-def register_model(model_dir: str | Path, metrics: dict[str, Any], tracking_cfg: Any) -> int:
-    """Log `model_dir` as the `acml-gin` pyfunc, register a new version, tag it with `metrics`, and move the
-    champion alias to it only when its champion_metric beats the current champion's. Returns the version."""
+def register_model(
+    model_dir: str | Path, metrics: dict[str, Any], tracking_cfg: Any, tracking_uri: Optional[str] = None
+) -> int:
+    """Log `model_dir` as the `acml-gin` pyfunc, register a new version, tag it with `metrics` and with
+    `champion_metric` (the name of the metric that decides the alias, evaluate's retrieval by default), and
+    move the champion alias to it only when that metric beats the current champion's. Returns the version.
+    Logs into the active run, else its own (in `tracking_uri`, else tracking.tracking_uri, else the store
+    already set)."""
     import mlflow
     import pandas as pd
     from mlflow import MlflowClient
@@ -166,8 +158,6 @@ def register_model(model_dir: str | Path, metrics: dict[str, Any], tracking_cfg:
 
     from acml_dist.embedder import LOADER_MODULE
 
-    if getattr(tracking_cfg, "tracking_uri", None):
-        mlflow.set_tracking_uri(tracking_cfg.tracking_uri)
     name, alias, key = (
         tracking_cfg.registered_model,
         tracking_cfg.champion_alias,
@@ -183,12 +173,9 @@ def register_model(model_dir: str | Path, metrics: dict[str, Any], tracking_cfg:
     numeric = {
         k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
     }
-    own = mlflow.active_run() is None
-    if own:
-        mlflow.set_experiment(tracking_cfg.experiment)
-        mlflow.start_run(run_name=f"register-{name}")
-    try:
-        if own:
+    uri = tracking_uri or getattr(tracking_cfg, "tracking_uri", None)
+    with mlflow_session(f"register-{name}", uri, tracking_cfg.experiment) as session:
+        if session.own:
             mlflow.log_metrics(numeric)
         info = mlflow.pyfunc.log_model(
             name="acml_gin",
@@ -202,13 +189,11 @@ def register_model(model_dir: str | Path, metrics: dict[str, Any], tracking_cfg:
             # Explicit requirements: inferring them would load the model in a subprocess (slow, no gain).
             pip_requirements=["acml-dist", "torch", "torch-geometric", "rdkit", "numpy", "pandas"],
         )
-    finally:
-        if own:
-            mlflow.end_run()
     version = int(info.registered_model_version)
     client = MlflowClient()
     for k, v in numeric.items():
         client.set_model_version_tag(name, str(version), k, str(v))
+    client.set_model_version_tag(name, str(version), "champion_metric", key)
     new = numeric.get(key)
     try:
         champion = client.get_model_version_by_alias(name, alias)
@@ -274,8 +259,11 @@ def register_release(cfg: Any) -> dict[str, Any]:
     if not is_model_dir(path):
         raise FileNotFoundError(f"{cfg.model_dir}: no saved model (config.json + model.safetensors) there")
     metrics = json.loads((path / "config.json").read_text()).get("extra", {}).get("metrics", {})
-    mlflow.set_tracking_uri(resolve_tracking_uri(cfg.tracking, cfg.runs_root))
-    version = register_model(path, metrics, cfg.tracking)
+    from acml_dist.context import resolve_tracking_uri
+
+    uri_store = resolve_tracking_uri(cfg.tracking, cfg.runs_root)
+    mlflow.set_tracking_uri(uri_store)
+    version = register_model(path, metrics, cfg.tracking, tracking_uri=uri_store)
     uri = f"models:/{cfg.tracking.registered_model}@{cfg.tracking.champion_alias}"
     print(f"registered {path} as {cfg.tracking.registered_model} v{version} ({mlflow.get_tracking_uri()}); "
           f"load it with mlflow.pyfunc.load_model({uri!r})")  # fmt: skip

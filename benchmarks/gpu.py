@@ -271,9 +271,10 @@ def deepspeed_run(root: Path, sz: dict[str, Any], device: Any, dims: dict[str, i
     import torch
 
     from acml_dist.data.loader import make_loader
-    from acml_dist.engine import build_ds_config, init_distributed, initialize_engine
     from acml_dist.losses import ContrastiveLoss
     from acml_dist.models.acml import ACMLModel
+    from acml_dist.training.distributed import init_distributed
+    from acml_dist.training.ds_config import build_ds_config, initialize_engine
 
     init_distributed("auto")
     torch.manual_seed(0)

@@ -111,7 +111,8 @@ def acml_step_fn(batch: int, emb_dim: int):
     from acml_dist.config.train import TrainerConfig
     from acml_dist.losses import ContrastiveLoss
     from acml_dist.models import ACMLModel
-    from acml_dist.train import build_ds_config, init_distributed, initialize_engine
+    from acml_dist.training.distributed import init_distributed
+    from acml_dist.training.ds_config import build_ds_config, initialize_engine
 
     init_distributed("gloo")
     import torch

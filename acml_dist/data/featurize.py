@@ -19,6 +19,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from acml_dist.context import RunContext
 from acml_dist.data.diskfull import guard_disk
 from acml_dist.data.shards import (
     FORMAT,
@@ -92,7 +93,8 @@ def ensure_ray(cluster: Any, log_to_driver: bool = False) -> bool:
 
 
 def _output_dir(cfg: Any) -> Path:
-    return Path(cfg.output or Path(cfg.shards_root) / cfg.name)
+    """The dataset folder featurisation writes: `output`, else <shards_root>/<name>."""
+    return RunContext.from_config(cfg, dataset=cfg.output).dataset_dir
 
 
 @guard_disk(_output_dir)
@@ -112,7 +114,7 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
     if cfg.get("input") or data.get("path"):
         # data.source names a packaged corpus; records and rejects from a user's path say "file"
         data["source"] = "file"
-    out = Path(cfg.output or Path(cfg.shards_root) / cfg.name)
+    out = _output_dir(cfg)
     spec = resolve_source(cfg)
     files = [str(Path(f).resolve()) for f in source_files(spec)]
     check_sources(spec, files)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from acml_dist.context import dataset_dir
 from acml_dist.data.modalities import (
     bins_dict,
     chunk_name,
@@ -168,7 +169,7 @@ def predict_dataset(cfg: Any) -> dict[str, Any]:
     from acml_dist.data.nmr_predict import NUCLEI
     from acml_dist.data.shards import read_manifest as dataset_manifest
 
-    root = Path(cfg.shards or Path(cfg.shards_root) / cfg.name)
+    root = dataset_dir(cfg)
     dataset = dataset_manifest(root)
     if dataset is None or not dataset.get("complete"):
         raise NmrStageError(f"{root} is not a complete featurised dataset: run `acml featurize` first")

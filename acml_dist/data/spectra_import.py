@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from acml_dist.chem.spectra import BinSpec, bin_peaks, pick_peaks
+from acml_dist.context import dataset_dir
 from acml_dist.data.modalities import (
     bins_dict,
     encode_chunk,
@@ -197,7 +198,7 @@ def import_spectra_job(cfg: Any) -> dict[str, Any]:
     from acml_dist.data.shards import read_manifest as dataset_manifest
     from acml_dist.errors import InputError
 
-    root = Path(cfg.shards or Path(cfg.shards_root) / cfg.name)
+    root = dataset_dir(cfg)
     if dataset_manifest(root) is None:
         raise FileNotFoundError(f"no featurised dataset at {root}: run `acml featurize` first")
     if not cfg.files:

@@ -101,3 +101,15 @@ def recall_curve(ranks: np.ndarray, max_k: int) -> np.ndarray:
     """Recall@k for k = 1..max_k (for plots)."""
     ranks = np.asarray(ranks)
     return np.array([(ranks <= k).mean() for k in range(1, max_k + 1)])
+
+
+def headline_top1(rows: list[dict]) -> dict[str, float]:
+    """The registry's headline numbers from `retrieval_table` rows (graph -> teacher, R@1):
+    `retrieval_top1` (the first pool size: the authors' within-batch protocol at 128, the champion metric)
+    and `retrieval_top1_pool<N|all>` per pool."""
+    g2t = [r for r in rows if r["direction"] == "graph->teacher"]
+    if not g2t:
+        return {}
+    out = {"retrieval_top1": g2t[0]["r@1"]}
+    out.update({f"retrieval_top1_pool{r['pool']}": r["r@1"] for r in g2t})
+    return out

@@ -7,14 +7,15 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from acml_dist.context import MlflowSession, RunContext
 from acml_dist.evaluate import plots, report
 from acml_dist.evaluate.isomers import isomer_table
 from acml_dist.evaluate.probes import descriptor_frame, probe_table
@@ -23,7 +24,7 @@ from acml_dist.evaluate.properties import (
     load_labelled_set,
     run_property_task,
 )
-from acml_dist.evaluate.retrieval import recall_curve, retrieval_ranks, retrieval_table
+from acml_dist.evaluate.retrieval import headline_top1, recall_curve, retrieval_ranks, retrieval_table
 from acml_dist.log import get_logger
 
 log = get_logger("evaluate")
@@ -32,15 +33,15 @@ log = get_logger("evaluate")
 # ---------------------------------------------------------------- shared helpers
 
 
-def load(cfg: Any):
+def load(cfg: Any, ctx: Optional[RunContext] = None):
     """The model named by cfg.model: a saved-model dir, a run dir, or a `models:/` / `runs:/` URI."""
     from acml_dist.models.io import load_model
-    from acml_dist.tracking import resolve_model_dir, resolve_tracking_uri
+    from acml_dist.tracking import resolve_model_dir
 
     if ":/" in str(cfg.model):  # a registry/run URI: look it up in the configured tracking store
         import mlflow
 
-        mlflow.set_tracking_uri(resolve_tracking_uri(cfg.tracking, cfg.runs_root))
+        mlflow.set_tracking_uri((ctx or RunContext.from_config(cfg)).tracking_uri)
     model_dir = resolve_model_dir(cfg.model)
     log.info("model %s -> %s", cfg.model, model_dir)
     return load_model(model_dir), model_dir
@@ -72,23 +73,9 @@ def cpu_threads(n: int):
         torch.set_num_threads(before)
 
 
-@contextmanager
-def mlflow_run(cfg: Any, run_name: str):
-    """The active MLflow run if any, else a new one in the configured experiment; None when disabled."""
-    if not cfg.tracking.enabled:
-        yield None
-        return
-    import mlflow
-
-    if mlflow.active_run() is not None:
-        yield mlflow.active_run()
-        return
-    from acml_dist.tracking import resolve_tracking_uri
-
-    mlflow.set_tracking_uri(resolve_tracking_uri(cfg.tracking, cfg.runs_root))
-    mlflow.set_experiment(cfg.tracking.experiment)
-    with mlflow.start_run(run_name=run_name) as run:
-        yield run
+def mlflow_run(cfg: Any, run_name: str) -> AbstractContextManager[Optional[MlflowSession]]:
+    """The job's MLflow run (`RunContext.mlflow_run`: the active run, else a new one); None when disabled."""
+    return RunContext.from_config(cfg).mlflow_run(run_name)
 
 
 def log_to_mlflow(run: Any, metrics: dict[str, Any], out: Path, params: dict[str, Any]) -> None:
@@ -103,8 +90,10 @@ def log_to_mlflow(run: Any, metrics: dict[str, Any], out: Path, params: dict[str
     mlflow.log_artifacts(str(out), artifact_path=out.name)
 
 
-def output_dir(cfg: Any, default_leaf: str) -> Path:
-    out = Path(cfg.output) if cfg.get("output") else Path(cfg.runs_root) / cfg.name / default_leaf
+def output_dir(cfg: Any, default_leaf: str, ctx: Optional[RunContext] = None) -> Path:
+    """cfg.output, else <run dir>/<default_leaf> (evaluation, finetune), with its figures/ folder."""
+    run = (ctx or RunContext.from_config(cfg)).run_dir
+    out = Path(cfg.output) if cfg.get("output") else run / default_leaf
     (out / "figures").mkdir(parents=True, exist_ok=True)
     return out
 
@@ -142,11 +131,12 @@ def schema_of(model: Any) -> str:
 # ---------------------------------------------------------------- acml evaluate
 
 
-def collect(model: Any, root: Path, ecfg: Any, teachers: list[str]) -> dict:
-    """Graph representations, projections and teacher embeddings of the evaluated split (eval mode)."""
+def collect(model: Any, root: Path, ecfg: Any, teachers: list[str], baseline: bool = True) -> dict:
+    """Graph representations, projections and teacher embeddings of the evaluated split (eval mode);
+    `baseline`: also a random-init twin's representations (`h_random`, for the probes)."""
     from acml_dist.data.loader import make_loader
 
-    baseline = fresh_like(model, 0).eval()
+    random_init = fresh_like(model, 0).eval() if baseline else None
     model.eval()
     out: dict[str, list] = {"h": [], "h_random": [], "smiles": [], "formula": []}
     for name in teachers:
@@ -157,7 +147,8 @@ def collect(model: Any, root: Path, ecfg: Any, teachers: list[str]) -> dict:
         for batch in loader:
             h = model.encode(batch.graph)
             out["h"].append(h.numpy())
-            out["h_random"].append(baseline.encode(batch.graph).numpy())
+            if random_init is not None:
+                out["h_random"].append(random_init.encode(batch.graph).numpy())
             out["smiles"] += list(batch.smiles)
             out["formula"] += [m.get("formula", "") for m in batch.meta]
             for name in teachers:
@@ -171,7 +162,9 @@ def collect(model: Any, root: Path, ecfg: Any, teachers: list[str]) -> dict:
                 break
     cap = ecfg.max_molecules or seen
     arrays = {
-        k: (np.concatenate(v)[:cap] if k not in ("smiles", "formula") else v[:cap]) for k, v in out.items()
+        k: (np.concatenate(v)[:cap] if k not in ("smiles", "formula") else v[:cap])
+        for k, v in out.items()
+        if v or k in ("smiles", "formula")
     }
     log.info("collected %d molecules of split %s from %s", len(arrays["smiles"]), ecfg.split, root)
     return arrays
@@ -186,12 +179,8 @@ def retrieval_section(data: dict, teachers: list[str], ecfg: Any, figures: Path)
         for row in rows:
             for m in [f"r@{k}" for k in ecfg.topk] + ["mrr", "mean_rank"]:
                 metrics[key("retrieval", name, row["direction"], f"pool{row['pool']}", m)] = row[m]
-        g2t = [r for r in rows if r["direction"] == "graph->teacher"]
-        if i == 0 and g2t:
-            # Headline numbers for the registry: the authors' within-batch protocol, first teacher.
-            metrics["retrieval_top1"] = g2t[0]["r@1"]
-            for r in g2t:
-                metrics[key("retrieval_top1", f"pool{r['pool']}")] = r["r@1"]
+        if i == 0:  # headline numbers for the registry: first teacher
+            metrics.update(headline_top1(rows))
         max_k = min(100, len(g))
         for direction, (q, k) in {"graph->teacher": (g, t), "teacher->graph": (t, g)}.items():
             curves[f"{name} {direction} (all {len(g)})"] = recall_curve(retrieval_ranks(q, k, 0), max_k)
@@ -340,11 +329,11 @@ def provenance(root: Path, model_dir: Path) -> str:
 
 
 def run_evaluate(cfg: Any) -> dict:
-    ecfg = cfg.eval
-    model, model_dir = load(cfg)
-    out = output_dir(cfg, "evaluation")
+    ecfg, ctx = cfg.eval, RunContext.from_config(cfg)
+    model, model_dir = load(cfg, ctx)
+    out = output_dir(cfg, "evaluation", ctx)
     figures = out / "figures"
-    root = Path(cfg.shards) if cfg.get("shards") else Path(cfg.shards_root) / cfg.name
+    root = ctx.dataset_dir
     wanted = list(cfg.teachers) if cfg.teachers else []
     teachers = [t for t in model.teachers if not wanted or t in wanted] or list(model.teachers)
     metrics: dict[str, Any] = {}
@@ -354,7 +343,7 @@ def run_evaluate(cfg: Any) -> dict:
         f"Test molecules: split `{ecfg.split}` of `{root}`.",
         provenance(root, Path(model_dir)),
     ]
-    with cpu_threads(ecfg.num_threads), mlflow_run(cfg, f"evaluate-{cfg.name}") as run:
+    with cpu_threads(ecfg.num_threads), ctx.mlflow_run(f"evaluate-{cfg.name}") as run:
         if (root / "manifest.json").exists():
             more, m = shard_sections(model, root, ecfg, teachers, figures)
             sections += more
@@ -368,7 +357,7 @@ def run_evaluate(cfg: Any) -> dict:
         command = f"acml evaluate model={cfg.model} name={cfg.name}"
         command += f" eval.report={ecfg.report}" if ecfg.report else ""
         sections.append(f"## Reproduce\n\n```\n{command}\n```")
-        write_report(out, [s for s in sections if s], metrics, ecfg)
+        write_report(out, [s for s in sections if s], metrics, ecfg, model_dir=str(model_dir))
         log_to_mlflow(
             run, metrics, out, {"model": cfg.model, "model_dir": str(model_dir), "shards": str(root)}
         )
@@ -389,10 +378,15 @@ def _data_config(name: str, split_kind: str):
     return cfg
 
 
-def write_report(out: Path, sections: list[str], metrics: dict, ecfg: Any) -> None:
+def write_report(
+    out: Path, sections: list[str], metrics: dict, ecfg: Any, model_dir: Optional[str] = None
+) -> None:
+    """report.md and metrics.json (the finite metrics, plus the `model_dir` evaluated when given: the
+    pipeline's evaluate stage is skipped when it names the model it would evaluate)."""
     text = "\n\n".join(sections) + "\n"
     (out / "report.md").write_text(text)
-    (out / "metrics.json").write_text(json.dumps(finite(metrics), indent=2, sort_keys=True))
+    saved: dict[str, Any] = finite(metrics) | ({"model_dir": model_dir} if model_dir else {})
+    (out / "metrics.json").write_text(json.dumps(saved, indent=2, sort_keys=True))
     if ecfg.get("report"):
         target = Path(ecfg.report)
         figures = target.parent / ecfg.report_figures

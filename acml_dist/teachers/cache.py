@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from acml_dist.context import dataset_dir
 from acml_dist.data.shards import (
     atomic_write,
     cache_dir,
@@ -34,10 +35,6 @@ from acml_dist.errors import DataError
 from acml_dist.log import get_logger
 
 log = get_logger("embed")
-
-
-def dataset_root(cfg: Any) -> Path:
-    return Path(cfg.shards) if cfg.shards else Path(cfg.shards_root) / cfg.name
 
 
 def done_path(out_path: Path) -> Path:
@@ -228,7 +225,7 @@ def embed_dataset(cfg: Any) -> dict[str, Any]:
     `cfg.teachers` (EmbedJob-like config). Returns {"root", "teachers": {name: manifest}}; prints a table."""
     from omegaconf import DictConfig, OmegaConf
 
-    root = dataset_root(cfg)
+    root = dataset_dir(cfg)
     if not root.exists():
         raise FileNotFoundError(f"dataset {root} does not exist: run `acml featurize name={cfg.name}` first")
     if not cfg.teachers:

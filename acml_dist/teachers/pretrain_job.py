@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from acml_dist.context import dataset_dir
 from acml_dist.errors import InputError
 from acml_dist.log import get_logger
 
@@ -34,7 +35,7 @@ def load_pairs(cfg: Any) -> dict[str, Any]:
 
     if cfg.modality not in MODALITIES:
         raise InputError(f"modality must be one of {', '.join(MODALITIES)}, got {cfg.modality!r}")
-    root = Path(cfg.shards or Path(cfg.shards_root) / cfg.name)
+    root = dataset_dir(cfg)
     spectra = cfg.spectra or cfg.modality
     if dataset_manifest(root) is None:
         raise FileNotFoundError(f"no featurised dataset at {root}: run `acml featurize` first")
@@ -101,9 +102,9 @@ def pretrain_teacher_job(cfg: Any) -> dict[str, Any]:
     """Train, track, save, register; prints the held-out table. Returns the figures and the version."""
     import mlflow
 
+    from acml_dist.context import resolve_tracking_uri
     from acml_dist.teachers.nmr_pretrain import train_spectrum_teacher
     from acml_dist.teachers.registry import log_teacher, registered_name
-    from acml_dist.tracking import resolve_tracking_uri
 
     data = load_pairs(cfg)
     name = cfg.teacher_name or data["spectra"]

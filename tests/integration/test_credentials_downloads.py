@@ -47,7 +47,9 @@ def test_run_logger_logs_no_credentials(mlflow_store, tmp_path):
     )
     from omegaconf import OmegaConf
 
-    logger = RunLogger(cfg, enabled=True, run_name="creds")
+    from acml_dist.context import RunContext
+
+    logger = RunLogger(cfg, RunContext.from_config(cfg), enabled=True, run_name="creds")
     logger.start(
         params={"endpoint": "https://carol:pa55@host/x"},
         texts={"config/train.yaml": OmegaConf.to_yaml(cfg)},

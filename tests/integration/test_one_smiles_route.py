@@ -36,7 +36,7 @@ def test_registered_model_embeds_raw_input_as_the_shards_hold_it(ray_local, mlfl
     from acml_dist.models import ACMLModel
     from acml_dist.models.io import save_model
     from acml_dist.tracking import register_model
-    from acml_dist.train import _standardize_config
+    from acml_dist.training.trainer import standardize_config
 
     (tmp_path / "corpus.csv").write_text("smiles\n" + "\n".join(f'"{s}"' for s in RAW) + "\n")
     root = tmp_path / "ds"
@@ -50,7 +50,7 @@ def test_registered_model_embeds_raw_input_as_the_shards_hold_it(ray_local, mlfl
 
     torch.manual_seed(0)
     model = ACMLModel({"schema": "hu", "num_layers": 3, "emb_dim": 32, "proj_dim": 16}, {"morgan": 64}).eval()
-    model_dir = save_model(model, tmp_path / "model", standardize=_standardize_config(root))
+    model_dir = save_model(model, tmp_path / "model", standardize=standardize_config(root))
     tracking_cfg = OmegaConf.structured(TrackingConfig(experiment="route"))
     register_model(model_dir, {"retrieval_top1": 0.5}, tracking_cfg)
     served = mlflow.pyfunc.load_model("models:/acml-gin@champion")

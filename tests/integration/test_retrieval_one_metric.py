@@ -1,4 +1,4 @@
-"""One retrieval metric (issue 13): training-time held-out top-1 (`train_metrics.retrieval_top1`, on loader
+"""One retrieval metric (issue 13): training-time held-out top-1 (`training.metrics.retrieval_top1`, on loader
 batches) and evaluation-time R@1 (`evaluate.run.collect` + `retrieval_table`) agree on the same model and
 molecules when the batch is the pool. The model is trained a little first, so top-1 is neither 0 nor 1."""
 
@@ -25,7 +25,7 @@ def test_training_and_evaluation_retrieval_agree(ray_local, tmp_path):
     from acml_dist.losses import ContrastiveLoss
     from acml_dist.models import ACMLModel
     from acml_dist.teachers.cache import embed_dataset
-    from acml_dist.train_metrics import retrieval_top1
+    from acml_dist.training.metrics import retrieval_top1
 
     moses = Path(importlib.util.find_spec("moses").submodule_search_locations[0]) / "dataset/data/test.csv.gz"
     with gzip.open(moses, "rt") as fh:

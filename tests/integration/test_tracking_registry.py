@@ -39,6 +39,7 @@ def test_register_champion_and_fresh_process_predict(mlflow_store, tmp_path):
     v2 = register_model(_saved_model(tmp_path / "m2", 2), {"retrieval_top1": 0.4}, tcfg)  # worse: no move
     client = MlflowClient()
     assert int(client.get_model_version_by_alias("acml-gin", "champion").version) == v1
+    assert client.get_model_version("acml-gin", str(v2)).tags["champion_metric"] == "retrieval_top1"
     v3 = register_model(_saved_model(tmp_path / "m3", 3), {"retrieval_top1": 0.7}, tcfg)
     assert (v1, v2, v3) == (1, 2, 3)
     assert int(client.get_model_version_by_alias("acml-gin", "champion").version) == 3

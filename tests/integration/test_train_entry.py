@@ -41,7 +41,7 @@ def test_entry_reports_input_and_config_errors_in_one_line(tmp_path):
 
 def test_ds_config_from_hydra():
     from acml_dist.config import load_config
-    from acml_dist.train import build_ds_config
+    from acml_dist.training.ds_config import build_ds_config
 
     cfg = load_config("train", ["trainer=gpu", "trainer.grad_accum=4", "trainer.zero_stage=2"])
     ds = build_ds_config(cfg.trainer, 1000, on_gpu=True)
@@ -57,7 +57,7 @@ def test_ds_config_from_hydra():
 
 
 def test_bad_step_guard_skips_then_stops():
-    from acml_dist.train import BadStepGuard, TooManyBadSteps
+    from acml_dist.training.checkpoint import BadStepGuard, TooManyBadSteps
 
     guard = BadStepGuard(limit=3)
     assert guard.check(False, 1) and guard.check(False, 2)

@@ -80,7 +80,8 @@ def test_zero_trains_and_resumes(tiny_shards, tmp_path, stage, world):  # noqa: 
 
 BF16_STEPS = """
 import sys, torch
-from acml_dist.engine import build_ds_config, init_distributed, initialize_engine
+from acml_dist.training.distributed import init_distributed
+from acml_dist.training.ds_config import build_ds_config, initialize_engine
 from omegaconf import OmegaConf
 init_distributed("gloo")
 trainer = OmegaConf.create(dict(micro_batch=8, grad_accum=1, grad_clip=1.0, lr=1e-2, weight_decay=0.0,

@@ -188,7 +188,7 @@ def test_loader_model_loss_step_without_ray_mlflow_rdkit(ds: Path) -> None:
         BLOCK
         + f"""
 import torch
-import acml_dist.train, acml_dist.engine
+import acml_dist.train, acml_dist.training
 from acml_dist.data.loader import make_loader
 from acml_dist.losses import ContrastiveLoss
 from acml_dist.models import ACMLModel

@@ -1,5 +1,6 @@
 """What training measures as it goes: in-batch top-1 on the training batch, graph -> teacher top-1 on
-held-out molecules (summed over ranks), the loss / throughput window between log lines, and the loss curve."""
+held-out molecules (evaluate's `retrieval_ranks` with the batch as the pool, summed over ranks), the loss /
+throughput window between log lines, and the loss curve."""
 
 from __future__ import annotations
 
@@ -7,24 +8,17 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
 
-def fill_online(batch: Any, online: dict[str, Any]) -> None:
-    """Embeddings of the teachers that run online (not cached) for this batch, every row present."""
-    import torch
-
-    for name, teacher in online.items():
-        batch.embeddings[name] = teacher.encode_smiles(batch.smiles).float()
-        batch.masks[name] = torch.ones(len(batch), dtype=torch.bool)
+from acml_dist.data.shards import dataset_manifest
+from acml_dist.evaluate.retrieval import retrieval_ranks
 
 
 def retrieval_top1(model: Any, batch: Any, dtype: Any) -> dict[str, tuple[float, float]]:
     """Within-batch graph -> teacher top-1: (hits, valid rows) per teacher, this rank's batch. The rank is
     evaluate's own `retrieval_ranks` (cosine, ties in the query's favour) with the batch as the pool, so
     training-time and evaluation-time retrieval are one metric."""
-    import torch
-
-    from acml_dist.evaluate.retrieval import retrieval_ranks
-
     hits = {}
     with torch.no_grad():
         h = model.encode(batch.graph)
@@ -39,45 +33,16 @@ def retrieval_top1(model: Any, batch: Any, dtype: Any) -> dict[str, tuple[float,
     return hits
 
 
-def evaluate_retrieval(
-    engine: Any, cfg: Any, root: Path, online: dict, rank: int, world: int
-) -> dict[str, float]:
-    """Graph -> teacher top-1 inside batches of 128 held-out (val) molecules, summed over ranks."""
-    import torch
-    import torch.distributed as dist
-
-    from acml_dist.data.loader import count_samples, make_loader
-    from acml_dist.data.shards import dataset_manifest
-
-    cache = [n for n in cfg.teachers if n not in online]
+def held_out_split(root: Path) -> str | None:
+    """The split training validates on: val when it holds molecules, else test; None when neither does."""
     splits = dataset_manifest(root).get("splits", {})
     split = "val" if splits.get("val", {}).get("samples") else "test"  # held-out molecules either way
-    if not splits.get(split, {}).get("samples"):
-        return {}
-    total = count_samples(root, split)
-    batch = min(128, total // world)
-    if batch < 2:
-        return {}
-    loader = make_loader(
-        root,
-        split,
-        batch,
-        schema=cfg.model.schema,
-        teachers=cache,
-        rank=rank,
-        world_size=world,
-        batches_per_epoch=total // (world * batch),
-    )
-    model, dtype = engine.module, param_dtype(engine)
-    model.eval()
-    sums: dict[str, list[float]] = {n: [0.0, 0.0] for n in cfg.teachers}
-    for mb in loader:
-        fill_online(mb, online)
-        for name, (hit, n) in retrieval_top1(model, mb.to(engine.device), dtype).items():
-            sums[name][0] += hit
-            sums[name][1] += n
-    model.train()
-    names = list(cfg.teachers)
+    return split if splits.get(split, {}).get("samples") else None
+
+
+def retrieval_summary(sums: dict[str, list[float]], names: list[str], world: int) -> dict[str, float]:
+    """Held-out top-1 per teacher from (hits, rows) summed over this rank's batches, then over ranks;
+    `retrieval_top1` is the first teacher's, as evaluate's headline."""
     totals = torch.tensor([sums[n] for n in names], dtype=torch.float64)
     if world > 1:
         dist.all_reduce(totals)
@@ -85,20 +50,12 @@ def evaluate_retrieval(
         f"retrieval_top1_{n}": float(totals[i, 0] / max(1.0, float(totals[i, 1])))
         for i, n in enumerate(names)
     }
-    out["retrieval_top1"] = out[f"retrieval_top1_{names[0]}"]  # as evaluate: graph -> first teacher
-    out["retrieval_batch"] = float(batch)
+    out["retrieval_top1"] = out[f"retrieval_top1_{names[0]}"]
     return out
-
-
-def param_dtype(engine: Any) -> Any:
-    """The dtype the engine's module computes in (bf16 / fp16 / fp32), for teacher inputs."""
-    return next(engine.module.parameters()).dtype
 
 
 def batch_top1(out: dict[str, Any], masks: dict[str, Any]) -> dict[str, float]:
     """Graph -> teacher top-1 inside the training micro-batch just stepped (a cheap progress signal)."""
-    import torch
-
     top1 = {}
     with torch.no_grad():
         for name, (g, t, _) in out.items():
