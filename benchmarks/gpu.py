@@ -48,7 +48,7 @@ def prepare(root: Path, molecules: int, per_shard: int) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from loader import build  # benchmarks/loader.py
 
-    from acml_dist.teachers.testing import moses_smiles
+    from acml_dist.data.datasets import moses_smiles
 
     info = build(root, moses_smiles(molecules), per_shard)
     shutil.rmtree(root / "old")  # the old per-sample tars build() also writes: not needed here
