@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from acml_dist.config import config_hash
 from acml_dist.data.modalities import (
     bins_dict,
     chunk_name,
@@ -26,9 +25,7 @@ from acml_dist.data.modalities import (
     write_chunk,
     write_manifest,
 )
-from acml_dist.data.nmr_predict import NUCLEI, NmrPrediction, default_specs, predict_nmr_isolated
 from acml_dist.data.shards import atomic_write
-from acml_dist.data.shards import read_manifest as dataset_manifest
 from acml_dist.errors import InputError
 from acml_dist.log import get_logger
 from acml_dist.ray_runtime import ensure_ray
@@ -42,12 +39,16 @@ class NmrStageError(InputError, RuntimeError):
 
 
 def _specs(params: dict[str, Any]):
+    from acml_dist.data.nmr_predict import default_specs
+
     return default_specs(int(params["h1_bins"]), float(params["h1_low"]), float(params["h1_high"]))
 
 
 def predict_chunk(index: int, items: list[tuple[str, str]], params: dict[str, Any], mod_root: str) -> dict:
     """Ray task: predict one chunk of (key, smiles), write its per-modality npz, rejects and done record."""
     import torch
+
+    from acml_dist.data.nmr_predict import NUCLEI, NmrPrediction, predict_nmr_isolated
 
     torch.set_num_threads(max(1, int(params.get("threads", 1))))
     t0 = time.time()
@@ -114,6 +115,8 @@ def select_molecules(root: Path, cfg: Any) -> list[tuple[str, str]]:
 
 
 def _params(cfg: Any) -> dict[str, Any]:
+    from acml_dist.data.nmr_predict import NUCLEI
+
     nuclei = [str(n) for n in cfg.nuclei]
     bad = [n for n in nuclei if n not in NUCLEI]
     if bad or not nuclei:
@@ -160,6 +163,10 @@ def _chunk_done(mod_root: Path, index: int, modalities: list[str]) -> dict | Non
 def predict_dataset(cfg: Any) -> dict[str, Any]:
     """Run the stage (CLI `acml nmr-predict`, pipelines, tests); returns {modality: manifest}."""
     import ray
+
+    from acml_dist.config import config_hash
+    from acml_dist.data.nmr_predict import NUCLEI
+    from acml_dist.data.shards import read_manifest as dataset_manifest
 
     root = Path(cfg.shards or Path(cfg.shards_root) / cfg.name)
     dataset = dataset_manifest(root)
@@ -278,6 +285,8 @@ def _finish_modality(
 ) -> dict[str, Any]:
     """Gather the chunks of one modality: manifest (counts add up) and rejects.jsonl."""
     import importlib.metadata
+
+    from acml_dist.data.nmr_predict import default_specs
 
     out_dir = modality_dir(root, modality)
     out_dir.mkdir(parents=True, exist_ok=True)

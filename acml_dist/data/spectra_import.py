@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-from acml_dist.chem.spectra import BinSpec, bin_peaks, pick_peaks, spec_from_dict
+from acml_dist.chem.spectra import BinSpec, bin_peaks, pick_peaks
 from acml_dist.data.modalities import (
     bins_dict,
     encode_chunk,
@@ -23,9 +23,7 @@ from acml_dist.data.modalities import (
     write_manifest,
 )
 from acml_dist.data.shards import atomic_write
-from acml_dist.data.shards import read_manifest as dataset_manifest
 from acml_dist.data.spectra_files import Record, RecordReject, SpectrumRecord, read_spectra
-from acml_dist.errors import InputError
 
 PAIR_BY = ("inchikey", "smiles", "id")
 
@@ -195,6 +193,10 @@ def import_spectra(
 
 def import_spectra_job(cfg: Any) -> dict[str, Any]:
     """`acml import-spectra` (an ImportSpectraJob config): the manifest of the written modality."""
+    from acml_dist.chem.spectra import spec_from_dict
+    from acml_dist.data.shards import read_manifest as dataset_manifest
+    from acml_dist.errors import InputError
+
     root = Path(cfg.shards or Path(cfg.shards_root) / cfg.name)
     if dataset_manifest(root) is None:
         raise FileNotFoundError(f"no featurised dataset at {root}: run `acml featurize` first")

@@ -13,14 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from acml_dist.data.modalities import modality_dir, read_manifest
-from acml_dist.data.shards import read_manifest as dataset_manifest
 from acml_dist.errors import InputError
 from acml_dist.log import get_logger
-from acml_dist.teachers import load_teacher
-from acml_dist.teachers.nmr_pretrain import paired_arrays, save_nmr13c_teacher, train_spectrum_teacher
-from acml_dist.teachers.registry import log_teacher, registered_name
-from acml_dist.tracking import resolve_tracking_uri
 
 log = get_logger("pretrain-teacher")
 
@@ -34,6 +28,10 @@ HOW_TO_MAKE = {
 
 def load_pairs(cfg: Any) -> dict[str, Any]:
     """Check the inputs (one-line errors) and join spectra with the target teacher's embeddings."""
+    from acml_dist.data.modalities import modality_dir, read_manifest
+    from acml_dist.data.shards import read_manifest as dataset_manifest
+    from acml_dist.teachers.nmr_pretrain import paired_arrays
+
     if cfg.modality not in MODALITIES:
         raise InputError(f"modality must be one of {', '.join(MODALITIES)}, got {cfg.modality!r}")
     root = Path(cfg.shards or Path(cfg.shards_root) / cfg.name)
@@ -65,6 +63,9 @@ def load_pairs(cfg: Any) -> dict[str, Any]:
 def build_teacher(name: str, modality: str, spectra: str, encoder: Any, folder: Path) -> Any:
     """The trained encoder as a frozen teacher of its kind (weights saved under `folder`)."""
     import torch
+
+    from acml_dist.teachers import load_teacher
+    from acml_dist.teachers.nmr_pretrain import save_nmr13c_teacher
 
     if modality == "nmr13c":
         path = save_nmr13c_teacher(type("Pair", (), {"encoder": encoder})(), folder / "weights.pt")
@@ -99,6 +100,10 @@ def plot(history: list[float], result: dict[str, Any], title: str) -> Any:
 def pretrain_teacher_job(cfg: Any) -> dict[str, Any]:
     """Train, track, save, register; prints the held-out table. Returns the figures and the version."""
     import mlflow
+
+    from acml_dist.teachers.nmr_pretrain import train_spectrum_teacher
+    from acml_dist.teachers.registry import log_teacher, registered_name
+    from acml_dist.tracking import resolve_tracking_uri
 
     data = load_pairs(cfg)
     name = cfg.teacher_name or data["spectra"]

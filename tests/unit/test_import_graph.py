@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "acml_dist"
 
 # Layer of each top-level module or subpackage: a module imports from its own layer or those below it.
 LAYERS = {
-    **dict.fromkeys(("config", "errors", "log", "redact", "ray_runtime"), 0),  # under everything
+    **dict.fromkeys(("config", "context", "errors", "log", "redact", "ray_runtime"), 0),  # under everything
     "chem": 1,
     "data": 2,
     **dict.fromkeys(("teachers", "models"), 3),
