@@ -1,9 +1,9 @@
 """Exceptions any layer raises for a problem with the user's input or set-up (a missing column, shards of
 another configuration, a teacher that cannot be loaded): `InputError` and its `ValueError` flavour
 `DataError`; `StageError` names the pipeline stage that failed. `run_main` is the one error -> exit-code
-mapping every entry point shares (`acml`, `cluster/*.py` through it, `acml_dist/train.py`,
-`python -m acml_dist.data.datasets`): an input error prints one line and exits 2, a failed stage one line
-and exits 1; anything else is a bug and keeps its traceback. Errors inside Ray tasks arrive as RayTaskError
+mapping of the entry points (`acml`, `cluster/*.py` through it, `python -m acml_dist.data.datasets`): an
+input error prints one line and exits 2, a failed stage one line and exits 1; anything else is a bug and
+keeps its traceback. Errors inside Ray tasks arrive as RayTaskError
 subclasses of the same class, so this holds there too. Standard library only: sits under every layer."""
 
 from __future__ import annotations
