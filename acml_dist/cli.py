@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from dataclasses import dataclass
+
+from acml_dist.errors import run_main
 
 EPILOG = """\
 Overrides are Hydra's: key=value (data.limit=20000), group=option (teachers=fingerprint), +key=value.
@@ -172,33 +173,21 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         args.overrides = [f"modality={args.choice}", *args.overrides]
 
-    from acml_dist.config import ConfigError, load_config, to_yaml
+    return run_main(f"acml {args.command}", lambda: run_command(command, args.overrides, args.cfg == "job"))
 
-    try:
-        cfg = load_config(command.entry, args.overrides, complete=args.cfg != "job")
-    except ConfigError as exc:
-        print(f"acml {args.command}: {exc}", file=sys.stderr)
-        return 2
-    if args.cfg == "job":
+
+def run_command(command: Command, overrides: list[str], show_config: bool = False) -> int:
+    """Compose the command's config and call its function; 1 when the stage reports `"ok": False`."""
+    from acml_dist.config import load_config, to_yaml
+
+    cfg = load_config(command.entry, overrides, complete=not show_config)
+    if show_config:
         print(to_yaml(cfg))
         return 0
     module_name, function_name = command.target.split(":")
-    function = getattr(importlib.import_module(module_name), function_name)
-    from acml_dist.errors import InputError
-
-    try:
-        result = function(cfg)
-    except (InputError, FileNotFoundError) as exc:
-        # The user's input or set-up, not a bug: one line that says what to change (ACML_DEBUG=1: traceback).
-        if os.environ.get("ACML_DEBUG"):
-            raise
-        cause = getattr(exc, "cause", None) or exc  # from a Ray task: the original, not Ray's traceback
-        print(f"acml {args.command}: {cause}", file=sys.stderr)
-        return 2
+    result = getattr(importlib.import_module(module_name), function_name)(cfg)
     # Stages return a dict; a stage that failed its own checks says so with "ok": False.
-    if isinstance(result, dict) and result.get("ok") is False:
-        return 1
-    return 0
+    return 1 if isinstance(result, dict) and result.get("ok") is False else 0
 
 
 if __name__ == "__main__":

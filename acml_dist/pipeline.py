@@ -19,21 +19,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from acml_dist.config import validate
 from acml_dist.context import RunContext
-from acml_dist.data.featurize import ensure_ray
 from acml_dist.data.shards import SCHEMA_VERSION, read_manifest, verify_shard
-from acml_dist.errors import DataError
+from acml_dist.errors import DataError, StageError
 from acml_dist.log import get_logger
+from acml_dist.ray_runtime import ensure_ray
 from acml_dist.redact import redact
 
 log = get_logger("pipeline")
 
 STAGES = ("featurize", "embed", "train", "evaluate", "register")
-
-
-class StageError(RuntimeError):
-    def __init__(self, stage: str, cause: BaseException):
-        super().__init__(f"stage '{stage}' failed: {type(cause).__name__}: {cause}")
-        self.stage = stage
 
 
 # ----------------------------------------------------------------------------------------------- paths

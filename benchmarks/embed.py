@@ -12,10 +12,19 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+
+def _test_dataset_writer() -> Any:
+    """tests/helpers.py's `write_dataset`: SMILES -> packed shards in-process (no Ray), as in the tests."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from helpers import write_dataset
+
+    return write_dataset
 
 
 def _rate(fn: Any, n: int, repeats: int = 1) -> float:
@@ -32,6 +41,7 @@ def quick(n_mol: int = 256) -> dict[str, Any]:
     import torch
 
     from acml_dist.config.teachers import TeacherConfig
+    from acml_dist.data.datasets import moses_smiles
     from acml_dist.data.shards import (
         atomic_write,
         cache_dir,
@@ -44,8 +54,8 @@ def quick(n_mol: int = 256) -> dict[str, Any]:
     )
     from acml_dist.teachers import load_teacher
     from acml_dist.teachers.cache import embed_shard
-    from acml_dist.teachers.testing import moses_smiles, write_dataset
 
+    write_dataset = _test_dataset_writer()
     torch.set_num_threads(int(os.environ.get("ACML_BENCH_THREADS", "1")))
     smiles = moses_smiles(n_mol)
     rx = load_teacher("rxnfp", TeacherConfig(kind="smiles_lm", batch_size=128))
@@ -131,10 +141,11 @@ def quick(n_mol: int = 256) -> dict[str, Any]:
 
 def full(n_mol: int, name: str, shards_root: str, actors: int) -> dict[str, Any]:
     from acml_dist.config import load_config
+    from acml_dist.data.datasets import moses_smiles
     from acml_dist.teachers.cache import embed_dataset
     from acml_dist.teachers.sanity import teacher_sanity
-    from acml_dist.teachers.testing import moses_smiles, write_dataset
 
+    write_dataset = _test_dataset_writer()
     root = Path(shards_root) / name
     t0 = time.time()
     if not (root / "manifest.json").exists():

@@ -60,7 +60,7 @@ def bench_threads(n: int) -> dict:
     import torch
     from torch_geometric.loader import DataLoader
 
-    from acml_dist.evaluate.training import build_predictor
+    from acml_dist.evaluate.finetuning import build_predictor
     from acml_dist.models.gin import GIN
 
     graphs = _graphs(n)

@@ -42,7 +42,7 @@ def per_core(smiles: list[str], rounds: int) -> dict[str, float]:
     from torch_geometric.utils import from_smiles
 
     from acml_dist.chem.featurize import smiles_to_graphs
-    from acml_dist.data.work import process_chunk
+    from acml_dist.data.featurize_tasks import process_chunk
 
     warnings.filterwarnings("ignore")
     work = tempfile.mkdtemp(prefix="acml-bench-")
@@ -79,7 +79,7 @@ def per_core(smiles: list[str], rounds: int) -> dict[str, float]:
 def ray_scaling(smiles: list[str], chunk: int) -> dict[str, float]:
     import ray
 
-    from acml_dist.data.work import process_chunk
+    from acml_dist.data.featurize_tasks import process_chunk
 
     ray.init(
         num_cpus=2,

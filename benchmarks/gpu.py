@@ -66,7 +66,8 @@ def prepare(root: Path, molecules: int, per_shard: int, smiles_file: Path | None
     if smiles_file is not None:
         smiles = read_smiles(smiles_file, molecules)
     else:
-        from acml_dist.teachers.testing import moses_smiles
+        from acml_dist.data.datasets import moses_smiles
+
 
         smiles = moses_smiles(molecules)
     info = build(root, smiles, per_shard)

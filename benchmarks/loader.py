@@ -273,8 +273,8 @@ def main() -> None:
     import torch
 
     from acml_dist.data import shards
+    from acml_dist.data.datasets import moses_smiles
     from acml_dist.data.loader import make_loader
-    from acml_dist.teachers.testing import moses_smiles
 
     torch.set_num_threads(1)
     n_mol = 10_000 if args.quick else args.molecules

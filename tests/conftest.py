@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
+# `import helpers` (tests/helpers.py: shared datasets, ports, process kills) from any test folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("ACML_LOG_LEVEL", "INFO")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

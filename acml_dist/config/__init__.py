@@ -23,11 +23,9 @@ from acml_dist.config.model import ModelConfig
 from acml_dist.config.spectra import ImportSpectraJob, NmrPredictJob, PretrainTeacherJob
 from acml_dist.config.teachers import TeacherConfig
 from acml_dist.config.train import LossConfig, TrainerConfig
-from acml_dist.errors import InputError
+from acml_dist.errors import ConfigError
 
-
-class ConfigError(InputError, ValueError):
-    """A configuration problem, with the offending key named."""
+__all__ = ["ConfigError", "config_hash", "load_config", "to_yaml", "validate"]
 
 
 @dataclass

@@ -13,6 +13,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from acml_dist.config.eval import CHIRALITY_MODES, SCHEDULES, SPLIT_KINDS
+from acml_dist.errors import ConfigError
+
 # RDKit's SMILES writer segfaults on molecules of ~20,000 atoms: a featurise run (or a served model) must not
 # let one through. 5,000 leaves a wide margin and covers every PubChem small molecule.
 MAX_HEAVY_ATOMS_LIMIT = 5000
@@ -30,6 +33,10 @@ def _num(test: Callable[[float], bool]) -> Callable[[Any], bool]:
 
 def _one_of(*choices: str) -> Callable[[Any], bool]:
     return lambda v: v in choices
+
+
+def _one_of_text(choices: tuple[str, ...]) -> str:
+    return ", ".join(choices[:-1]) + " or " + choices[-1]
 
 
 def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
@@ -83,9 +90,18 @@ RULES: list[Rule] = [
         f"an integer from 1 to {MAX_HEAVY_ATOMS_LIMIT} (RDKit's SMILES writer crashes near 20,000 atoms)",
     ),
     ("batch_size", POSITIVE_INT, "an integer >= 1"),
-    ("eval.batch_size", POSITIVE_INT, "an integer >= 1"),
-    ("eval.finetune_epochs", NON_NEGATIVE_INT, "an integer >= 0"),
+    # eval: the fine-tuning recipe (`acml finetune`, evaluate's property section); `check_recipe` below
+    ("eval.batch_size", _int_at_least(2), "an integer >= 2 (BatchNorm)"),
+    ("eval.finetune_epochs", POSITIVE_INT, "an integer >= 1"),
+    ("eval.patience", POSITIVE_INT, "an integer >= 1"),
     ("eval.lr", POSITIVE, "a number > 0"),
+    ("eval.weight_decay", NON_NEGATIVE, "a number >= 0"),
+    ("eval.warmup", FRACTION, "a fraction of the steps in [0, 1)"),
+    ("eval.final_lr", _num(lambda v: 0 <= v <= 1), "a fraction of lr in [0, 1]"),
+    ("eval.schedule", _one_of(*SCHEDULES), _one_of_text(SCHEDULES)),
+    ("eval.chirality", _one_of(*CHIRALITY_MODES), _one_of_text(CHIRALITY_MODES)),
+    ("eval.split_kind", _one_of(*SPLIT_KINDS), _one_of_text(SPLIT_KINDS)),
+    ("eval.seeds", lambda v: len(v) > 0 and all(NON_NEGATIVE_INT(s) for s in v), "a non-empty list of seeds"),
     ("cluster.num_cpus", _optional(POSITIVE_INT), "null or an integer >= 1"),
     ("cluster.embed_actors", POSITIVE_INT, "an integer >= 1"),
     ("cluster.train_workers", POSITIVE_INT, "an integer >= 1"),
@@ -160,3 +176,12 @@ def missing_values(cfg: DictConfig) -> list[str]:
 
     walk(cfg, "")
     return out
+
+
+def check_recipe(ecfg: Any, split_kind: str) -> None:
+    """The `eval` rules above applied to a fine-tuning recipe on its own (`acml finetune` splits by
+    `data.split`, evaluate by `eval.split_kind`), before any data is read: ConfigError naming the key."""
+    section = OmegaConf.to_container(ecfg, resolve=True) if isinstance(ecfg, DictConfig) else dict(ecfg)
+    problems = check_values(OmegaConf.create({"eval": {**section, "split_kind": split_kind}}))
+    if problems:
+        raise ConfigError(problems[0])

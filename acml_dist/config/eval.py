@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+# The values the recipe accepts (config/checks.py refuses others; the evaluate modules use these names).
+SPLIT_KINDS = ("scaffold", "scaffold_balanced", "random")
+SCHEDULES = ("cosine", "linear", "constant")
+CHIRALITY_MODES = ("drop", "zero", "keep")
+
 
 @dataclass
 class EvalConfig:

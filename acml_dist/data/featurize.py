@@ -2,7 +2,8 @@
 `featurize_corpus(cfg)` (CLI, cluster/featurize.py, tests).
 
 Phases (each a set of Ray tasks, the driver only streams records and holds counts):
-  A. chunks of `data.chunk_size` records: standardise, filter, exclude, featurise (work.process_chunk);
+  A. chunks of `data.chunk_size` records: standardise, filter, exclude, featurise
+     (`featurize_tasks.process_chunk`: the Ray task bodies);
   B. global dedupe, hash-partitioned by key: the first occurrence in input order wins (dedupe_partition);
   C. per chunk: drop duplicates, count molecules per split (chunk_keep);
   D. per output shard: copy its samples' bytes out of the chunk files (assemble_shard).
@@ -66,32 +67,6 @@ def _chunks(records: Iterator, size: int) -> Iterator[list]:
         yield chunk
 
 
-def ensure_ray(cluster: Any, log_to_driver: bool = False) -> bool:
-    """Reuse an initialised Ray, join `cluster.address` (or the cluster of a `ray job submit`, which sets
-    RAY_ADDRESS), or start an embedded local one sized by the config; True when we started it."""
-    import os
-
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = cluster.get("address") if cluster is not None else None
-    if address in (None, "", "local") and os.environ.get("RAY_ADDRESS"):
-        address = "auto"
-    if address in (None, "", "local"):
-        ray.init(
-            num_cpus=cluster.get("num_cpus") if cluster is not None else None,
-            object_store_memory=cluster.get("object_store_memory") if cluster is not None else None,
-            include_dashboard=False,
-            log_to_driver=log_to_driver,
-            configure_logging=False,
-        )
-    else:
-        ray.init(address=address, log_to_driver=log_to_driver, configure_logging=False)
-    log.info("Ray resources: %s", ray.cluster_resources())
-    return True
-
-
 def _output_dir(cfg: Any) -> Path:
     """The dataset folder featurisation writes: `output`, else <shards_root>/<name>."""
     return RunContext.from_config(cfg, dataset=cfg.output).dataset_dir
@@ -104,7 +79,7 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from acml_dist.config import config_hash
-    from acml_dist.data import work as W
+    from acml_dist.data import featurize_tasks as W
     from acml_dist.data.executor import open_executor
     from acml_dist.data.sources import check_sources, iter_records, source_files
 

@@ -29,6 +29,7 @@ from acml_dist.data.modalities import (
 from acml_dist.data.shards import atomic_write
 from acml_dist.errors import InputError
 from acml_dist.log import get_logger
+from acml_dist.ray_runtime import ensure_ray
 
 log = get_logger("nmr-predict")
 WORK = "_nmr_work"
@@ -165,7 +166,6 @@ def predict_dataset(cfg: Any) -> dict[str, Any]:
     import ray
 
     from acml_dist.config import config_hash
-    from acml_dist.data.featurize import ensure_ray
     from acml_dist.data.nmr_predict import NUCLEI
     from acml_dist.data.shards import read_manifest as dataset_manifest
 

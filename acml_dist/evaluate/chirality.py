@@ -27,13 +27,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-MODES = ("drop", "zero", "keep")
+from acml_dist.config.eval import CHIRALITY_MODES
+from acml_dist.errors import DataError
+
+MODES = CHIRALITY_MODES
 CHIRALITY_COLUMN = 1
 
 
 def check_mode(mode: str) -> str:
-    from acml_dist.errors import DataError
-
     if mode not in MODES:
         raise DataError(f"eval.chirality must be one of {', '.join(MODES)}, got {mode!r}")
     return mode

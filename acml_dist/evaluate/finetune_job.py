@@ -8,8 +8,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from acml_dist.config.checks import check_recipe
 from acml_dist.evaluate import report
-from acml_dist.evaluate.properties import check_recipe, load_labelled_set, recipe_kwargs
+from acml_dist.evaluate.properties import load_labelled_set, recipe_kwargs
 from acml_dist.evaluate.run import (
     cpu_threads,
     load,

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from acml_dist.config.checks import check_recipe
 from acml_dist.errors import DataError
-from acml_dist.evaluate.chirality import check_mode, prepare_encoder, prepare_graphs, tagged_fraction
-from acml_dist.evaluate.splits import make_split
-from acml_dist.evaluate.training import (
+from acml_dist.evaluate.chirality import prepare_encoder, prepare_graphs, tagged_fraction
+from acml_dist.evaluate.finetuning import (
     LabelledSet,
     embed_graphs,
     fit_predictor,
@@ -25,6 +25,7 @@ from acml_dist.evaluate.training import (
     main_metric,
     task_metrics,
 )
+from acml_dist.evaluate.splits import make_split
 from acml_dist.log import get_logger
 
 log = get_logger("evaluate")
@@ -166,32 +167,6 @@ def embedding_dim(model: Any, graphs: list) -> int:
     model.eval()
     with torch.no_grad():
         return int(model.encode(Batch.from_data_list(graphs[:2])).shape[1])
-
-
-def check_recipe(ecfg: Any, split_kind: str) -> None:
-    """Refuse a recipe that cannot run, with one line naming the key, before any data is read."""
-    from acml_dist.evaluate.splits import SPLITS
-    from acml_dist.evaluate.training import SCHEDULES
-
-    check_mode(ecfg.chirality)
-    problems = [
-        (split_kind not in SPLITS, f"split {split_kind!r} is not one of {', '.join(SPLITS)}"),
-        (
-            ecfg.schedule not in SCHEDULES,
-            f"eval.schedule {ecfg.schedule!r} is not one of {', '.join(SCHEDULES)}",
-        ),
-        (not 0 <= ecfg.warmup < 1, f"eval.warmup={ecfg.warmup} must be a fraction of the steps in [0, 1)"),
-        (not 0 <= ecfg.final_lr <= 1, f"eval.final_lr={ecfg.final_lr} must be a fraction of lr in [0, 1]"),
-        (
-            ecfg.finetune_epochs < 1 or ecfg.patience < 1,
-            "eval.finetune_epochs and eval.patience must be >= 1",
-        ),
-        (ecfg.batch_size < 2, "eval.batch_size must be >= 2 (BatchNorm)"),
-        (not ecfg.seeds, "eval.seeds is empty"),
-    ]
-    for bad, message in problems:
-        if bad:
-            raise DataError(message)
 
 
 def recipe_kwargs(ecfg: Any) -> dict:

@@ -14,6 +14,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from acml_dist.config.eval import SPLIT_KINDS
 from acml_dist.errors import DataError
 
 
@@ -28,7 +29,7 @@ def murcko_scaffold(smiles: str) -> str:
     return MurckoScaffold.MurckoScaffoldSmiles(mol=mol, includeChirality=False)
 
 
-SPLITS = ("scaffold", "scaffold_balanced", "random")
+SPLITS = SPLIT_KINDS
 
 
 def scaffold_groups(smiles: list[str]) -> list[list[int]]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Union
 
-from acml_dist.teachers.base import Teacher, TeacherError
+from acml_dist.teachers.base import Teacher, TeacherError, as_teacher_config
+from acml_dist.teachers.registry import fetch_teacher
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -30,32 +31,10 @@ KINDS: dict[str, str] = {
 }
 
 
-def as_teacher_config(cfg: Union[TeacherConfig, DictConfig, dict[str, Any], None]) -> TeacherConfig:
-    """A plain TeacherConfig dataclass from a DictConfig / dict / dataclass (Ray actors get plain objects)."""
-    from dataclasses import fields
-
-    from omegaconf import DictConfig, OmegaConf
-
-    from acml_dist.config.teachers import TeacherConfig
-
-    if cfg is None:
-        return TeacherConfig()
-    if isinstance(cfg, TeacherConfig):
-        return cfg
-    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    known = {f.name for f in fields(TeacherConfig)}
-    unknown = set(data) - known
-    if unknown:
-        raise TeacherError(f"unknown teacher config keys {sorted(unknown)}; known: {sorted(known)}")
-    return TeacherConfig(**data)
-
-
 def load_teacher(name: str, cfg: Union[TeacherConfig, DictConfig, dict[str, Any], None] = None) -> Teacher:
     """Build the frozen teacher `name` from its config (see module doc for `cfg.path`)."""
     tcfg = as_teacher_config(cfg)
     if tcfg.path and str(tcfg.path).startswith("models:/"):
-        from acml_dist.teachers.registry import fetch_teacher
-
         tcfg = fetch_teacher(str(tcfg.path), overrides=tcfg)
     if tcfg.kind not in KINDS:
         raise TeacherError(f"teacher {name}: unknown kind {tcfg.kind!r}; known kinds: {sorted(KINDS)}")

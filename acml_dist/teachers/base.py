@@ -10,18 +10,34 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any, Optional
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, Optional, Union
 
+from omegaconf import DictConfig, OmegaConf
+
+from acml_dist.config.teachers import TeacherConfig
 from acml_dist.errors import InputError
 
 if TYPE_CHECKING:
     import torch
 
-    from acml_dist.config.teachers import TeacherConfig
-
 
 class TeacherError(InputError, RuntimeError):
     """A teacher could not be located, loaded or applied; the message says what to do."""
+
+
+def as_teacher_config(cfg: Union[TeacherConfig, DictConfig, dict[str, Any], None]) -> TeacherConfig:
+    """A plain TeacherConfig dataclass from a DictConfig / dict / dataclass (Ray actors get plain objects)."""
+    if cfg is None:
+        return TeacherConfig()
+    if isinstance(cfg, TeacherConfig):
+        return cfg
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    known = {f.name for f in fields(TeacherConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise TeacherError(f"unknown teacher config keys {sorted(unknown)}; known: {sorted(known)}")
+    return TeacherConfig(**data)
 
 
 def resolve_device(device: str) -> str:

@@ -33,6 +33,7 @@ from acml_dist.data.shards import (
 )
 from acml_dist.errors import DataError
 from acml_dist.log import get_logger
+from acml_dist.ray_runtime import ensure_ray
 
 log = get_logger("embed")
 
@@ -231,8 +232,6 @@ def embed_dataset(cfg: Any) -> dict[str, Any]:
     if not cfg.teachers:
         raise DataError("no teachers configured: pass teachers=<group> (e.g. teachers=smiles_fp)")
     dataset_manifest(root)  # complete and of this schema, before Ray starts
-    from acml_dist.data.featurize import ensure_ray  # the one Ray set-up every stage shares
-
     started = ensure_ray(cfg.cluster)
     summary: dict[str, Any] = {"root": str(root), "teachers": {}}
     try:
@@ -259,15 +258,3 @@ def summary_table(summary: dict[str, Any]) -> str:
             f"{m['embedded_now']:>9}{m['elapsed_s']:>9.1f}{m['rate_per_s']:>9.1f}  {m['weights_hash'][:12]}"
         )
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m acml_dist.teachers.cache <hydra overrides>` (the same as `acml embed`)."""
-    from acml_dist.config import load_config
-
-    embed_dataset(load_config("embed", list(sys.argv[1:] if argv is None else argv)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

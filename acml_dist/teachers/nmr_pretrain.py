@@ -19,6 +19,12 @@ from typing import Any, Optional
 
 import numpy as np
 
+from acml_dist.data.loader import iter_samples
+from acml_dist.data.modalities import read_modality
+from acml_dist.data.shards import read_manifest
+from acml_dist.teachers.published import NMR_BINS, build_cress_nmr
+from acml_dist.teachers.spectrum_conv import build_conv1d_encoder
+
 
 def paired_arrays(
     root: str | Path,
@@ -27,10 +33,6 @@ def paired_arrays(
     splits: Sequence[str] = ("train", "val", "test"),
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(keys, spectra float32 (N, bins), teacher embeddings float32 (N, D)) of molecules that have both."""
-    from acml_dist.data.loader import iter_samples
-    from acml_dist.data.modalities import read_modality
-    from acml_dist.data.shards import read_manifest
-
     spectra = read_modality(root, modality)
     keys, xs, ys = [], [], []
     for split in splits:
@@ -49,9 +51,6 @@ def paired_arrays(
 
 def build_encoder(modality: str, n_bins: int, out_dim: int = 768) -> Any:
     """The spectrum encoder of a modality: CReSS's for nmr13c (4,000 bins), the 1-D conv one otherwise."""
-    from acml_dist.teachers.published import NMR_BINS, build_cress_nmr
-    from acml_dist.teachers.spectrum_conv import build_conv1d_encoder
-
     if modality == "nmr13c":
         if n_bins != NMR_BINS:
             raise ValueError(f"the CReSS 13C encoder takes {NMR_BINS} bins, the spectra have {n_bins}")
@@ -64,8 +63,6 @@ def build_pair_model(target_dim: int, out_dim: int = 768, encoder: Any = None) -
     embedding, a logit scale."""
     import torch
     from torch import nn
-
-    from acml_dist.teachers.published import build_cress_nmr
 
     class NmrPair(nn.Module):
         def __init__(self) -> None:

@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+from acml_dist.teachers import load_teacher
+from acml_dist.teachers.artifacts import config_from_artifacts
+
 
 class TeacherModel:
     def __init__(self, folder: Path) -> None:
-        from acml_dist.teachers import load_teacher
-        from acml_dist.teachers.registry import config_from_artifacts
-
         info = json.loads((folder / "teacher.json").read_text())
         self.teacher = load_teacher(info["name"], config_from_artifacts(folder))
 

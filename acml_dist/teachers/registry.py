@@ -1,9 +1,8 @@
 """Teachers in the MLflow model registry as `acml-teacher-<name>` (config, weights, hash, dim).
 
 `log_teacher` registers a loaded teacher as a `loader_module` pyfunc (`acml_dist.teachers.pyfunc`, nothing
-pickled) whose data folder `teacher/` holds
-`teacher.json` (name, kind, modality, dim, weights_hash, config) and `weights/` (a transformers directory
-or a `weights.pt` state dict; nothing for fingerprints). `fetch_teacher("models:/acml-teacher-x/3")`
+pickled) whose data folder `teacher/` (`teachers/artifacts.py`) holds `teacher.json` (name, kind, modality,
+dim, weights_hash, config) and `weights/`. `fetch_teacher("models:/acml-teacher-x/3")`
 downloads it and returns a TeacherConfig pointing at the local weights, so `load_teacher` accepts
 `path: models:/...` anywhere a config name or a local path works. mlflow is imported lazily.
 """
@@ -11,47 +10,22 @@ downloads it and returns a TeacherConfig pointing at the local weights, so `load
 from __future__ import annotations
 
 import contextlib
-import json
-import shutil
 import tempfile
-from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
+from acml_dist.config.teachers import TeacherConfig
 from acml_dist.log import get_logger
+from acml_dist.teachers.artifacts import config_from_artifacts, write_artifacts
 from acml_dist.teachers.base import Teacher, TeacherError
 
-if TYPE_CHECKING:
-    from acml_dist.config.teachers import TeacherConfig
-
 log = get_logger("register")
+# The pyfunc that loads a logged teacher, named (not imported): it loads teachers through this package.
+LOADER_MODULE = "acml_dist.teachers.pyfunc"
 
 
 def registered_name(name: str) -> str:
     return f"acml-teacher-{name}"
-
-
-def _write_artifacts(teacher: Teacher, folder: Path) -> None:
-    import torch
-
-    weights = folder / "weights"
-    weights.mkdir(parents=True)
-    cfg = asdict(teacher.cfg)
-    if teacher.kind == "smiles_lm":
-        shutil.copytree(teacher.path, weights, dirs_exist_ok=True)  # type: ignore[attr-defined]
-        cfg["path"] = "weights"
-        # Pin how this checkpoint reads SMILES: the defaults differ between rxnfp and user directories.
-        cfg["params"] = {**cfg["params"], "tokenizer": teacher.tokenizer_mode, "template": teacher.template}  # type: ignore[attr-defined]
-    elif teacher.model is not None:
-        state = {k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.cpu()
-                 for k, v in teacher.model.state_dict().items()}  # fmt: skip
-        torch.save(state, weights / "weights.pt")
-        cfg["path"] = "weights/weights.pt"
-        cfg["params"] = {k: v for k, v in cfg["params"].items() if k != "random_init"}
-    else:
-        cfg["path"] = None
-    info = {**teacher.describe(), "config": cfg}
-    (folder / "teacher.json").write_text(json.dumps(info, indent=1, sort_keys=True, default=str))
 
 
 def log_teacher(teacher: Teacher, tracking_uri: Optional[str] = None, alias: Optional[str] = None) -> str:
@@ -64,7 +38,7 @@ def log_teacher(teacher: Teacher, tracking_uri: Optional[str] = None, alias: Opt
     name = registered_name(teacher.name)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "teacher"
-        _write_artifacts(teacher, folder)
+        write_artifacts(teacher, folder)
         active = mlflow.active_run()  # e.g. the `acml pretrain-teacher` run that trained it: log there
         if active is None:
             mlflow.set_experiment("acml-teachers")
@@ -73,7 +47,7 @@ def log_teacher(teacher: Teacher, tracking_uri: Optional[str] = None, alias: Opt
             mlflow.set_tags({"weights_hash": teacher.weights_hash(), "acml.teacher": teacher.name})
             info = mlflow.pyfunc.log_model(
                 name="teacher",
-                loader_module="acml_dist.teachers.pyfunc",  # code shipped with the package, no pickle
+                loader_module=LOADER_MODULE,  # code shipped with the package, no pickle
                 data_path=str(folder),
                 pip_requirements=[],  # the project's environment; skip slow requirement inference
                 registered_model_name=name,
@@ -86,27 +60,6 @@ def log_teacher(teacher: Teacher, tracking_uri: Optional[str] = None, alias: Opt
         client.set_registered_model_alias(name, alias, version)
     log.info("registered %s version %s (hash %s)", name, version, teacher.weights_hash()[:12])
     return version
-
-
-def config_from_artifacts(folder: Path, overrides: Optional[TeacherConfig] = None) -> TeacherConfig:
-    """TeacherConfig of a downloaded `teacher/` folder; weights path made absolute; the caller's run-time
-    settings (device, batch size, weight, source) win over the stored ones."""
-    from acml_dist.teachers import as_teacher_config
-
-    info = json.loads((folder / "teacher.json").read_text())
-    stored = dict(info["config"])
-    if stored.get("path"):
-        stored["path"] = str(folder / stored["path"])
-    cfg = as_teacher_config(stored)
-    if overrides is not None:
-        cfg = replace(
-            cfg,
-            device=overrides.device,
-            batch_size=overrides.batch_size,
-            weight=overrides.weight,
-            source=overrides.source,
-        )
-    return cfg
 
 
 def fetch_teacher(

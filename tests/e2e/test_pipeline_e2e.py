@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,16 +18,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import free_port, stop_group
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
@@ -65,16 +59,6 @@ def start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         cmd, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
     )
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 @pytest.fixture()
@@ -158,7 +142,7 @@ def services():
         yield {"work": work, "env": env, "mlflow": mlflow_uri, "dashboard": f"http://127.0.0.1:{dash_port}"}
     finally:
         for proc in reversed(procs):
-            stop(proc)
+            stop_group(proc)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -281,4 +265,4 @@ def test_ray_job_pipeline_registry_and_rest(services):
             predictions = json.loads(response.read())["predictions"]
         assert len(predictions) == 2
     finally:
-        stop(serve)
+        stop_group(serve)

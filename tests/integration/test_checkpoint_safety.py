@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_train_resume import REPO, _free_port, _rank_env, _tiny_model, tiny_shards  # noqa: F401
+from helpers import REPO, free_port, rank_env, tiny_train_overrides
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ class _Payload:
 def _train(overrides: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "acml_dist/train.py"), *overrides],
-        env={**_rank_env(0, 1, _free_port()), "ACML_DEBUG": ""},
+        env={**rank_env(0, 1, free_port()), "ACML_DEBUG": ""},
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -37,11 +37,11 @@ def _train(overrides: list[str]) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def zero1_run(tiny_shards, tmp_path_factory):  # noqa: F811
+def zero1_run(tiny_shards, tmp_path_factory):
     """A real ZeRO 1 run folder (checkpoint at step 2) to tamper with."""
     tmp = tmp_path_factory.mktemp("ckpt_safety")
     overrides = [
-        *_tiny_model(tiny_shards, tmp / "run", tmp),
+        *tiny_train_overrides(tiny_shards, tmp / "run", tmp),
         "trainer.zero_stage=1",
         "trainer.max_steps=2",
         "trainer.warmup_steps=1",

@@ -9,8 +9,6 @@ import copy
 import os
 import re
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +17,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import free_port, stop_group
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "cluster"
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------------------------------- Ray
@@ -324,16 +317,6 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120
             time.sleep(0.5)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def test_mlflow_script_serves_artifacts_from_an_object_store(tmp_path):
     """The production shape: the server alone holds the object-store credentials and proxies artifacts.
     The object store is a real S3 endpoint on 127.0.0.1 (moto's server); the client has no AWS keys."""
@@ -387,7 +370,7 @@ def test_mlflow_script_serves_artifacts_from_an_object_store(tmp_path):
         assert client.get_run(run.info.run_id).data.metrics["loss"] == 0.5
     finally:
         if server is not None:
-            _stop(server)
-        _stop(s3)
+            stop_group(server)
+        stop_group(s3)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/health", timeout=2)

@@ -6,24 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import featurise, free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "cluster" / "multinode_local.sh"
 PROBE = Path(__file__).with_name("cluster_multinode_probe.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_two_nodes(
@@ -57,31 +51,13 @@ def probe_records(workdir: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def tiny_shards(tmp_path_factory, ray_local) -> Path:
+def nci_shards(tmp_path_factory, ray_local) -> Path:
     """160 NCI molecules featurised into shards (126 train) with the Morgan-fingerprint embedding cache."""
-    from acml_dist.config import load_config
-    from acml_dist.data.featurize import featurize_corpus
-    from acml_dist.teachers.cache import embed_dataset
-
     root = tmp_path_factory.mktemp("multinode") / "shards" / "nci"
-    featurize_corpus(
-        load_config(
-            "featurize",
-            [
-                "data=nci5k",
-                "data.limit=160",
-                "data.split=random",
-                "data.samples_per_shard=64",
-                f"output={root}",
-                "cluster.num_cpus=2",
-            ],
-        )
-    )
-    embed_dataset(load_config("embed", [f"shards={root}", "teachers=fingerprint", "cluster.num_cpus=2"]))
-    return root
+    return featurise(root, None, "data=nci5k", "data.limit=160", "data.samples_per_shard=64")
 
 
-def test_two_nodes_train_one_model(tiny_shards, tmp_path):
+def test_two_nodes_train_one_model(nci_shards, tmp_path):
     """acml_dist/train.py under the two launchers: one run, world 2, global batch = 2 x micro-batch."""
     import mlflow
 
@@ -91,7 +67,7 @@ def test_two_nodes_train_one_model(tiny_shards, tmp_path):
         tmp_path / "nodes",
         [
             "name=mn",
-            f"shards={tiny_shards}",
+            f"shards={nci_shards}",
             f"runs_root={tmp_path / 'runs'}",
             "teachers=fingerprint",
             "model=gin_small",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,14 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import kill_group, kill_ray_worker, write_dataset
 
 from acml_dist.config import load_config
+from acml_dist.data.datasets import moses_smiles
 from acml_dist.data.loader import iter_samples
 from acml_dist.data.shards import cache_dir, dataset_manifest, read_json, sha256_file
 from acml_dist.teachers import load_teacher
 from acml_dist.teachers.cache import embed_dataset
 from acml_dist.teachers.sanity import teacher_sanity
-from acml_dist.teachers.testing import moses_smiles, write_dataset
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +90,7 @@ def test_killed_embed_resumes_to_the_same_cache(ray_local, tmp_path):
     root = tmp_path / "ds"
     write_dataset(root, {"train": moses_smiles(80)}, samples_per_shard=8)  # 10 shards
     env = {**os.environ, "ACML_LOG_LEVEL": "WARNING"}
-    cmd = [sys.executable, "-m", "acml_dist.teachers.cache", f"shards={root}", "teachers=rxnfp"]
+    cmd = [sys.executable, "-m", "acml_dist.cli", "embed", f"shards={root}", "teachers=rxnfp"]
     cmd += ["cluster.num_cpus=1", "cluster.object_store_memory=100000000"]
     proc = subprocess.Popen(
         cmd, start_new_session=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -99,8 +99,7 @@ def test_killed_embed_resumes_to_the_same_cache(ray_local, tmp_path):
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and not list(out.glob(".shard-*.done.json")):
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
-    proc.wait()
+    kill_group(proc)  # the driver and the Ray processes it started
     # The actor sits in its own process group and dies with its raylet, possibly after finishing the
     # shard it was on: that is a legitimate completed shard. Let it go before taking the snapshot.
     time.sleep(3)
@@ -127,8 +126,6 @@ def test_embed_actor_sigkilled_midway_gives_the_same_cache(ray_local, tmp_path):
     run completes, and every cache shard equals an undisturbed run's (byte for byte)."""
     import threading
 
-    import psutil
-
     smiles = moses_smiles(96)
     killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
     for root in (killed_root, clean_root):
@@ -146,11 +143,7 @@ def test_embed_actor_sigkilled_midway_gives_the_same_cache(ray_local, tmp_path):
     out, killed, deadline = cache_dir(killed_root, "rxnfp") / "train", None, time.time() + 240
     while killed is None and thread.is_alive() and time.time() < deadline:
         if len(list(out.glob(".shard-*.done.json"))) >= 2:
-            for proc in psutil.process_iter(["pid", "cmdline"]):
-                if " ".join(proc.info["cmdline"] or []).startswith("ray::EmbedWorker"):
-                    os.kill(proc.info["pid"], signal.SIGKILL)  # the actor, in the middle of the next shard
-                    killed = proc.info["pid"]
-                    break
+            killed = kill_ray_worker("ray::EmbedWorker")  # the actor, in the middle of the next shard
         time.sleep(0.02)
     thread.join(600)
     assert killed is not None, "no embedding actor was caught between shards"

@@ -3,12 +3,13 @@ tiny saved model, every section of the report, the copy into a repository-style 
 
 from __future__ import annotations
 
-import gzip
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import featurise
+
+from acml_dist.data.datasets import moses_smiles
 
 pytestmark = pytest.mark.integration
 
@@ -27,45 +28,21 @@ ISOMERS = [
 ]
 
 
-def _moses_smiles(n: int) -> list[str]:
-    import importlib.util
-
-    spec = importlib.util.find_spec("moses")
-    root = Path(spec.submodule_search_locations[0]) / "dataset" / "data" / "test.csv.gz"
-    with gzip.open(root, "rt") as fh:
-        lines = fh.read().splitlines()[1 : n + 1]
-    return lines
-
-
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory, ray_local):
     import torch
 
     from acml_dist.config import load_config
-    from acml_dist.data.featurize import featurize_corpus
     from acml_dist.models import ACMLModel
     from acml_dist.models.io import save_model
-    from acml_dist.teachers.cache import embed_dataset
 
     tmp = tmp_path_factory.mktemp("evaluate")
-    csv = tmp / "corpus.csv"
-    csv.write_text("smiles\n" + "\n".join(_moses_smiles(230) + ISOMERS) + "\n")
-    shards = tmp / "shards" / "tiny"
-    featurize_corpus(
-        load_config(
-            "featurize",
-            [
-                f"input={csv}",
-                f"output={shards}",
-                "data=file",
-                "data.split=random",
-                "data.split_fractions=[0.2,0.1,0.7]",
-                "data.samples_per_shard=64",
-                "cluster.num_cpus=2",
-            ],
-        )
+    shards = featurise(
+        tmp / "shards" / "tiny",
+        moses_smiles(230) + ISOMERS,
+        "data.split_fractions=[0.2,0.1,0.7]",
+        "data.samples_per_shard=64",
     )
-    embed_dataset(load_config("embed", [f"shards={shards}", "teachers=fingerprint", "cluster.num_cpus=2"]))
     torch.manual_seed(0)
     model = ACMLModel({"schema": "hu", "num_layers": 2, "emb_dim": 16, "proj_dim": 16}, {"morgan": 2048})
     model_dir = save_model(model, tmp / "model")

@@ -7,13 +7,13 @@ being written, and the disk fills up."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import kill_group
 
 from acml_dist.config import load_config
 from acml_dist.data.diskfull import DiskFullError
@@ -134,9 +134,7 @@ def test_driver_killed_while_writing_shards_then_resumes(clean_run, tmp_path: Pa
         assert proc.poll() is None, f"the job ended before it could be killed: {log.read_text()[-2000:]}"
         assert shards_started(), "no shard appeared in time"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_group(proc)
     killed = read_manifest(out)
     assert killed is None or not killed["complete"]
     resumed = featurize_corpus(load_config("featurize", [*ARGS, f"output={out}"]))

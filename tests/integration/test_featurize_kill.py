@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import kill_group, kill_ray_worker
 
 from acml_dist.config import load_config
 from acml_dist.data.featurize import featurize_corpus
@@ -60,9 +60,7 @@ def test_kill_midway_then_resume(ray_local, tmp_path: Path) -> None:
             time.sleep(0.2)
         assert proc.poll() is None, f"the job ended before it could be killed: {log.read_text()[-2000:]}"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_group(proc)
     manifest = read_manifest(killed)
     assert manifest is None or not manifest["complete"]
     resumed = featurize_corpus(load_config("featurize", [*ARGS, f"output={killed}"]))
@@ -82,8 +80,6 @@ def test_ray_worker_sigkilled_midway_gives_the_same_shards(ray_local, tmp_path: 
     packed shards, manifest counts and rejects equal an undisturbed run's."""
     import threading
 
-    import psutil
-
     out = tmp_path / "worker_killed"
     result: dict = {}
 
@@ -98,11 +94,7 @@ def test_ray_worker_sigkilled_midway_gives_the_same_shards(ray_local, tmp_path: 
     chunks, killed, deadline = out / "_work" / "chunks", None, time.time() + 240
     while killed is None and thread.is_alive() and time.time() < deadline:
         if chunks.exists() and len(list(chunks.glob("*.done.json"))) >= 2:
-            for proc in psutil.process_iter(["pid", "cmdline"]):
-                if " ".join(proc.info["cmdline"] or []).startswith("ray::process_chunk"):
-                    os.kill(proc.info["pid"], signal.SIGKILL)  # a worker in the middle of a chunk
-                    killed = proc.info["pid"]
-                    break
+            killed = kill_ray_worker("ray::process_chunk")  # a worker in the middle of a chunk
         time.sleep(0.02)
     thread.join(300)
     assert killed is not None, "no featurisation worker was caught running a chunk"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import kill_group
 
 from acml_dist.config import load_config
 from acml_dist.data.featurize import featurize_corpus
@@ -190,7 +191,6 @@ def test_killed_run_resumes_to_the_same_spectra(dataset: Path, tmp_path: Path) -
     the rest and gives the spectra and counts of a clean run."""
     import os
     import shutil
-    import signal
     import time
 
     root = tmp_path / "ds"
@@ -220,9 +220,7 @@ def test_killed_run_resumes_to_the_same_spectra(dataset: Path, tmp_path: Path) -
             time.sleep(0.2)
         assert proc.poll() is None, f"the job ended before it could be killed: {log.read_text()[-2000:]}"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_group(proc)
     assert not (modality_dir(root, "nmr13c") / "manifest.json").exists()
     resumed = predict_dataset(load_config("nmr_predict", [*args, "workers=2"]))
     assert 0 < resumed["nmr13c"]["molecules_computed_now"] < len(SMILES) - 1

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from helpers import free_port, stop_group
 
 pytestmark = pytest.mark.integration
 
@@ -42,12 +42,6 @@ HOSTILE = [
     "CCC |^1:1|",
     "c1ccccc1O",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _strict_json(text: str):
@@ -131,7 +125,7 @@ def test_embedder_rows_get_an_embedding_or_a_reason(tmp_path):
 
 
 def test_serve_hostile_rows_and_concurrent_load(registered, tmp_path):
-    port = _free_port()
+    port = free_port()
     # PATH without the venv's bin: `acml serve` must find uvicorn itself
     path = os.pathsep.join(
         p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != Path(sys.executable).parent
@@ -197,12 +191,7 @@ def test_serve_hostile_rows_and_concurrent_load(registered, tmp_path):
         (tmp_path / "load.txt").write_text(report + "\n")
         assert _ping(port) and server.poll() is None
     finally:
-        os.killpg(server.pid, 15)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, 9)
-            server.wait()
+        stop_group(server)
         log.close()
 
 
@@ -244,7 +233,7 @@ def test_pickled_model_at_champion_is_refused(registered, tmp_path):
         load_embedder("models:/acml-gin@champion")
     with pytest.raises(UnsafeFileError, match="loader"):
         resolve_model_dir("models:/acml-gin@champion")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": registered, "ACML_SERVE_PORT": str(_free_port())}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registered, "ACML_SERVE_PORT": str(free_port())}
     done = subprocess.run(
         [sys.executable, "-m", "acml_dist.cli", "serve", "model=models:/acml-gin@champion"],
         env=env,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
+from helpers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -55,12 +55,6 @@ def _rank(rank: int, port: int, out: str) -> None:
     # Leave at once (as acml_dist/train.py does): in process-group teardown / interpreter exit gloo's
     # threads can abort a rank whose work is done (SIGABRT seen in CI), which mp.spawn reports as a failure.
     os._exit(0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

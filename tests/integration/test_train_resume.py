@@ -3,87 +3,23 @@ resume that finishes the run with its loss curve continuing from the checkpoint;
 
 from __future__ import annotations
 
-import gzip
-import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import REPO, free_port, kill_group, rank_env, tiny_train_overrides
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def tiny_shards(tmp_path_factory, ray_local):
-    from acml_dist.config import load_config
-    from acml_dist.data.featurize import featurize_corpus
-    from acml_dist.teachers.cache import embed_dataset
-
-    tmp = tmp_path_factory.mktemp("train_shards")
-    moses = Path(importlib.util.find_spec("moses").submodule_search_locations[0]) / "dataset/data/test.csv.gz"
-    with gzip.open(moses, "rt") as fh:
-        smiles = fh.read().splitlines()[1:401]
-    (tmp / "corpus.csv").write_text("smiles\n" + "\n".join(smiles) + "\n")
-    root = tmp / "ds"
-    featurize_corpus(
-        load_config(
-            "featurize",
-            [
-                f"input={tmp / 'corpus.csv'}",
-                f"output={root}",
-                "data=file",
-                "data.split=random",
-                "data.split_fractions=[0.8,0.2,0.0]",
-                "data.samples_per_shard=64",
-                "cluster.num_cpus=2",
-            ],
-        )
-    )
-    embed_dataset(load_config("embed", [f"shards={root}", "teachers=fingerprint", "cluster.num_cpus=2"]))
-    return root
-
-
-def _rank_env(rank: int, world: int, port: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "RANK": str(rank),
-        "LOCAL_RANK": str(rank),
-        "WORLD_SIZE": str(world),
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(port),
-        "DS_ACCELERATOR": "cpu",
-        "OMP_NUM_THREADS": "1",
-        "ACML_LOG_LEVEL": "INFO",
-    }
-
-
-def _tiny_model(shards: Path, run: Path, runs_root: Path) -> list[str]:
-    """Overrides for a 2-layer, width-16 GIN on the fingerprint teacher: steps of a few milliseconds."""
-    return [
-        f"shards={shards}",
-        f"output={run}",
-        f"runs_root={runs_root}",
-        "teachers=fingerprint",
-        "model=gin_small",
-        "model.num_layers=2",
-        "model.emb_dim=16",
-        "model.proj_dim=16",
-        "trainer.micro_batch=16",
-    ]
-
 
 def _launch(overrides: list[str], port: int, logs: Path, tag: str) -> list[subprocess.Popen]:
     procs = []
     for rank in range(2):
-        env = _rank_env(rank, 2, port)
+        env = rank_env(rank, 2, port)
         out = open(logs / f"{tag}-rank{rank}.log", "w")  # noqa: SIM115 - closed with the process
         procs.append(
             subprocess.Popen(
@@ -102,23 +38,17 @@ def _launch(overrides: list[str], port: int, logs: Path, tag: str) -> list[subpr
 TOTAL_STEPS = 60
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_kill9_midway_then_resume_continues_curve(tiny_shards, tmp_path, mlflow_store):
     run = tmp_path / "run"
     overrides = [
-        *_tiny_model(tiny_shards, run, tmp_path),
+        *tiny_train_overrides(tiny_shards, run, tmp_path),
         f"trainer.max_steps={TOTAL_STEPS}",
         "trainer.checkpoint_every=3",
         "trainer.log_every=2",
         "trainer.warmup_steps=2",
         "trainer.lr=3e-3",
     ]
-    first = _launch(overrides, _free_port(), tmp_path, "first")
+    first = _launch(overrides, free_port(), tmp_path, "first")
     latest = run / "checkpoints" / "latest"
     deadline = time.time() + 240
     while time.time() < deadline and not (latest.exists() and latest.read_text().strip() >= "step00000006"):
@@ -135,7 +65,7 @@ def test_kill9_midway_then_resume_continues_curve(tiny_shards, tmp_path, mlflow_
     killed_at = int(latest.read_text().strip().removeprefix("step"))
     assert 6 <= killed_at < TOTAL_STEPS
 
-    second = _launch(overrides, _free_port(), tmp_path, "second")
+    second = _launch(overrides, free_port(), tmp_path, "second")
     codes = [p.wait(timeout=300) for p in second]
     log0 = (tmp_path / "second-rank0.log").read_text()
     assert codes == [0, 0], log0[-3000:]
@@ -163,9 +93,9 @@ def test_kill9_midway_then_resume_continues_curve(tiny_shards, tmp_path, mlflow_
 def test_diverging_run_skips_non_finite_steps_then_stops(tiny_shards, tmp_path, mlflow_store):
     """A learning rate of 1e12 blows the weights up after the first steps: the loop skips each non-finite
     step (no backward, no update) and stops with a clear error at trainer.max_bad_steps in a row."""
-    env = _rank_env(0, 1, _free_port())
+    env = rank_env(0, 1, free_port())
     overrides = [
-        *_tiny_model(tiny_shards, tmp_path / "run", tmp_path),
+        *tiny_train_overrides(tiny_shards, tmp_path / "run", tmp_path),
         "trainer.max_steps=20",
         "trainer.warmup_steps=0",  # DeepSpeed's scheduler needs >= 1: build_ds_config maps 0 to a flat start
         "trainer.lr=1e12",
@@ -193,7 +123,7 @@ def test_mlflow_server_killed_during_training_the_run_completes(tiny_shards, tmp
     warning says where the metrics went, and the metrics after the outage are kept in the run folder."""
     from mlflow import MlflowClient
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
          "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
@@ -214,12 +144,12 @@ def test_mlflow_server_killed_during_training_the_run_completes(tiny_shards, tmp
             time.sleep(1)
     run = tmp_path / "run"
     overrides = [
-        *_tiny_model(tiny_shards, run, tmp_path),
+        *tiny_train_overrides(tiny_shards, run, tmp_path),
         "trainer.max_steps=1500",
         "trainer.log_every=5",
         f"tracking.tracking_uri={uri}",
     ]
-    env = {**_rank_env(0, 1, _free_port()), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    env = {**rank_env(0, 1, free_port()), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
            "MLFLOW_HTTP_REQUEST_TIMEOUT": "5", "MLFLOW_TRACKING_URI": uri}
     with open(tmp_path / "rank0.log", "w") as out:
         rank = subprocess.Popen([sys.executable, str(REPO / "acml_dist/train.py"), *overrides], env=env,
@@ -233,8 +163,7 @@ def test_mlflow_server_killed_during_training_the_run_completes(tiny_shards, tmp
                 time.sleep(0.5)
             assert logged, (tmp_path / "rank0.log").read_text()[-3000:]
         finally:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+            kill_group(server)
         code = rank.wait(timeout=600)
     log0 = (tmp_path / "rank0.log").read_text()
     assert code == 0, log0[-3000:]
@@ -251,13 +180,13 @@ def test_wall_clock_budget_stops_both_ranks_and_saves(tiny_shards, tmp_path):
     """trainer.max_minutes: two ranks stop at the same step once rank 0's clock passes the budget, far
     before max_steps, and the run still evaluates and saves its model."""
     overrides = [
-        *_tiny_model(tiny_shards, tmp_path / "run", tmp_path),
+        *tiny_train_overrides(tiny_shards, tmp_path / "run", tmp_path),
         "trainer.max_steps=100000",
         "trainer.max_minutes=0.002",  # 0.12 s: a few steps
         "trainer.log_every=1",
         "tracking.enabled=false",
     ]
-    procs = _launch(overrides, _free_port(), tmp_path, "budget")
+    procs = _launch(overrides, free_port(), tmp_path, "budget")
     codes = [p.wait(timeout=300) for p in procs]
     logs = [(tmp_path / f"budget-rank{r}.log").read_text() for r in range(2)]
     assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]

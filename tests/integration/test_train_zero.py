@@ -12,20 +12,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_train_resume import REPO, _free_port, _rank_env, _tiny_model, tiny_shards  # noqa: F401
+from helpers import REPO, free_port, rank_env, tiny_train_overrides
 
 pytestmark = pytest.mark.integration
 
 
 def _train(overrides: list[str], world: int, logs: Path, tag: str) -> list[str]:
-    port = _free_port()
+    port = free_port()
     procs = []
     for rank in range(world):
         out = open(logs / f"{tag}-rank{rank}.log", "w")  # noqa: SIM115 - closed with the process
         procs.append(
             subprocess.Popen(
                 [sys.executable, str(REPO / "acml_dist/train.py"), *overrides],
-                env=_rank_env(rank, world, port),
+                env=rank_env(rank, world, port),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
@@ -42,10 +42,10 @@ def _train(overrides: list[str], world: int, logs: Path, tag: str) -> list[str]:
     [(1, 1), (1, 2), (2, 1), (2, 2)],
     ids=["zero1-1rank", "zero1-2ranks", "zero2-1rank", "zero2-2ranks"],
 )
-def test_zero_trains_and_resumes(tiny_shards, tmp_path, stage, world):  # noqa: F811
+def test_zero_trains_and_resumes(tiny_shards, tmp_path, stage, world):
     run = tmp_path / "run"
     overrides = [
-        *_tiny_model(tiny_shards, run, tmp_path),
+        *tiny_train_overrides(tiny_shards, run, tmp_path),
         "trainer=gpu",  # the shipped GPU trainer (ZeRO 1, bf16), on CPU with gloo
         "trainer.backend=gloo",
         "trainer.num_workers=0",
@@ -109,7 +109,7 @@ def test_bf16_zero_one_rank_steps(tmp_path, stage):
     script.write_text(BF16_STEPS)
     done = subprocess.run(
         [sys.executable, str(script), str(stage)],
-        env=_rank_env(0, 1, _free_port()),
+        env=rank_env(0, 1, free_port()),
         cwd=REPO,
         capture_output=True,
         text=True,

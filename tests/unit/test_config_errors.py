@@ -61,3 +61,52 @@ def test_valid_values_still_pass(capsys, monkeypatch):
     assert main(["embed-smiles", "--cfg", "job"]) == 0  # printing the config needs no mandatory value
     assert main(["serve", "--cfg", "job", "model=runs/demo"]) == 0
     assert "host: 127.0.0.1" in capsys.readouterr().out  # loopback unless told otherwise
+
+
+def test_one_exit_code_mapping_for_every_entry_point(capsys, monkeypatch):
+    """errors.run_main: input error -> one line, 2; failed stage -> one line, 1; a Ray task's error shows
+    its cause; a bug keeps its traceback; ACML_DEBUG=1 raises everything."""
+    from acml_dist.errors import DataError, StageError, run_main
+
+    def fail(exc: BaseException):
+        def body() -> int:
+            raise exc
+
+        return body
+
+    monkeypatch.delenv("ACML_DEBUG", raising=False)
+    assert run_main("prog", lambda: 0) == 0
+    assert run_main("prog", fail(DataError("no column 'smiles'"))) == 2
+    assert run_main("prog", fail(FileNotFoundError("shards/x does not exist"))) == 2
+    stage = StageError("featurize", FileNotFoundError("no input"))
+    assert run_main("prog", fail(stage)) == 1
+    wrapped = RuntimeError("ray traceback ...")
+    wrapped.cause = DataError("the original")  # what a RayTaskError carries
+    with pytest.raises(RuntimeError):  # not an input error: a bug, traceback kept
+        run_main("prog", fail(wrapped))
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "prog: no column 'smiles'",
+        "prog: shards/x does not exist",
+        "prog: stage 'featurize' failed: FileNotFoundError: no input",
+    ]
+
+    class RayTaskDataError(DataError):  # Ray's error class derives from the task's exception class
+        cause = DataError("the original")
+
+    assert run_main("prog", fail(RayTaskDataError("ray traceback ..."))) == 2
+    assert capsys.readouterr().err == "prog: the original\n"
+    monkeypatch.setenv("ACML_DEBUG", "1")
+    with pytest.raises(DataError):
+        run_main("prog", fail(DataError("x")))
+
+
+def test_the_pipeline_script_is_acml_pipeline(capsys):
+    """cluster/pretrain.py goes through `acml pipeline`: same config, same one-line errors."""
+    import runpy
+    from pathlib import Path
+
+    script = runpy.run_path(str(Path(__file__).resolve().parents[2] / "cluster" / "pretrain.py"))
+    assert script["main"](["stages=[nonsense]"]) == 2  # refused by run_pipeline before Ray or MLflow start
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("acml pipeline: ") and "unknown stages ['nonsense']" in err and "\n" not in err

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import DEMO_SMILES, write_dataset
 
 from acml_dist.data.loader import graph_from_npz, iter_samples, make_loader
 from acml_dist.data.packed import concat
@@ -23,7 +24,6 @@ from acml_dist.data.shards import (
     load_graph_shard,
     write_json,
 )
-from acml_dist.teachers.testing import DEMO_SMILES, write_dataset
 
 pytestmark = pytest.mark.unit
 

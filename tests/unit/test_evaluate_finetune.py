@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from acml_dist.evaluate.finetuning import LabelledSet, fit_predictor, linear_probe_task, task_metrics
 from acml_dist.evaluate.splits import murcko_scaffold, random_split, scaffold_split
-from acml_dist.evaluate.training import LabelledSet, fit_predictor, linear_probe_task, task_metrics
 
 pytestmark = pytest.mark.unit
 

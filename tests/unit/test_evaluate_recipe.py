@@ -8,7 +8,7 @@ import copy
 import numpy as np
 import pytest
 
-from acml_dist.evaluate.training import LabelledSet, fit_predictor, lr_factor
+from acml_dist.evaluate.finetuning import LabelledSet, fit_predictor, lr_factor
 
 pytestmark = pytest.mark.unit
 
@@ -67,7 +67,7 @@ def test_fit_steps_the_schedule_per_batch_over_the_whole_budget():
 def test_the_restored_weights_are_the_best_validation_epochs():
     import torch
 
-    from acml_dist.evaluate.training import task_metrics
+    from acml_dist.evaluate.finetuning import task_metrics
     from acml_dist.models.gin import GIN
 
     data, split = _toy()
@@ -148,26 +148,33 @@ def test_untrained_chirality_rows_cannot_move_a_tagged_molecules_embedding(mode)
 @pytest.mark.parametrize(
     ("override", "split", "message"),
     [
-        ("chirality=ignore", "scaffold", "eval.chirality"),
-        ("schedule=step", "scaffold", "eval.schedule 'step'"),
+        ("chirality=ignore", "scaffold", "eval.chirality='ignore'"),
+        ("schedule=step", "scaffold", "eval.schedule='step'"),
         ("warmup=1.5", "scaffold", "eval.warmup=1.5"),
         ("final_lr=2", "scaffold", "eval.final_lr=2"),
-        ("batch_size=1", "scaffold", "eval.batch_size"),
-        ("finetune_epochs=0", "scaffold", "eval.finetune_epochs"),
-        ("lr=0.001", "stratified", "split 'stratified'"),
+        ("batch_size=1", "scaffold", "eval.batch_size=1"),
+        ("finetune_epochs=0", "scaffold", "eval.finetune_epochs=0"),
+        ("seeds=[]", "scaffold", "eval.seeds=\\[\\]"),
+        ("lr=0.001", "stratified", "split_kind='stratified'"),
     ],
 )
 def test_a_recipe_that_cannot_run_is_refused_with_one_line(override, split, message):
+    """One owner (config/checks.py): the recipe alone at run time and the composed config at load time
+    refuse the same value with the same line."""
     from omegaconf import OmegaConf
 
+    from acml_dist.config import load_config
+    from acml_dist.config.checks import check_recipe
     from acml_dist.config.eval import EvalConfig
-    from acml_dist.errors import DataError
-    from acml_dist.evaluate.properties import check_recipe
+    from acml_dist.errors import ConfigError
 
     good = OmegaConf.structured(EvalConfig)
     check_recipe(good, "scaffold_balanced")  # the defaults run
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(ConfigError, match=message):
         check_recipe(OmegaConf.merge(good, OmegaConf.from_dotlist([override])), split)
+    overrides = [f"eval.{override}", f"eval.split_kind={split}"]
+    with pytest.raises(ConfigError, match=message):
+        load_config("evaluate", overrides, complete=False)
 
 
 def _scaffold_library() -> list[str]:

@@ -159,7 +159,7 @@ def test_every_record_ends_written_rejected_or_excluded(tmp_path_factory, texts:
     """The featurisation of a chunk accounts for every record: accepted + rejected + excluded == read, and
     every reject has a reason."""
     from acml_dist.chem.standardize import inchikey_of
-    from acml_dist.data.work import process_chunk
+    from acml_dist.data.featurize_tasks import process_chunk
 
     records = [(f"m_{i}", t, "smiles") for i, t in enumerate(texts)]
     excluded = {k for k in (inchikey_of(t) for t in texts[::3]) if k}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import DEMO_SMILES, write_dataset
 
 from acml_dist.config.teachers import TeacherConfig
 from acml_dist.data.loader import iter_samples
@@ -21,7 +22,6 @@ from acml_dist.data.shards import (
 )
 from acml_dist.teachers import load_teacher
 from acml_dist.teachers.cache import embed_shard, verify_done
-from acml_dist.teachers.testing import DEMO_SMILES, write_dataset
 
 pytestmark = pytest.mark.unit
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from acml_dist.config.teachers import TeacherConfig
+from acml_dist.data.datasets import moses_smiles
 from acml_dist.teachers import TeacherError, load_teacher
 from acml_dist.teachers.smiles_lm import regex_tokens
-from acml_dist.teachers.testing import moses_smiles
 
 pytestmark = pytest.mark.unit
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from acml_dist.config.teachers import TeacherConfig
+from acml_dist.data.datasets import moses_smiles
 from acml_dist.teachers import load_teacher
 from acml_dist.teachers.sanity import knn_tanimoto
-from acml_dist.teachers.testing import moses_smiles
 
 pytestmark = pytest.mark.unit
 

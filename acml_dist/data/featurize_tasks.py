@@ -1,4 +1,5 @@
-"""Per-chunk work of featurisation (runs inside Ray tasks): standardise, filter, exclude, featurise, encode.
+"""The Ray task bodies of featurisation (`featurize.featurize_corpus` wraps them in `ray.remote`): per chunk
+standardise, filter, exclude, featurise, encode; then dedupe, keep and assemble shards.
 
 A chunk's accepted molecules go to `<work>/chunks/c<i>.rows.npz` (packed rows, `acml_dist.data.packed`,
 so shards are assembled by gathering rows) with an index `c<i>.npz` (seq, split); its dedupe keys go to one

@@ -1,5 +1,6 @@
-"""Property prediction: fine-tune the pretrained GIN with an MLP head, linear probes on frozen embeddings,
-and the same GIN trained from scratch as the baseline, all on the same splits, seeds and budget.
+"""Downstream fine-tuning for property prediction (pretraining is `acml_dist.train`): fine-tune the pretrained
+GIN with an MLP head, linear probes on frozen embeddings, and the same GIN trained from scratch as the
+baseline, all on the same splits, seeds and budget. (`finetune_job.py` is the `acml finetune` job around it.)
 
 Labels are an (n, tasks) float array with NaN for missing labels; losses and metrics mask them per task.
 Metrics come from scikit-learn and are averaged over tasks that can be scored."""
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from acml_dist.config.eval import SCHEDULES
 from acml_dist.log import get_logger
 
 log = get_logger("evaluate")
@@ -94,7 +96,6 @@ def _attach_labels(graphs: list, y: np.ndarray) -> list:
     return out
 
 
-SCHEDULES = ("cosine", "linear", "constant")
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str = "cosine", final: float = 0.0):
