@@ -36,3 +36,16 @@ def init_distributed(backend: str = "auto") -> tuple[int, int, int]:
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
     return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def rank0_says(flag: bool, world: int, device: object) -> bool:
+    """Rank 0's answer on every rank (one broadcast): for decisions every rank must take together, such as
+    stopping at a wall-clock budget that each rank's clock would otherwise cross at a different step."""
+    if world == 1:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    value = torch.tensor([float(flag)], device=device)
+    dist.broadcast(value, 0)
+    return bool(value.item())

@@ -33,7 +33,7 @@ from acml_dist.models import ACMLModel
 from acml_dist.models.io import save_model
 from acml_dist.training.checkpoint import BadStepGuard, load_checkpoint, save_checkpoint, set_rng_state
 from acml_dist.training.checkpoint import rng_state as current_rng_state
-from acml_dist.training.distributed import init_distributed
+from acml_dist.training.distributed import init_distributed, rank0_says
 from acml_dist.training.ds_config import build_ds_config, initialize_engine
 from acml_dist.training.metrics import (
     MetricWindow,
@@ -262,15 +262,9 @@ class Trainer:
                         self.total_steps)  # fmt: skip
 
     def _out_of_time(self) -> bool:
-        """True once `trainer.max_minutes` is spent; rank 0's clock decides for every rank (one broadcast)."""
-        if not self.tr.max_minutes:
-            return False
-        over = time.time() - self.t_start > 60 * float(self.tr.max_minutes)
-        if self.world == 1:
-            return over
-        flag = torch.tensor([float(over)], device=self.engine.device)
-        dist.broadcast(flag, 0)
-        return bool(flag.item())
+        """True once `trainer.max_minutes` is spent, by rank 0's clock on every rank."""
+        over = bool(self.tr.max_minutes) and time.time() - self.t_start > 60 * float(self.tr.max_minutes)
+        return bool(self.tr.max_minutes) and rank0_says(over, self.world, self.engine.device)
 
     def _after_step(self) -> None:
         tr, step = self.tr, self.step
