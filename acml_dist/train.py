@@ -35,6 +35,8 @@ from acml_dist.train_metrics import (
     fill_online,
     param_dtype,
     plot_loss_curve,
+    step_record,
+    step_values,
 )
 
 log = get_logger("train")
@@ -180,7 +182,7 @@ def run(cfg: Any) -> dict[str, Any]:
             outputs = engine(batch.graph, {n: e.to(dtype) for n, e in batch.embeddings.items()})
             losses = {n: loss_fn(g, t, batch.masks.get(n), s) for n, (g, t, s) in outputs.items()}
             total = sum(weights[n] * v for n, v in losses.items())
-            values = torch.stack([total.detach().float()] + [v.detach().float() for v in losses.values()])
+            values = step_values(total, losses, batch.masks)  # + per-teacher presence
             if world > 1:  # mean over ranks = the global-batch loss; NaN anywhere reaches every rank
                 dist.all_reduce(values)
                 values /= world
@@ -197,12 +199,7 @@ def run(cfg: Any) -> dict[str, Any]:
             now = time.time()
             train_time += now - tick
             window.seconds += now - tick
-            record = {
-                "step": step,
-                "loss": float(values[0]),
-                **{f"loss_{n}": float(values[i + 1]) for i, n in enumerate(losses)},
-            }
-            history.append(record)
+            history.append(step_record(step, values, list(losses)))
             if step % tr.log_every == 0 or step == total_steps:
                 metrics = window.flush()
                 metrics.update({f"train_top1_{n}": v for n, v in batch_top1(outputs, batch.masks).items()})
@@ -217,7 +214,9 @@ def run(cfg: Any) -> dict[str, Any]:
                     step,
                     total_steps,
                     metrics["loss"],
-                    " ".join(f"{k}={v:.3g}" for k, v in metrics.items() if k.startswith("train_top1")),
+                    " ".join(
+                        f"{k}={v:.3g}" for k, v in metrics.items() if k.startswith(("loss_", "train_top1"))
+                    ),
                     metrics["molecules_per_s"],
                 )
             if tr.eval_every and step % tr.eval_every == 0:

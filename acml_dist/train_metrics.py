@@ -113,21 +113,59 @@ def batch_top1(out: dict[str, Any], masks: dict[str, Any]) -> dict[str, float]:
     return top1
 
 
+def step_values(total: Any, losses: dict[str, Any], masks: dict[str, Any]) -> Any:
+    """[total, loss per teacher..., fraction of this rank's batch having each teacher's modality...]: one
+    tensor to all-reduce (the mean over ranks of a fraction is the global fraction for equal batches)."""
+    import torch
+
+    fracs = [masks[n].float().mean() if n in masks else torch.ones((), device=total.device) for n in losses]
+    parts = [total.detach().float()] + [v.detach().float() for v in losses.values()]
+    return torch.stack(parts + [f.to(parts[0].device) for f in fracs])
+
+
+def step_record(step: int, values: Any, names: list[str]) -> dict[str, float]:
+    """The history row of a step: a teacher whose modality no molecule of the step had has no loss (its
+    value there is a placeholder 0), only `valid_frac_<name>` = 0."""
+    v, k = values.tolist(), len(names)
+    record = {"step": step, "loss": v[0]}
+    for i, n in enumerate(names):
+        if len(v) <= 1 + k or v[1 + k + i] > 0:
+            record[f"loss_{n}"] = v[1 + i]
+        if len(v) > 1 + k:
+            record[f"valid_frac_{n}"] = v[1 + k + i]
+    return record
+
+
 class MetricWindow:
-    """Loss / throughput accumulated between two log lines."""
+    """Loss / throughput accumulated between two log lines. A teacher's loss is averaged over the
+    micro-batches in which some molecule had its modality (see `step_values`), not diluted by the others."""
 
     def __init__(self) -> None:
         self.sums: Any = None
+        self.present: Any = None
         self.names: list[str] = []
         self.count, self.molecules, self.seconds = 0, 0, 0.0
 
     def add(self, values: Any, names: list[str], molecules: int) -> None:
+        k = len(names)
+        if len(values) > 1 + k:  # per-teacher fractions follow the losses: mask absent losses (no sync)
+            present = (values[1 + k :] > 0).to(values.dtype)
+            values = values.clone()
+            values[1 : 1 + k] *= present
+            self.present = present if self.present is None else self.present + present
         self.sums = values.clone() if self.sums is None else self.sums + values
         self.names, self.count, self.molecules = names, self.count + 1, self.molecules + molecules
 
     def flush(self) -> dict[str, float]:
         mean = (self.sums / max(1, self.count)).tolist() if self.sums is not None else [float("nan")]
-        out = {"loss": mean[0], **{f"loss_{n}": mean[i + 1] for i, n in enumerate(self.names)}}
+        out = {"loss": mean[0]}
+        k = len(self.names)
+        present = self.present.tolist() if self.present is not None else [float(self.count)] * k
+        for i, n in enumerate(self.names):
+            if present[i] > 0:
+                out[f"loss_{n}"] = mean[1 + i] * self.count / present[i]
+            if len(mean) > 1 + k:
+                out[f"valid_frac_{n}"] = mean[1 + k + i]
         out["molecules_per_s"] = self.molecules / max(self.seconds, 1e-9)
         self.__init__()
         return out
