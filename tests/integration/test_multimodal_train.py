@@ -69,12 +69,17 @@ def write_modality(root: Path, name: str, rows: list[tuple[str, str]], n_bins: i
     return {k for k, _ in rows}
 
 
-def teacher_override(name: str, weight: float, n_bins: int, path: str | None = None) -> str:
-    """A Hydra override adding a 1-D conv spectrum teacher (`path`: its weights; training needs none)."""
-    params = f"n_bins:{n_bins},out_dim:{OUT_DIM}"
-    where = f",path:'{path}'" if path else ""
-    body = f"kind:conv1d_spectrum,modality:{name},weight:{weight}{where},params:{{{params}}}"
-    return f"+teachers.{name}={{{body}}}"
+def teachers_yaml(paths: dict[str, str]) -> str:
+    """The `teachers=mm_test` group: Morgan on every molecule, a 1-D conv spectrum teacher per modality with
+    its weights (`paths`) and its loss weight."""
+    lines = ["morgan: {kind: fingerprint, modality: fingerprint, weight: 1.0,",
+             "         params: {radius: 2, n_bits: 2048, counts: false}}"]  # fmt: skip
+    for n, (_, n_bins, _) in MODALITIES.items():
+        lines.append(
+            f"{n}: {{kind: conv1d_spectrum, modality: {n}, weight: {WEIGHTS[n]}, path: '{paths[n]}',"
+        )
+        lines.append(f"        params: {{n_bins: {n_bins}, out_dim: {OUT_DIM}}}}}")
+    return "\n".join(lines) + "\n"
 
 
 def save_teacher_weights(folder: Path, name: str, n_bins: int, seed: int) -> str:
@@ -90,17 +95,14 @@ def save_teacher_weights(folder: Path, name: str, n_bins: int, seed: int) -> str
 
 
 WEIGHTS = {"morgan": 1.0, "nmr13c": 2.0, "nmr1h": 1.0, "ms": 0.5}
-
-
-def train_teacher_overrides() -> list[str]:
-    out = ["teachers=fingerprint", f"teachers.morgan.weight={WEIGHTS['morgan']}"]
-    return out + [teacher_override(n, WEIGHTS[n], MODALITIES[n][1]) for n in MODALITIES]
+EMBED_ONLY = {n: [f"~teachers.{t}" for t in WEIGHTS if t != n] for n in WEIGHTS}
 
 
 @pytest.fixture(scope="module")
 def multimodal(tiny_shards, tmp_path_factory):  # noqa: F811
-    """A copy of the 400-molecule dataset with the three modalities written and embedded."""
-    from acml_dist.config import load_config
+    """A copy of the 400-molecule dataset with the three modalities written and embedded; a config tree
+    (ACML_CONFIG_DIR) with the `teachers=mm_test` group, the 1H teacher read from the MLflow registry."""
+    from acml_dist.config import config_dir, load_config
     from acml_dist.data.modalities import iter_dataset_molecules
     from acml_dist.teachers import load_teacher
     from acml_dist.teachers.cache import embed_dataset
@@ -126,13 +128,20 @@ def multimodal(tiny_shards, tmp_path_factory):  # noqa: F811
     nmr1h = load_teacher("nmr1h", {"kind": "conv1d_spectrum", "modality": "nmr1h", "path": paths["nmr1h"],
                                    "params": {"n_bins": 128, "out_dim": OUT_DIM}})  # fmt: skip
     version = log_teacher(nmr1h, tracking_uri=uri)
-    overrides = [f"shards={root}", "cluster.num_cpus=2", "teachers=fingerprint"]
-    overrides += [teacher_override(n, 1.0, MODALITIES[n][1], paths[n]) for n in ("nmr13c", "ms")]
-    overrides.append(teacher_override("nmr1h", 1.0, 128, f"models:/acml-teacher-nmr1h/{version}"))
-    summary = embed_dataset(load_config("embed", overrides))
+    configs = tmp / "configs"
+    shutil.copytree(config_dir(), configs)
+    (configs / "teachers" / "mm_test.yaml").write_text(
+        teachers_yaml({**paths, "nmr1h": f"models:/acml-teacher-nmr1h/{version}"})
+    )
+    mp.setenv("ACML_CONFIG_DIR", str(configs))  # for this module's configs and the training ranks
+    summary = embed_dataset(
+        load_config("embed", [f"shards={root}", "cluster.num_cpus=2", "teachers=mm_test"])
+    )
+    mp.delenv("MLFLOW_TRACKING_URI")
+    mp.delenv("MLFLOW_ARTIFACT_ROOT")
+    yield {"root": root, "keys": keys, "summary": summary, "nmr1h_hash": nmr1h.weights_hash(),
+           "n": len(molecules), "paths": paths}  # fmt: skip
     mp.undo()
-    return {"root": root, "keys": keys, "summary": summary, "nmr1h_hash": nmr1h.weights_hash(),
-            "n": len(molecules), "paths": paths}  # fmt: skip
 
 
 def test_cache_presence_is_the_modality_key_set(multimodal):
@@ -177,18 +186,15 @@ def test_changed_or_tampered_modality_is_refused_and_reembedded(multimodal, tmp_
     with pytest.raises(ShardMismatch, match="another modalities/ms output"):
         cache_manifest(root, "ms")
     # ... and a rerun re-embeds every shard (the done records name the old output), then reads fine.
-    only = [f"shards={root}", "cluster.num_cpus=2", "teachers=fingerprint", "~teachers.morgan"]
-    ms = teacher_override("ms", 1.0, 512, multimodal["paths"]["ms"])  # the same weights as before
-    again = embed_dataset(load_config("embed", [*only, ms]))["teachers"]["ms"]
+    base = [f"shards={root}", "cluster.num_cpus=2", "teachers=mm_test"]
+    again = embed_dataset(load_config("embed", [*base, *EMBED_ONLY["ms"]]))["teachers"]["ms"]
     assert again["embedded_now"] == multimodal["n"]
     assert sum(s["missing"] for s in again["splits"].values()) == multimodal["n"] - len(rows)
     assert cache_manifest(root, "ms")["spectra"]["molecules"] == len(rows)
     # A spectrum teacher with no output to read: one clear error before any actor starts.
     shutil.rmtree(modality_dir(root, "nmr13c"))
     with pytest.raises(DataError, match="acml nmr-predict"):
-        embed_dataset(
-            load_config("embed", [*only, teacher_override("nmr13c", 1.0, 256, multimodal["paths"]["nmr13c"])])
-        )
+        embed_dataset(load_config("embed", [*base, *EMBED_ONLY["nmr13c"]]))
 
 
 def _rows(root: Path) -> list[tuple[str, str]]:
@@ -245,7 +251,7 @@ def test_two_rank_training_over_sparse_modalities_logs_each(multimodal, tmp_path
 
     root, run = multimodal["root"], tmp_path / "run"
     overrides = [
-        f"shards={root}", f"output={run}", f"runs_root={tmp_path}", *train_teacher_overrides(),
+        f"shards={root}", f"output={run}", f"runs_root={tmp_path}", "teachers=mm_test",
         "model=gin_small", "model.num_layers=2", "model.emb_dim=16", "model.proj_dim=16",
         "trainer.micro_batch=16", "trainer.num_workers=0", "trainer.max_steps=16", "trainer.log_every=2",
         "trainer.warmup_steps=1", "trainer.lr=3e-3", "trainer.checkpoint_every=0",
