@@ -281,14 +281,13 @@ def test_two_rank_training_over_sparse_modalities_logs_each(multimodal, tmp_path
 
     metrics = evaluate(load_config("evaluate", [
         f"model={result['model_dir']}", f"shards={root}", f"output={tmp_path / 'eval'}",
-        "tracking.enabled=false",
-        "eval.property_datasets=[]", "eval.retrieval_pools=[128,1000,0]", "eval.embedding_map=false",
-        "eval.attributions=0",
+        "teachers=mm_test", "tracking.enabled=false", "eval.split=val", "eval.property_datasets=[]",
+        "eval.retrieval_pools=[128,1000,0]", "eval.embedding_map=false", "eval.attributions=0",
     ]))  # fmt: skip
     report = (tmp_path / "eval" / "report.md").read_text()
     from acml_dist.data.loader import iter_samples
 
-    test_keys = [s["key"] for s in iter_samples(root, "test")]
+    test_keys = [s["key"] for s in iter_samples(root, "val")]  # the held-out split (the dataset has no test)
     for n in MODALITIES:
         have = sum(k in multimodal["keys"][n] for k in test_keys)
         assert f"**{n}** ({have} molecules with this modality)" in report
