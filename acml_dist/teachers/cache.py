@@ -152,18 +152,19 @@ def spectrum_lookup(teacher: Any, tcfg: dict[str, Any], root: str) -> Any:
 
 
 def precheck_spectra(name: str, tcfg: dict[str, Any], root: Path) -> None:
-    from acml_dist.data.modalities import SPECTRUM_KINDS, modality_dir, read_manifest
+    """A spectrum teacher's output read and verified once here: a missing, incomplete or altered
+    `modalities/<name>/` is one clear error, not an embedding actor that dies in its constructor."""
+    from acml_dist.data.modalities import SPECTRUM_KINDS, ModalityLookup
 
     if tcfg.get("kind") not in SPECTRUM_KINDS:
         return
     spectra = str((tcfg.get("params") or {}).get("spectra") or tcfg.get("modality"))
-    manifest = read_manifest(root, spectra)
-    if manifest is None or not manifest.get("complete"):
-        state = "incomplete" if manifest else "missing"
+    try:
+        ModalityLookup(root, spectra)
+    except (FileNotFoundError, ValueError) as exc:
         raise DataError(
-            f"teacher {name} ({tcfg.get('kind')}) reads {modality_dir(root, spectra)}, which is {state}: "
-            "run `acml nmr-predict` or `acml import-spectra` first (or set params.spectra=<output name>)"
-        )
+            f"teacher {name} ({tcfg.get('kind')}): {exc} (or set params.spectra=<output>)"
+        ) from exc
 
 
 def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dict[str, Any]:

@@ -191,7 +191,10 @@ def test_changed_or_tampered_modality_is_refused_and_reembedded(multimodal, tmp_
     assert again["embedded_now"] == multimodal["n"]
     assert sum(s["missing"] for s in again["splits"].values()) == multimodal["n"] - len(rows)
     assert cache_manifest(root, "ms")["spectra"]["molecules"] == len(rows)
-    # A spectrum teacher with no output to read: one clear error before any actor starts.
+    # A spectrum teacher whose output is altered or missing: one clear error before any actor starts.
+    chunk.write_bytes(good[:-10] + b"0123456789")
+    with pytest.raises(DataError, match="ms.*sha256 differs from the manifest"):
+        embed_dataset(load_config("embed", [*base, *EMBED_ONLY["ms"]]))
     shutil.rmtree(modality_dir(root, "nmr13c"))
     with pytest.raises(DataError, match="acml nmr-predict"):
         embed_dataset(load_config("embed", [*base, *EMBED_ONLY["nmr13c"]]))

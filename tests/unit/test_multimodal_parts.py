@@ -80,3 +80,13 @@ def test_lookup_aligns_by_key_and_verifies(tmp_path):
         ModalityLookup(tmp_path, "ms")
     with pytest.raises(FileNotFoundError, match="acml nmr-predict"):
         ModalityLookup(tmp_path, "nmr13c")
+
+
+def test_multimodal_teacher_group_composes():
+    from acml_dist.config import load_config
+
+    cfg = load_config("train", ["teachers=multimodal", "~teachers.ms", "teachers.nmr13c.weight=2"])
+    assert list(cfg.teachers) == ["rxnfp", "morgan", "nmr13c", "nmr1h"]
+    assert cfg.teachers.nmr13c.weight == 2.0 and cfg.teachers.nmr1h.weight == 1.0
+    assert cfg.teachers.nmr1h.path == "models:/acml-teacher-nmr1h/latest"
+    assert cfg.teachers.nmr13c.kind == "cress_nmr13c" and cfg.teachers.nmr1h.kind == "conv1d_spectrum"
