@@ -90,3 +90,21 @@ def test_multimodal_teacher_group_composes():
     assert cfg.teachers.nmr13c.weight == 2.0 and cfg.teachers.nmr1h.weight == 1.0
     assert cfg.teachers.nmr1h.path == "models:/acml-teacher-nmr1h/latest"
     assert cfg.teachers.nmr13c.kind == "cress_nmr13c" and cfg.teachers.nmr1h.kind == "conv1d_spectrum"
+
+
+def test_training_time_retrieval_pools_only_molecules_with_the_modality():
+    """`pooled_top1` (training's held-out metric) is evaluate's pool-128 R@1 over the molecules that have the
+    modality, however few of them each loader batch holds."""
+    from acml_dist.evaluate.retrieval import retrieval_table
+    from acml_dist.train_metrics import pooled_top1
+
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(300, 8)).astype(np.float32)
+    t = (g + rng.normal(scale=1.5, size=g.shape)).astype(np.float32)
+    batches = [(g[i : i + 13], t[i : i + 13]) for i in range(0, 300, 13)]  # ~10% of 128-molecule batches
+    hits, n = pooled_top1(batches)
+    r1 = next(r["r@1"] for r in retrieval_table(g, t, [128], [1]) if r["direction"] == "graph->teacher")
+    assert n == 300 and hits / n == pytest.approx(r1) and 0.05 < r1 < 0.95
+    in_batch = np.mean([pooled_top1([b])[0] / len(b[0]) for b in batches])
+    assert in_batch > r1  # ranking among 13 is easier: the number the old per-batch metric reported
+    assert pooled_top1([]) == [0.0, 0.0] and pooled_top1([(g[:1], t[:1])]) == [0.0, 0.0]
