@@ -157,3 +157,95 @@ def iter_dataset_molecules(root: str | Path, splits: Sequence[str]) -> Iterator[
                 "source_id": meta.get("source_id"),
                 "split": split,
             }
+
+
+# ------------------------------------------------------------------ aligned to the shards (embedding cache)
+
+# Teacher kinds whose input is a binned spectrum from `modalities/<name>/` (attached to each shard sample
+# as `<modality>.npy` before encoding); other kinds read the graph shard's own columns.
+SPECTRUM_KINDS = ("cress_nmr13c", "conv1d_spectrum")
+
+
+def modality_hash(manifest: dict[str, Any]) -> str:
+    """Identity of a modality output's contents: sha256 over its bins and its chunks' (name, rows, sha256).
+    An embedding cache built from it records this; a rewritten output (new import, new prediction) differs."""
+    import hashlib
+
+    body = {
+        "bins": manifest.get("bins"),
+        "chunks": [[c["name"], c["samples"], c["sha256"]] for c in manifest.get("chunks", [])],
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+class ModalityLookup:
+    """The spectra of a complete modality output looked up by molecule key, for aligning them to shards.
+
+    Each chunk is read once and kept compressed in memory (a 13C spectrum is ~0.15 KB deflated); its sha256
+    is checked against the manifest on that read, and only those verified bytes are decoded afterwards, so
+    what is embedded is what the manifest lists. Decoded spectra of the last chunks used are kept
+    (`keep` chunks): shards and chunks both follow dataset order, so a shard touches one or two chunks."""
+
+    def __init__(self, root: str | Path, name: str, keep: int = 2) -> None:
+        import hashlib
+        import io
+
+        self.name, self.dir, self.keep = name, modality_dir(root, name), keep
+        manifest = read_manifest(root, name)
+        if manifest is None:
+            raise FileNotFoundError(
+                f"no {name} output at {self.dir} (run `acml nmr-predict` or `acml import-spectra` first)"
+            )
+        if not manifest.get("complete"):
+            raise ValueError(f"{self.dir} is incomplete: re-run the stage that writes it (it resumes)")
+        self.manifest, self.hash = manifest, modality_hash(manifest)
+        self.n_bins = int((manifest.get("bins") or {}).get("n_bins") or 0)
+        self._raw: list[bytes] = []
+        self._where: dict[str, tuple[int, int]] = {}
+        for c, entry in enumerate(manifest["chunks"]):
+            data = (self.dir / entry["name"]).read_bytes() if (self.dir / entry["name"]).exists() else b""
+            if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+                raise ValueError(f"{self.dir / entry['name']}: missing or sha256 differs from the manifest")
+            self._raw.append(data)
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                keys = z["keys"]
+            if len(keys) != entry.get("samples"):
+                raise ValueError(f"{self.dir / entry['name']}: {len(keys)} rows, the manifest says "
+                                 f"{entry.get('samples')}")  # fmt: skip
+            for row, key in enumerate(keys):
+                self._where[str(key)] = (c, row)
+        self._decoded: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._where
+
+    def _spectra(self, chunk: int) -> np.ndarray:
+        import io
+
+        if chunk not in self._decoded:
+            with np.load(io.BytesIO(self._raw[chunk]), allow_pickle=False) as z:
+                spectra = z["spectra"]
+            while len(self._decoded) >= self.keep:
+                self._decoded.pop(next(iter(self._decoded)))
+            self._decoded[chunk] = spectra
+        return self._decoded[chunk]
+
+    def get(self, key: str) -> Optional[np.ndarray]:
+        """The binned spectrum (float32, n_bins) of `key`, None when this molecule has none."""
+        where = self._where.get(key)
+        if where is None:
+            return None
+        return self._spectra(where[0])[where[1]]
+
+    def attach(self, samples: list[dict[str, Any]], member: str) -> int:
+        """Put each sample's spectrum under `member` (e.g. "nmr13c.npy"); how many samples got one."""
+        found = 0
+        for s in samples:
+            spectrum = self.get(s["key"])
+            if spectrum is not None:
+                s[member] = spectrum
+                found += 1
+        return found

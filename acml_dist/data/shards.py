@@ -245,6 +245,17 @@ def cache_manifest(
             f"embedding cache {path} belongs to another dataset (dataset_hash {manifest.get('dataset_hash')} "
             f"!= {dataset}): re-run `acml embed ... overwrite=true`"
         )
+    spectra = manifest.get("spectra")  # a spectrum teacher's cache: built from this modality output?
+    if isinstance(spectra, dict) and spectra.get("name"):
+        from acml_dist.data.modalities import modality_hash
+        from acml_dist.data.modalities import read_manifest as modality_manifest
+
+        current = modality_manifest(root, spectra["name"])
+        if current is None or modality_hash(current) != spectra.get("sha256"):
+            raise ShardMismatch(
+                f"embedding cache {path} was built from another modalities/{spectra['name']} output "
+                f"(changed or removed since): re-run `acml embed ... overwrite=true`"
+            )
     if expected_hash is not None and manifest.get("weights_hash") != expected_hash:
         raise ShardMismatch(
             f"embedding cache {path} was built with weights {manifest.get('weights_hash')}, "

@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 from acml_dist.context import MlflowSession, RunContext
 from acml_dist.evaluate import plots, report
 from acml_dist.evaluate.isomers import isomer_table
-from acml_dist.evaluate.probes import descriptor_frame, probe_table
+from acml_dist.evaluate.modality_probes import probe_section
+from acml_dist.evaluate.probes import descriptor_frame
 from acml_dist.evaluate.properties import (
     fresh_like,
     load_labelled_set,
@@ -211,27 +212,6 @@ def isomer_section(data: dict, teachers: list[str], figures: Path) -> tuple[str,
         columns = ["direction", "set_size", "molecules", "sets", "top1", "chance_top1", "mrr", "chance_mrr"]
         text.append(f"**{name}**:\n\n" + report.table(rows, columns))
     return "\n\n".join(text), metrics
-
-
-def probe_section(data: dict, teachers: list[str], ecfg: Any, figures: Path) -> tuple[str, dict, Any]:
-    sel = np.ones(len(data["smiles"]), dtype=bool)
-    for name in teachers:
-        sel &= data[f"mask:{name}"].astype(bool)
-    idx = np.flatnonzero(sel)[: ecfg.probe_molecules]
-    smiles = [data["smiles"][i] for i in idx]
-    sources = {"ACML GIN": data["h"][idx], "random-init GIN": data["h_random"][idx]}
-    sources.update({f"teacher {n}": data[f"raw:{n}"][idx] for n in teachers})
-    table = probe_table(sources, smiles)
-    names = list(sources)
-    plots.probe_bars(table, names, figures / "probes.png")
-    metrics = {
-        key("probe", row["property"], src): row[src] for row in table.to_dict("records") for src in names
-    }
-    rows = table.to_dict("records")
-    text = f"{len(idx)} molecules, 5-fold cross-validation.\n\n" + report.table(
-        rows, ["property", "metric"] + names
-    )
-    return text, metrics, table
 
 
 def attribution_section(model: Any, data: dict, ecfg: Any, figures: Path) -> str:

@@ -42,8 +42,11 @@ def done_path(out_path: Path) -> Path:
     return out_path.with_name(f".{out_path.stem}.done.json")
 
 
-def verify_done(out_path: Path, graph_sha: str, weights_hash: str) -> Optional[dict[str, Any]]:
-    """The shard's done record if the output exists and matches it, its graph shard and the teacher."""
+def verify_done(
+    out_path: Path, graph_sha: str, weights_hash: str, modality_hash: Optional[str] = None
+) -> Optional[dict[str, Any]]:
+    """The shard's done record if the output exists and matches it, its graph shard, the teacher and (for a
+    spectrum teacher) the modality output it read."""
     rec_path = done_path(out_path)
     if not (out_path.exists() and rec_path.exists()):
         return None
@@ -52,6 +55,8 @@ def verify_done(out_path: Path, graph_sha: str, weights_hash: str) -> Optional[d
     except ValueError:
         return None
     if rec.get("graph_sha256") != graph_sha or rec.get("weights_hash") != weights_hash:
+        return None
+    if rec.get("modality_hash") != modality_hash:
         return None
     if rec.get("sha256") != sha256_file(out_path):
         return None
@@ -63,14 +68,20 @@ def bit_packed(teacher: Any) -> bool:
     return teacher.kind == "fingerprint" and not getattr(teacher, "counts", True)
 
 
-def embed_shard(teacher: Any, root: Path, gentry: dict[str, Any], out_path: Path) -> dict[str, Any]:
-    """Embed one graph shard with a loaded teacher; write the aligned cache shard and its done record."""
+def embed_shard(
+    teacher: Any, root: Path, gentry: dict[str, Any], out_path: Path, spectra: Any = None
+) -> dict[str, Any]:
+    """Embed one graph shard with a loaded teacher; write the aligned cache shard and its done record.
+    `spectra` (a `ModalityLookup`): a spectrum teacher's input, joined to the shard's rows by key; a molecule
+    without a spectrum gets present=False (a zero row), as any molecule the teacher cannot encode."""
     import hashlib
 
     import numpy as np
 
     packed = load_graph_shard(root, gentry)
     samples = shard_samples(packed)
+    if spectra is not None:
+        spectra.attach(samples, f"{teacher.modality}.npy")
     reasons = [teacher.missing_reason(s) for s in samples]
     present = np.array([r is None for r in reasons], dtype=bool)
     chosen = [s for s, r in zip(samples, reasons) if r is None]
@@ -94,6 +105,8 @@ def embed_shard(teacher: Any, root: Path, gentry: dict[str, Any], out_path: Path
         "graph_sha256": gentry["sha256"],
         "weights_hash": teacher.weights_hash(),
     }
+    if spectra is not None:
+        rec["modality_hash"] = spectra.hash
     write_json(done_path(out_path), rec)
     return rec
 
@@ -101,19 +114,55 @@ def embed_shard(teacher: Any, root: Path, gentry: dict[str, Any], out_path: Path
 class EmbedWorker:
     """Body of the Ray actor: one teacher load per actor, then shard after shard."""
 
-    def __init__(self, name: str, tcfg: dict[str, Any], threads: int) -> None:
+    def __init__(self, name: str, tcfg: dict[str, Any], threads: int, root: str) -> None:
         import torch
 
         from acml_dist.teachers import load_teacher
 
         torch.set_num_threads(max(1, threads))
         self.teacher = load_teacher(name, tcfg)
+        self.spectra = spectrum_lookup(self.teacher, tcfg, root)
 
     def describe(self) -> dict[str, Any]:
-        return self.teacher.describe()
+        info = self.teacher.describe()
+        if self.spectra is not None:
+            info["spectra"] = {"name": self.spectra.name, "sha256": self.spectra.hash,
+                               "molecules": len(self.spectra)}  # fmt: skip
+        return info
 
     def embed(self, split: str, root: str, gentry: dict[str, Any], out_path: str) -> dict[str, Any]:
-        return {**embed_shard(self.teacher, Path(root), gentry, Path(out_path)), "split": split}
+        rec = embed_shard(self.teacher, Path(root), gentry, Path(out_path), self.spectra)
+        return {**rec, "split": split}
+
+
+def spectrum_lookup(teacher: Any, tcfg: dict[str, Any], root: str) -> Any:
+    """The modality output a spectrum teacher reads (`modalities/<params.spectra or modality>/`), else None.
+    A spectrum teacher without that output is a clear error, not a cache of nothing but missing rows."""
+    from acml_dist.data.modalities import SPECTRUM_KINDS, ModalityLookup
+
+    if teacher.kind not in SPECTRUM_KINDS:
+        return None
+    name = str((tcfg.get("params") or {}).get("spectra") or teacher.modality)
+    try:
+        return ModalityLookup(root, name)
+    except (FileNotFoundError, ValueError) as exc:
+        raise DataError(f"teacher {teacher.name} ({teacher.kind}): {exc}") from exc
+
+
+def precheck_spectra(name: str, tcfg: dict[str, Any], root: Path) -> None:
+    """A spectrum teacher's output read and verified once here: a missing, incomplete or altered
+    `modalities/<name>/` is one clear error, not an embedding actor that dies in its constructor."""
+    from acml_dist.data.modalities import SPECTRUM_KINDS, ModalityLookup
+
+    if tcfg.get("kind") not in SPECTRUM_KINDS:
+        return
+    spectra = str((tcfg.get("params") or {}).get("spectra") or tcfg.get("modality"))
+    try:
+        ModalityLookup(root, spectra)
+    except (FileNotFoundError, ValueError) as exc:
+        raise DataError(
+            f"teacher {name} ({tcfg.get('kind')}): {exc} (or set params.spectra=<output>)"
+        ) from exc
 
 
 def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dict[str, Any]:
@@ -140,10 +189,12 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
         num_cpus=1, num_gpus=1 if use_gpu else 0, runtime_env=env, max_restarts=3, max_task_retries=3
     )(EmbedWorker)
     threads = int(tcfg.get("cpu_threads") or 0) or max(1, cpus // n_actors)
-    actors = [actor_cls.remote(name, tcfg, threads) for _ in range(n_actors)]
+    precheck_spectra(name, tcfg, root)  # a clear error here, not an actor that dies in its constructor
+    actors = [actor_cls.remote(name, tcfg, threads, str(root)) for _ in range(n_actors)]
     info = ray.get(actors[0].describe.remote())
     t_ready = time.time()  # rates below exclude Ray start and teacher loading (reported as startup_s)
     out_root = cache_dir(root, name)
+    mod_hash = info.get("spectra", {}).get("sha256")
     dataset = dataset_manifest(root)
     shards = {split: s["shards"] for split, s in dataset["splits"].items() if s["shards"]}
     if cfg.overwrite:
@@ -154,7 +205,7 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
     for split, entries in shards.items():
         for e in entries:
             out = out_root / e["name"]
-            rec = None if cfg.overwrite else verify_done(out, e["sha256"], info["weights_hash"])
+            rec = None if cfg.overwrite else verify_done(out, e["sha256"], info["weights_hash"], mod_hash)
             if rec is not None:
                 done[(split, Path(e["name"]).name)] = rec
             else:
@@ -209,6 +260,7 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
         }
     manifest = {
         **cache_manifest_body(root, {**info, "name": name}, bits, splits),
+        **({"spectra": info["spectra"]} if "spectra" in info else {}),
         "config": tcfg,
         "embedded_now": new,
         "elapsed_s": round(elapsed, 2),

@@ -1,6 +1,7 @@
 """What training measures as it goes: in-batch top-1 on the training batch, graph -> teacher top-1 on
-held-out molecules (evaluate's `retrieval_ranks` with the batch as the pool, summed over ranks), the loss /
-throughput window between log lines, and the loss curve."""
+held-out molecules (evaluate's `retrieval_ranks` in pools of 128 molecules that have the modality, summed
+over ranks), the loss / throughput window between log lines (a sparse modality's loss averaged over the
+micro-batches that had it), and the loss curve."""
 
 from __future__ import annotations
 
@@ -8,29 +9,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 from acml_dist.data.shards import dataset_manifest
 from acml_dist.evaluate.retrieval import retrieval_ranks
-
-
-def retrieval_top1(model: Any, batch: Any, dtype: Any) -> dict[str, tuple[float, float]]:
-    """Within-batch graph -> teacher top-1: (hits, valid rows) per teacher, this rank's batch. The rank is
-    evaluate's own `retrieval_ranks` (cosine, ties in the query's favour) with the batch as the pool, so
-    training-time and evaluation-time retrieval are one metric."""
-    hits = {}
-    with torch.no_grad():
-        h = model.encode(batch.graph)
-        for name, emb in batch.embeddings.items():
-            mask = batch.masks.get(name, torch.ones(len(batch), dtype=torch.bool)).to(h.device)
-            if mask.sum() == 0:
-                hits[name] = (0.0, 0.0)
-                continue
-            g = model.project_graph(h, name)[mask].float().cpu().numpy()
-            t = model.project_teacher(emb.to(dtype), name)[mask].float().cpu().numpy()
-            hits[name] = (float((retrieval_ranks(g, t, 0) == 1).sum()), float(len(g)))
-    return hits
 
 
 def held_out_split(root: Path) -> str | None:
@@ -41,7 +25,7 @@ def held_out_split(root: Path) -> str | None:
 
 
 def retrieval_summary(sums: dict[str, list[float]], names: list[str], world: int) -> dict[str, float]:
-    """Held-out top-1 per teacher from (hits, rows) summed over this rank's batches, then over ranks;
+    """Held-out top-1 per teacher from (hits, rows) of this rank (`pooled_top1`), summed over ranks;
     `retrieval_top1` is the first teacher's, as evaluate's headline."""
     totals = torch.tensor([sums[n] for n in names], dtype=torch.float64)
     if world > 1:
@@ -52,6 +36,30 @@ def retrieval_summary(sums: dict[str, list[float]], names: list[str], world: int
     }
     out["retrieval_top1"] = out[f"retrieval_top1_{names[0]}"]
     return out
+
+
+def present_projections(model: Any, batch: Any, dtype: Any) -> dict[str, tuple[Any, Any]]:
+    """(graph, teacher) projections (float32 numpy) of the batch's molecules that have each modality."""
+    out = {}
+    with torch.no_grad():
+        h = model.encode(batch.graph)
+        for name, emb in batch.embeddings.items():
+            mask = batch.masks.get(name, torch.ones(len(batch), dtype=torch.bool)).to(h.device)
+            g = model.project_graph(h, name)[mask].float().cpu().numpy()
+            out[name] = (g, model.project_teacher(emb.to(dtype), name)[mask].float().cpu().numpy())
+    return out
+
+
+def pooled_top1(pairs: list[tuple[Any, Any]], pool: int = 128) -> list[float]:
+    """[hits, queries] of graph -> teacher top-1 in pools of `pool` molecules that all have the modality
+    (the authors' in-batch protocol: their batches held one modality pair), over this rank's held-out rows.
+    A sparse modality is not ranked among the few of a 128-molecule batch that happen to have it."""
+    if not pairs:
+        return [0.0, 0.0]
+    g, t = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+    if len(g) < 2:
+        return [0.0, 0.0]
+    return [float((retrieval_ranks(g, t, pool) == 1).sum()), float(len(g))]
 
 
 def batch_top1(out: dict[str, Any], masks: dict[str, Any]) -> dict[str, float]:
@@ -70,21 +78,57 @@ def batch_top1(out: dict[str, Any], masks: dict[str, Any]) -> dict[str, float]:
     return top1
 
 
+def step_values(total: Any, losses: dict[str, Any], masks: dict[str, Any]) -> Any:
+    """[total, loss per teacher..., fraction of this rank's batch having each teacher's modality...]: one
+    tensor to all-reduce (the mean over ranks of a fraction is the global fraction for equal batches)."""
+    fracs = [masks[n].float().mean() if n in masks else torch.ones((), device=total.device) for n in losses]
+    parts = [total.detach().float()] + [v.detach().float() for v in losses.values()]
+    return torch.stack(parts + [f.to(parts[0].device) for f in fracs])
+
+
+def step_record(step: int, values: Any, names: list[str]) -> dict[str, float]:
+    """The history row of a step: a teacher whose modality no molecule of the step had has no loss (its
+    value there is a placeholder 0), only `valid_frac_<name>` = 0."""
+    v, k = values.tolist(), len(names)
+    record = {"step": step, "loss": v[0]}
+    for i, n in enumerate(names):
+        if len(v) <= 1 + k or v[1 + k + i] > 0:
+            record[f"loss_{n}"] = v[1 + i]
+        if len(v) > 1 + k:
+            record[f"valid_frac_{n}"] = v[1 + k + i]
+    return record
+
+
 class MetricWindow:
-    """Loss / throughput accumulated between two log lines."""
+    """Loss / throughput accumulated between two log lines. A teacher's loss is averaged over the
+    micro-batches in which some molecule had its modality (see `step_values`), not diluted by the others."""
 
     def __init__(self) -> None:
         self.sums: Any = None
+        self.present: Any = None
         self.names: list[str] = []
         self.count, self.molecules, self.seconds = 0, 0, 0.0
 
     def add(self, values: Any, names: list[str], molecules: int) -> None:
+        k = len(names)
+        if len(values) > 1 + k:  # per-teacher fractions follow the losses: mask absent losses (no sync)
+            present = (values[1 + k :] > 0).to(values.dtype)
+            values = values.clone()
+            values[1 : 1 + k] *= present
+            self.present = present if self.present is None else self.present + present
         self.sums = values.clone() if self.sums is None else self.sums + values
         self.names, self.count, self.molecules = names, self.count + 1, self.molecules + molecules
 
     def flush(self) -> dict[str, float]:
         mean = (self.sums / max(1, self.count)).tolist() if self.sums is not None else [float("nan")]
-        out = {"loss": mean[0], **{f"loss_{n}": mean[i + 1] for i, n in enumerate(self.names)}}
+        out = {"loss": mean[0]}
+        k = len(self.names)
+        present = self.present.tolist() if self.present is not None else [float(self.count)] * k
+        for i, n in enumerate(self.names):
+            if present[i] > 0:
+                out[f"loss_{n}"] = mean[1 + i] * self.count / present[i]
+            if len(mean) > 1 + k:
+                out[f"valid_frac_{n}"] = mean[1 + k + i]
         out["molecules_per_s"] = self.molecules / max(self.seconds, 1e-9)
         self.__init__()
         return out

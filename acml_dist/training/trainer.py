@@ -40,8 +40,11 @@ from acml_dist.training.metrics import (
     batch_top1,
     held_out_split,
     plot_loss_curve,
+    pooled_top1,
+    present_projections,
     retrieval_summary,
-    retrieval_top1,
+    step_record,
+    step_values,
 )
 
 log = get_logger("train")
@@ -212,7 +215,7 @@ class Trainer:
         outputs = self.engine(batch.graph, {n: e.to(self.dtype) for n, e in batch.embeddings.items()})
         losses = {n: self.loss_fn(g, t, batch.masks.get(n), s) for n, (g, t, s) in outputs.items()}
         total = sum(self.weights[n] * v for n, v in losses.items())
-        values = torch.stack([total.detach().float()] + [v.detach().float() for v in losses.values()])
+        values = step_values(total, losses, batch.masks)  # + the share of the batch having each modality
         if self.world > 1:  # mean over ranks = the global-batch loss; NaN anywhere reaches every rank
             dist.all_reduce(values)
             values /= self.world
@@ -227,9 +230,7 @@ class Trainer:
             return False
         self.accum = 0
         self.step += 1
-        record = {"step": self.step, "loss": float(values[0])}
-        record.update({f"loss_{n}": float(values[i + 1]) for i, n in enumerate(losses)})
-        self.history.append(record)
+        self.history.append(step_record(self.step, values, list(losses)))
         return True
 
     def fit(self) -> None:
@@ -287,14 +288,14 @@ class Trainer:
         self.logger.log_metrics(metrics, self.step)
         log.info(
             "step %d/%d loss %.4f %s %.0f mol/s", self.step, self.total_steps, metrics["loss"],
-            " ".join(f"{k}={v:.3g}" for k, v in metrics.items() if k.startswith("train_top1")),
+            " ".join(f"{k}={v:.3g}" for k, v in metrics.items() if k.startswith(("loss_", "train_top1"))),
             metrics["molecules_per_s"],
         )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ evaluate
     def evaluate(self) -> dict[str, float]:
-        """Graph -> teacher top-1 inside batches of 128 held-out (val, else test) molecules, summed over
-        ranks (`metrics.retrieval_top1`: evaluate's rank with the batch as the pool)."""
+        """Graph -> teacher top-1 on held-out (val, else test) molecules in pools of 128 that have the
+        modality (`metrics.pooled_top1`: evaluate's rank), summed over ranks."""
         split = held_out_split(self.root)
         if split is None:
             return {}
@@ -308,13 +309,13 @@ class Trainer:
         )  # fmt: skip
         model = self.engine.module
         model.eval()
-        sums: dict[str, list[float]] = {n: [0.0, 0.0] for n in self.cfg.teachers}
+        proj: dict[str, list] = {n: [] for n in self.cfg.teachers}
         for mb in loader:
             fill_online(mb, self.online)
-            for name, (hit, n) in retrieval_top1(model, mb.to(self.engine.device), self.dtype).items():
-                sums[name][0] += hit
-                sums[name][1] += n
+            for name, pair in present_projections(model, mb.to(self.engine.device), self.dtype).items():
+                proj[name].append(pair)
         model.train()
+        sums = {n: pooled_top1(proj[n]) for n in self.cfg.teachers}
         out = retrieval_summary(sums, list(self.cfg.teachers), self.world)
         out["retrieval_batch"] = float(size)
         return out

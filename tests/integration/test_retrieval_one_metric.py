@@ -1,6 +1,7 @@
-"""One retrieval metric (issue 13): training-time held-out top-1 (`training.metrics.retrieval_top1`, on loader
-batches) and evaluation-time R@1 (`evaluate.run.collect` + `retrieval_table`) agree on the same model and
-molecules when the batch is the pool. The model is trained a little first, so top-1 is neither 0 nor 1."""
+"""One retrieval metric (issue 13): training-time held-out top-1 (`training.metrics.pooled_top1` over
+`present_projections` of loader batches, pools of 128) and evaluation-time R@1 (`evaluate.run.collect` +
+`retrieval_table`) agree on the same model and molecules. The model is trained a little first, so top-1 is
+neither 0 nor 1."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def test_training_and_evaluation_retrieval_agree(ray_local, tmp_path):
     from acml_dist.losses import ContrastiveLoss
     from acml_dist.models import ACMLModel
     from acml_dist.teachers.cache import embed_dataset
-    from acml_dist.training.metrics import retrieval_top1
+    from acml_dist.training.metrics import pooled_top1, present_projections
 
     moses = Path(importlib.util.find_spec("moses").submodule_search_locations[0]) / "dataset/data/test.csv.gz"
     with gzip.open(moses, "rt") as fh:
@@ -52,8 +53,8 @@ def test_training_and_evaluation_retrieval_agree(ray_local, tmp_path):
 
     test = make_loader(str(root), "test", 10_000, schema="hu", teachers=("morgan",))
     batches = list(test)
-    assert len(batches) == 1  # the whole split in one batch: the batch is evaluate's "all" pool
-    hits, n = retrieval_top1(model, batches[0], torch.float32)["morgan"]
+    assert len(batches) == 1  # under 128 molecules: training's pool of 128 is evaluate's "all" pool
+    hits, n = pooled_top1([present_projections(model, batches[0], torch.float32)["morgan"]])
     train_time = hits / n
 
     ecfg = OmegaConf.create({"split": "test", "max_molecules": 0})
