@@ -22,9 +22,13 @@ from typing import Any, Optional
 import numpy as np
 
 from acml_dist.chem.spectra import BinSpec
-from acml_dist.data.shards import atomic_write, sha256_file
-
-MODALITIES_DIR = "modalities"
+from acml_dist.data.shards import (  # noqa: F401 - modality_hash: the format's, used through here too
+    MODALITIES_DIR,
+    atomic_write,
+    modality_hash,
+    modality_manifest,
+    sha256_file,
+)
 
 
 def modality_dir(root: str | Path, modality: str) -> Path:
@@ -103,8 +107,7 @@ def bins_dict(spec: BinSpec) -> dict[str, Any]:
 
 
 def read_manifest(root: str | Path, modality: str) -> Optional[dict[str, Any]]:
-    path = modality_dir(root, modality) / "manifest.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return modality_manifest(root, modality)
 
 
 def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
@@ -166,16 +169,6 @@ def iter_dataset_molecules(root: str | Path, splits: Sequence[str]) -> Iterator[
 SPECTRUM_KINDS = ("cress_nmr13c", "conv1d_spectrum")
 
 
-def modality_hash(manifest: dict[str, Any]) -> str:
-    """Identity of a modality output's contents: sha256 over its bins and its chunks' (name, rows, sha256).
-    An embedding cache built from it records this; a rewritten output (new import, new prediction) differs."""
-    import hashlib
-
-    body = {
-        "bins": manifest.get("bins"),
-        "chunks": [[c["name"], c["samples"], c["sha256"]] for c in manifest.get("chunks", [])],
-    }
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 class ModalityLookup:

@@ -9,7 +9,9 @@ float16 (n, dim) or `bits` uint8 (n, ceil(dim / 8)) (bit-packed 0/1 fingerprints
 Every read verifies (`load_graph_shard`, `load_cache_shard`): the file's sha256 and row count against its
 manifest entry, a cache's graph-shard sha256 and keys against the graph shard. A mismatch raises
 `ShardError` / `ShardMismatch` naming the file and what differs (a loader may skip and count instead:
-`on_bad_shard=skip`). Manifests of another schema raise `SchemaError` saying how to rebuild."""
+`on_bad_shard=skip`). Manifests of another schema raise `SchemaError` saying how to rebuild. A modality
+output's manifest and identity (`modality_manifest`, `modality_hash`) live here too, so a cache check never
+reaches up into data/modalities.py. (Past ~400 lines on purpose: the whole format is in this one file.)"""
 
 from __future__ import annotations
 
@@ -247,9 +249,6 @@ def cache_manifest(
         )
     spectra = manifest.get("spectra")  # a spectrum teacher's cache: built from this modality output?
     if isinstance(spectra, dict) and spectra.get("name"):
-        from acml_dist.data.modalities import modality_hash
-        from acml_dist.data.modalities import read_manifest as modality_manifest
-
         current = modality_manifest(root, spectra["name"])
         if current is None or modality_hash(current) != spectra.get("sha256"):
             raise ShardMismatch(
@@ -405,3 +404,22 @@ def shard_samples(packed: Packed) -> list[dict[str, Any]]:
         sample["image"] = sample.get("image.png")
         out.append(sample)
     return out
+
+
+# ------------------------------------------------------------------------------ modality outputs
+MODALITIES_DIR = "modalities"  # <dataset>/modalities/<name>/: chunk npz files + manifest (data/modalities.py)
+
+
+def modality_manifest(root: str | Path, modality: str) -> Optional[dict[str, Any]]:
+    path = Path(root) / MODALITIES_DIR / modality / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def modality_hash(manifest: dict[str, Any]) -> str:
+    """Identity of a modality output's contents: sha256 over its bins and its chunks' (name, rows, sha256).
+    An embedding cache built from it records this; a rewritten output (new import, new prediction) differs."""
+    body = {
+        "bins": manifest.get("bins"),
+        "chunks": [[c["name"], c["samples"], c["sha256"]] for c in manifest.get("chunks", [])],
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

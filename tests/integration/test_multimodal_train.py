@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_train_resume import _free_port, _rank_env, tiny_shards  # noqa: F401
 from test_train_zero import _train
 
 pytestmark = pytest.mark.integration
@@ -99,7 +98,7 @@ EMBED_ONLY = {n: [f"~teachers.{t}" for t in WEIGHTS if t != n] for n in WEIGHTS}
 
 
 @pytest.fixture(scope="module")
-def multimodal(tiny_shards, tmp_path_factory):  # noqa: F811
+def multimodal(tiny_shards, tmp_path_factory):
     """A copy of the 400-molecule dataset with the three modalities written and embedded; a config tree
     (ACML_CONFIG_DIR) with the `teachers=mm_test` group, the 1H teacher read from the MLflow registry."""
     from acml_dist.config import config_dir, load_config
