@@ -88,3 +88,4 @@ class PretrainTeacherJob:
     nce_weight: float = 1.0
     temperature: float = 0.05
     augment: bool = True  # online rotation, scale and line width
+    device: str = "cpu"  # image teacher: cpu | cuda | auto (spectrum teachers train on the CPU)

@@ -60,20 +60,20 @@ def augment(
     import torch
     from torch.nn import functional as F
 
-    b = x.shape[0]
+    b, dev = x.shape[0], x.device  # random parameters drawn on the CPU generator (same on any device)
     ink = 1.0 - x
     angle = (torch.rand(b, generator=gen) * 2 - 1) * math.radians(rotation)
     s = scale[0] + torch.rand(b, generator=gen) * (scale[1] - scale[0])
     cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
     zero = torch.zeros(b)
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(dev, x.dtype), list(x.shape), align_corners=False)
     ink = F.grid_sample(ink, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if line_width > 0:  # per sample: thicker (dilate ink), thinner (erode ink) or unchanged, blended
         thick = F.max_pool2d(ink, 3, 1, 1)
         thin = -F.max_pool2d(-ink, 3, 1, 1)
-        choice = torch.randint(0, 3, (b, 1, 1, 1), generator=gen)
-        alpha = torch.rand(b, 1, 1, 1, generator=gen) * line_width
+        choice = torch.randint(0, 3, (b, 1, 1, 1), generator=gen).to(dev)
+        alpha = (torch.rand(b, 1, 1, 1, generator=gen) * line_width).to(dev, x.dtype)
         target = torch.where(choice == 1, thick, torch.where(choice == 2, thin, ink))
         ink = ink + alpha * (target - ink)
     return 1.0 - ink
@@ -90,7 +90,7 @@ def image_loss(pred: Any, z: Any, kind: str = "cosine_nce", nce_weight: float = 
     loss = (1.0 - (a * b).sum(-1)).mean()
     if kind == "cosine_nce" and nce_weight > 0 and len(pred) > 1:
         logits = a @ b.T / temperature
-        labels = torch.arange(len(pred))
+        labels = torch.arange(len(pred), device=pred.device)
         loss = loss + nce_weight * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
     elif kind not in ("cosine", "cosine_nce"):
         raise ValueError(f"image loss must be cosine_nce, cosine or mse, got {kind!r}")
@@ -98,31 +98,35 @@ def image_loss(pred: Any, z: Any, kind: str = "cosine_nce", nce_weight: float = 
 
 
 def predict(model: Any, x: np.ndarray, batch: int = 256) -> Any:
-    """Standardised target predictions (N, D) of uint8 images (N, r, r), eval mode, no grad."""
+    """Standardised target predictions (N, D) float32 CPU of uint8 images (N, r, r), eval mode, no grad."""
     import torch
 
     model.eval()
+    dev = next(model.parameters()).device
     outs = []
     with torch.no_grad():
         for start in range(0, len(x), batch):
-            xb = torch.from_numpy(x[start : start + batch]).float().div_(255.0).unsqueeze(1)
-            outs.append(model(xb))
+            xb = torch.from_numpy(x[start : start + batch]).to(dev).float().div_(255.0).unsqueeze(1)
+            outs.append(model(xb).float().cpu())
     return torch.cat(outs)
 
 
 def retrieval_r1(model: Any, x: np.ndarray, z: np.ndarray, pool: int = 1000, seed: int = 0) -> float:
-    """Image -> teacher R@1 (cosine) in pools of up to `pool` molecules (all pools, pooled hits)."""
+    """Image -> teacher R@1 (cosine) in random pools of exactly `pool` molecules (the remainder is left out;
+    fewer than `pool` molecules: one pool of all), hits pooled over pools."""
     import torch
     from torch.nn import functional as F
 
     a = F.normalize(predict(model, x), dim=-1)
     b = F.normalize(torch.from_numpy(z), dim=-1)
     order = torch.from_numpy(np.random.default_rng(seed).permutation(len(x)))
+    size = min(pool, len(x))
+    n = (len(x) // size) * size if size else 0
     hits = 0
-    for start in range(0, len(order), pool):
-        idx = order[start : start + pool]
+    for start in range(0, n, size):
+        idx = order[start : start + size]
         hits += int((torch.argmax(a[idx] @ b[idx].T, dim=1) == torch.arange(len(idx))).sum())
-    return hits / max(1, len(x))
+    return hits / max(1, n)
 
 
 def train_image_teacher(
@@ -142,11 +146,13 @@ def train_image_teacher(
     pool: int = 1000,
     seed: int = 0,
     threads: Optional[int] = None,
+    device: str = "cpu",
     on_epoch: Optional[Callable[[int, float], None]] = None,
 ) -> dict[str, Any]:
-    """Train the CNN on (uint8 depictions (N, S, S), frozen teacher embeddings (N, D)). Returns {"model",
-    "history", "val_r1", "untrained_val_r1", "chance_r1", "train_r1", "untrained_train_r1", "n_train",
-    "n_val", "images_per_s"}; `on_epoch(epoch, mean loss)` after each epoch."""
+    """Train the CNN on (uint8 depictions (N, S, S), frozen teacher embeddings (N, D)) on `device` (cpu,
+    cuda: bf16 autocast, the images held on the GPU). Returns {"model" (on the CPU), "history",
+    "val_r1", "untrained_val_r1", "chance_r1", "train_r1", "untrained_train_r1", "n_train", "n_val",
+    "images_per_s"}; `on_epoch(epoch, mean loss)` after each epoch."""
     import copy
 
     import torch
@@ -173,10 +179,12 @@ def train_image_teacher(
     model.target_mean.copy_(torch.from_numpy(mean))
     model.target_std.copy_(torch.from_numpy(std))
     twin = copy.deepcopy(model)  # the untrained twin: same initialisation and standardisation, no step
+    model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * max(1, math.ceil(len(train) / batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps), pct_start=0.15)
-    xt, zt = torch.from_numpy(x[train]), torch.from_numpy(z[train])
+    xt, zt = torch.from_numpy(x[train]).to(device), torch.from_numpy(z[train]).to(device)
+    autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.startswith("cuda"))
     gen = torch.Generator().manual_seed(seed)
     history: list[float] = []
     t0, seen = time.time(), 0
@@ -185,13 +193,15 @@ def train_image_teacher(
         order = torch.randperm(len(train), generator=gen)
         losses = []
         for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+            idx = order[start : start + batch_size].to(device)
             if len(idx) < 2:
                 continue
             xb = xt[idx].float().div_(255.0).unsqueeze(1)
             if augmentation:
                 xb = augment(xb, gen)
-            value = image_loss(model(xb), zt[idx], loss, nce_weight, temperature)
+            with autocast:
+                pred = model(xb)
+            value = image_loss(pred.float(), zt[idx], loss, nce_weight, temperature)
             opt.zero_grad()
             value.backward()
             opt.step()
@@ -201,12 +211,15 @@ def train_image_teacher(
         history.append(float(np.mean(losses)))
         if on_epoch is not None:
             on_epoch(epoch, history[-1])
-    out: dict[str, Any] = {"model": model, "history": history, "n_train": len(train), "n_val": n_val,
-                           "arch": a, "images_per_s": seen / max(1e-9, time.time() - t0)}  # fmt: skip
+    rate = seen / max(1e-9, time.time() - t0)
+    twin.to(device)
+    out: dict[str, Any] = {"history": history, "n_train": len(train), "n_val": n_val, "arch": a,
+                           "images_per_s": rate}  # fmt: skip
     out["train_r1"] = retrieval_r1(model, x[train[:pool]], z[train[:pool]], pool)
     out["untrained_train_r1"] = retrieval_r1(twin, x[train[:pool]], z[train[:pool]], pool)
     if n_val:
         out["val_r1"] = retrieval_r1(model, x[val], z[val], pool)
         out["untrained_val_r1"] = retrieval_r1(twin, x[val], z[val], pool)
         out["chance_r1"] = 1.0 / min(pool, n_val)
+    out["model"] = model.cpu().eval()
     return out

@@ -31,7 +31,7 @@ HOW_TO_MAKE = {
     "image": "acml depict name=NAME limit=50000",
 }
 IMAGE_PARAMS = ("image_width", "image_resolution", "image_blocks", "image_convs_per_block", "image_loss",
-                "nce_weight", "temperature", "augment")  # fmt: skip
+                "nce_weight", "temperature", "augment", "device")  # fmt: skip
 
 
 def load_pairs(cfg: Any) -> dict[str, Any]:
@@ -128,7 +128,10 @@ def train(cfg: Any, data: dict[str, Any], on_epoch: Any) -> dict[str, Any]:
 
         arch = {"width": cfg.image_width, "resolution": cfg.image_resolution, "blocks": cfg.image_blocks,
                 "convs_per_block": cfg.image_convs_per_block}  # fmt: skip
+        from acml_dist.teachers.base import resolve_device
+
         result = train_image_teacher(data["x"], data["y"], arch=arch, loss=cfg.image_loss,
+                                     device=resolve_device(cfg.device),
                                      nce_weight=cfg.nce_weight, temperature=cfg.temperature,
                                      augmentation=cfg.augment, **common)  # fmt: skip
         result["model"].arch = result["arch"]
