@@ -180,17 +180,43 @@ def train_image_teacher(
     model.target_std.copy_(torch.from_numpy(std))
     twin = copy.deepcopy(model)  # the untrained twin: same initialisation and standardisation, no step
     model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * max(1, math.ceil(len(train) / batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps), pct_start=0.15)
     xt, zt = torch.from_numpy(x[train]).to(device), torch.from_numpy(z[train]).to(device)
-    autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.startswith("cuda"))
+    t0 = time.time()
+    history, seen = _fit(model, xt, zt, epochs=epochs, batch_size=batch_size, lr=lr,
+                         weight_decay=weight_decay, loss=loss, nce_weight=nce_weight, temperature=temperature,
+                         augmentation=augmentation, seed=seed, on_epoch=on_epoch)  # fmt: skip
+    rate = seen / max(1e-9, time.time() - t0)
+    twin.to(device)
+    out: dict[str, Any] = {"history": history, "n_train": len(train), "n_val": n_val, "arch": a,
+                           "images_per_s": rate}  # fmt: skip
+    out["train_r1"] = retrieval_r1(model, x[train[:pool]], z[train[:pool]], pool)
+    out["untrained_train_r1"] = retrieval_r1(twin, x[train[:pool]], z[train[:pool]], pool)
+    if n_val:
+        out["val_r1"] = retrieval_r1(model, x[val], z[val], pool)
+        out["untrained_val_r1"] = retrieval_r1(twin, x[val], z[val], pool)
+        out["chance_r1"] = 1.0 / min(pool, n_val)
+    out["model"] = model.cpu().eval()
+    return out
+
+
+def _fit(model: Any, xt: Any, zt: Any, *, epochs: int, batch_size: int, lr: float, weight_decay: float,
+         loss: str, nce_weight: float, temperature: float, augmentation: bool, seed: int,
+         on_epoch: Optional[Callable[[int, float], None]]) -> tuple[list[float], int]:  # fmt: skip
+    """AdamW with a one-cycle schedule over uint8 images `xt` and standardised targets `zt` (on the model's
+    device; bf16 autocast on CUDA); (mean loss per epoch, images seen)."""
+    import torch
+
+    device = xt.device
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * max(1, math.ceil(len(xt) / batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps), pct_start=0.15)
+    autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
     gen = torch.Generator().manual_seed(seed)
     history: list[float] = []
-    t0, seen = time.time(), 0
+    seen = 0
     for epoch in range(epochs):
         model.train()
-        order = torch.randperm(len(train), generator=gen)
+        order = torch.randperm(len(xt), generator=gen)
         losses = []
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size].to(device)
@@ -211,15 +237,4 @@ def train_image_teacher(
         history.append(float(np.mean(losses)))
         if on_epoch is not None:
             on_epoch(epoch, history[-1])
-    rate = seen / max(1e-9, time.time() - t0)
-    twin.to(device)
-    out: dict[str, Any] = {"history": history, "n_train": len(train), "n_val": n_val, "arch": a,
-                           "images_per_s": rate}  # fmt: skip
-    out["train_r1"] = retrieval_r1(model, x[train[:pool]], z[train[:pool]], pool)
-    out["untrained_train_r1"] = retrieval_r1(twin, x[train[:pool]], z[train[:pool]], pool)
-    if n_val:
-        out["val_r1"] = retrieval_r1(model, x[val], z[val], pool)
-        out["untrained_val_r1"] = retrieval_r1(twin, x[val], z[val], pool)
-        out["chance_r1"] = 1.0 / min(pool, n_val)
-    out["model"] = model.cpu().eval()
-    return out
+    return history, seen
