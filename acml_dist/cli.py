@@ -28,6 +28,8 @@ Examples:
   acml import-spectra name=mycorpus files=[gnps.mgf] modality=lcms kind=ms mz_resolution=0.01
   acml pretrain-teacher nmr13c name=mycorpus target=rxnfp epochs=60
   acml register-release tracking.tracking_uri=http://127.0.0.1:5000
+  acml depict name=mycorpus limit=50000
+  acml pretrain-teacher image name=mycorpus target=rxnfp epochs=20
 """
 
 
@@ -85,6 +87,11 @@ COMMANDS: dict[str, Command] = {
         "acml_dist.data.nmr_stage:predict_dataset",
         "Predicted 13C / 1H NMR spectra (csp5) for a subset of a featurised dataset (Ray, resumable).",
     ),
+    "depict": Command(
+        "depict",
+        "acml_dist.data.image_stage:depict_dataset",
+        "Img2Mol-preprocessed 224x224 depictions (uint8) for a subset of a featurised dataset (Ray).",
+    ),
     "import-spectra": Command(
         "import_spectra",
         "acml_dist.data.spectra_import:import_spectra_job",
@@ -93,11 +100,12 @@ COMMANDS: dict[str, Command] = {
     "pretrain-teacher": Command(
         "pretrain_teacher",
         "acml_dist.teachers.pretrain_job:pretrain_teacher_job",
-        "Train a spectrum teacher CReSS-style against a cached SMILES teacher; MLflow run + registry.",
+        "Train a spectrum / image teacher against a cached SMILES teacher; MLflow run + registry.",
         (
             ("nmr13c", "CReSS 13C encoder (4,000 bins) on modalities/nmr13c (acml nmr-predict / import)."),
             ("nmr1h", "1-D conv encoder (Conv1d 1-32-16-8-1, k=7) on modalities/nmr1h."),
             ("ms", "1-D conv encoder on imported mass spectra (acml import-spectra kind=ms)."),
+            ("image", "Img2Mol-style CNN regressing the SMILES teacher's embedding (acml depict images)."),
         ),
     ),
     "register-release": Command(

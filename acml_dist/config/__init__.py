@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from acml_dist.config.cluster import ClusterConfig
 from acml_dist.config.data import DataConfig
 from acml_dist.config.eval import EvalConfig
+from acml_dist.config.images import DepictJob
 from acml_dist.config.model import ModelConfig
 from acml_dist.config.spectra import ImportSpectraJob, NmrPredictJob, PretrainTeacherJob
 from acml_dist.config.teachers import TeacherConfig
@@ -165,6 +166,7 @@ SCHEMAS: dict[str, type] = {
     "import_spectra": ImportSpectraJob,
     "pretrain_teacher": PretrainTeacherJob,
     "register_release": RegisterReleaseJob,
+    "depict": DepictJob,
 }
 
 

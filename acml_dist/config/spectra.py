@@ -57,7 +57,7 @@ class PretrainTeacherJob:
     """`acml pretrain-teacher <modality>`: a spectrum teacher trained CReSS-style (contrastive) against a
     frozen SMILES teacher's cached embeddings, tracked and registered in MLflow as acml-teacher-<name>."""
 
-    modality: str = "nmr13c"  # nmr13c (CReSS encoder) | nmr1h | ms (1-D conv encoder); the positional
+    modality: str = "nmr13c"  # nmr13c (CReSS encoder) | nmr1h | ms (1-D conv encoder) | image; positional
     name: str = "demo"
     shards: Optional[str] = None  # featurised dataset dir; None: <shards_root>/<name>
     shards_root: str = "shards"
@@ -78,3 +78,14 @@ class PretrainTeacherJob:
     register: bool = True  # register in the MLflow model registry
     tracking_uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<runs_root>/mlflow.db
     experiment: str = "acml-teachers"
+    # modality image: the Img2Mol-style CNN (teachers/image_cnn.py) regressing the target's embedding (its
+    # output dimension is the target's; out_dim is for spectra); trained on modalities/<spectra or image>
+    image_width: int = 32  # channels of the first conv block (x2 per block)
+    image_resolution: int = 96  # px the stored 224x224 depictions are downsampled to (224: Img2Mol's)
+    image_blocks: int = 3
+    image_convs_per_block: int = 1
+    image_loss: str = "cosine_nce"  # cosine_nce | cosine | mse (teachers/image_pretrain.py)
+    nce_weight: float = 1.0
+    temperature: float = 0.05
+    augment: bool = True  # online rotation, scale and line width
+    device: str = "cpu"  # image teacher: cpu | cuda | auto (spectrum teachers train on the CPU)

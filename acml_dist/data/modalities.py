@@ -6,6 +6,8 @@
       rejects.jsonl         {"key", "smiles", "reason"} per molecule / record without this modality
       chunk-000000.npz      keys <U (n,), spectra float32 (n, n_bins), peaks float32 (total,),
                             atoms int32 (total,) (-1 where a peak has no atom), offsets int64 (n + 1)
+    shards/<name>/modalities/image/            (`acml depict`, data/image_stage.py; manifest "kind": "image")
+      chunk-000000.npz      keys <U (n,), images uint8 (n, size, size) (255 = white paper), deflated
 
 A chunk is written atomically (a deflated npz to a temporary name, then rename); npz files hold no objects
 (`np.load(..., allow_pickle=False)` reads them). The shard writer joins these by key into its aligned
@@ -129,6 +131,9 @@ def iter_modality(root: str | Path, modality: str, verify: bool = True) -> Itera
         if verify and not verify_chunk(out_dir, entry):
             raise ValueError(f"{out_dir / entry['name']}: missing or sha256 differs from the manifest")
         with np.load(out_dir / entry["name"], allow_pickle=False) as z:
+            if "images" in z.files:  # an image modality (encode_image_chunk)
+                yield from ({"key": str(k), "image": im} for k, im in zip(z["keys"], z["images"]))
+                continue
             keys, spectra, peaks, atoms, off = z["keys"], z["spectra"], z["peaks"], z["atoms"], z["offsets"]
         for i, key in enumerate(keys):
             a, b = int(off[i]), int(off[i + 1])
@@ -136,8 +141,34 @@ def iter_modality(root: str | Path, modality: str, verify: bool = True) -> Itera
 
 
 def read_modality(root: str | Path, modality: str) -> dict[str, np.ndarray]:
-    """key -> binned spectrum (float32) of a complete modality output (small datasets, tests)."""
-    return {r["key"]: r["spectrum"] for r in iter_modality(root, modality)}
+    """key -> binned spectrum (float32), or image (uint8) for an image modality, of a complete modality
+    output (small datasets, tests)."""
+    return {r["key"]: r["spectrum"] if "spectrum" in r else r["image"] for r in iter_modality(root, modality)}
+
+
+def encode_image_chunk(keys: Sequence[str], images: Sequence[np.ndarray], size: int) -> bytes:
+    """The npz bytes of one image chunk: keys, images uint8 (n, size, size); deterministic."""
+    n = len(keys)
+    if len(images) != n:
+        raise ValueError("keys and images must have the same length")
+    arr = np.stack([np.asarray(im, np.uint8) for im in images]) if n else np.zeros((0, size, size), np.uint8)
+    if arr.shape[1:] != (size, size):
+        raise ValueError(f"images must be {size}x{size}, got {arr.shape[1:]}")
+    keys_arr = np.array(list(keys), dtype=str) if n else np.zeros(0, dtype="<U1")
+    return deflated_npz({"keys": keys_arr, "images": arr})
+
+
+def read_images(root: str | Path, modality: str = "image") -> tuple[list[str], np.ndarray]:
+    """(keys, images uint8 (N, size, size)) of a complete image modality, chunks concatenated."""
+    keys, images = [], []
+    for r in iter_modality(root, modality):
+        if "image" not in r:
+            raise ValueError(f"{modality_dir(root, modality)} holds spectra, not images")
+        keys.append(r["key"])
+        images.append(r["image"])
+    if not images:
+        return [], np.zeros((0, 0, 0), np.uint8)
+    return keys, np.stack(images)
 
 
 def iter_dataset_molecules(root: str | Path, splits: Sequence[str]) -> Iterator[dict[str, Any]]:

@@ -28,6 +28,7 @@ KINDS: dict[str, str] = {
     "cress_nmr13c": "acml_dist.teachers.published:CressNMR13CTeacher",
     "img2mol": "acml_dist.teachers.published:Img2MolTeacher",
     "conv1d_spectrum": "acml_dist.teachers.spectrum_conv:Conv1dSpectrumTeacher",
+    "image_cnn": "acml_dist.teachers.image_cnn:ImageCNNTeacher",
 }
 
 

@@ -4,8 +4,13 @@ the trained teacher and of its untrained twin, a plot), and register it as `acml
 (`teachers/registry.log_teacher`: weights.pt + teacher.json, no pickle), loadable by `load_teacher` with
 `path: models:/acml-teacher-<name>/<version>`.
 
+`acml pretrain-teacher image` trains the Img2Mol-style CNN (`teachers/image_cnn.py`) on the depictions of
+`acml depict` by regression onto the same frozen embeddings (`teachers/image_pretrain.py`), same run,
+same registry, same held-out table.
+
 A single-process torch loop: these encoders are small (CReSS 13C: 2.3 M parameters; the 1-D conv one:
-0.8 M for 1,000 bins) and the pairs fit in memory; data-parallel DeepSpeed is not wired here yet."""
+0.8 M for 1,000 bins; the image CNN 0.8 M at width 16, 3.0 M at width 32) and the pairs fit in memory;
+data-parallel DeepSpeed is not wired here yet (the image teacher stays on this route for consistency)."""
 
 from __future__ import annotations
 
@@ -19,12 +24,15 @@ from acml_dist.log import get_logger
 
 log = get_logger("pretrain-teacher")
 
-MODALITIES = ("nmr13c", "nmr1h", "ms")
+MODALITIES = ("nmr13c", "nmr1h", "ms", "image")
 HOW_TO_MAKE = {
     "nmr13c": "acml nmr-predict name=NAME nuclei=[13C] (or acml import-spectra kind=nmr13c)",
     "nmr1h": "acml nmr-predict name=NAME nuclei=[1H] (or acml import-spectra kind=nmr1h)",
     "ms": "acml import-spectra name=NAME files=[spectra.mgf] modality=ms kind=ms",
+    "image": "acml depict name=NAME limit=50000",
 }
+IMAGE_PARAMS = ("image_width", "image_resolution", "image_blocks", "image_convs_per_block", "image_loss",
+                "nce_weight", "temperature", "augment", "device")  # fmt: skip
 
 
 def load_pairs(cfg: Any) -> dict[str, Any]:
@@ -42,7 +50,8 @@ def load_pairs(cfg: Any) -> dict[str, Any]:
     manifest = read_manifest(root, spectra)
     if manifest is None:
         raise FileNotFoundError(
-            f"no {spectra} spectra at {modality_dir(root, spectra)}: "
+            f"no {spectra} {'depictions' if cfg.modality == 'image' else 'spectra'} at "
+            f"{modality_dir(root, spectra)}: "
             f"make them with {HOW_TO_MAKE[cfg.modality]}"
         )
     if not (root / "embeddings" / cfg.target).is_dir():
@@ -51,7 +60,12 @@ def load_pairs(cfg: Any) -> dict[str, Any]:
             f"teachers=...` with a teacher named {cfg.target}"
         )
     try:
-        keys, x, y = paired_arrays(root, cfg.target, spectra)
+        if cfg.modality == "image":
+            from acml_dist.teachers.image_pretrain import paired_images
+
+            keys, x, y = paired_images(root, cfg.target, spectra)
+        else:
+            keys, x, y = paired_arrays(root, cfg.target, spectra)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     if len(keys) < 4:
@@ -68,7 +82,14 @@ def build_teacher(name: str, modality: str, spectra: str, encoder: Any, folder: 
     from acml_dist.teachers import load_teacher
     from acml_dist.teachers.nmr_pretrain import save_nmr13c_teacher
 
-    if modality == "nmr13c":
+    if modality == "image":
+        from acml_dist.teachers.image_cnn import ARCH_KEYS
+
+        path = folder / "weights.pt"
+        torch.save({k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}, path)
+        params = {k: encoder.arch[k] for k in ARCH_KEYS}
+        cfg = {"kind": "image_cnn", "modality": spectra, "path": str(path), "params": params}
+    elif modality == "nmr13c":
         path = save_nmr13c_teacher(type("Pair", (), {"encoder": encoder})(), folder / "weights.pt")
         cfg = {"kind": "cress_nmr13c", "modality": spectra, "path": str(path)}
     else:
@@ -89,13 +110,36 @@ def plot(history: list[float], result: dict[str, Any], title: str) -> Any:
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
     a.plot(range(1, len(history) + 1), history, marker="o")
-    a.set(xlabel="epoch", ylabel="CLIP loss (train)", title=title)
+    a.set(xlabel="epoch", ylabel="loss (train)", title=title)
     labels = ["trained", "untrained twin", "chance"]
     values = [result.get("val_r1", 0.0), result.get("untrained_val_r1", 0.0), result.get("chance_r1", 0.0)]
     b.bar(labels, values, color=["tab:blue", "tab:gray", "tab:red"])
-    b.set(ylabel="held-out R@1", title=f"spectrum -> SMILES teacher, pool {result.get('pool')}")
+    b.set(ylabel="held-out R@1", title=f"modality -> SMILES teacher, pool {result.get('pool')}")
     fig.tight_layout()
     return fig
+
+
+def train(cfg: Any, data: dict[str, Any], on_epoch: Any) -> dict[str, Any]:
+    """The modality's trainer: the image CNN (regression) or a spectrum encoder (CReSS-style CLIP)."""
+    common = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
+              "weight_decay": cfg.weight_decay, "val_fraction": cfg.val_fraction, "pool": cfg.pool,
+              "seed": cfg.seed, "threads": cfg.threads or None, "on_epoch": on_epoch}  # fmt: skip
+    if cfg.modality == "image":
+        from acml_dist.teachers.base import resolve_device
+        from acml_dist.teachers.image_pretrain import train_image_teacher
+
+        arch = {"width": cfg.image_width, "resolution": cfg.image_resolution, "blocks": cfg.image_blocks,
+                "convs_per_block": cfg.image_convs_per_block}  # fmt: skip
+        result = train_image_teacher(data["x"], data["y"], arch=arch, loss=cfg.image_loss,
+                                     device=resolve_device(cfg.device),
+                                     nce_weight=cfg.nce_weight, temperature=cfg.temperature,
+                                     augmentation=cfg.augment, **common)  # fmt: skip
+        result["model"].arch = result["arch"]  # build_teacher stores it as the teacher's params
+        result["model"] = type("Pair", (), {"encoder": result["model"]})()  # the CNN is the encoder
+        return result
+    from acml_dist.teachers.nmr_pretrain import train_spectrum_teacher
+
+    return train_spectrum_teacher(data["x"], data["y"], modality=cfg.modality, out_dim=cfg.out_dim, **common)
 
 
 def pretrain_teacher_job(cfg: Any) -> dict[str, Any]:
@@ -103,7 +147,6 @@ def pretrain_teacher_job(cfg: Any) -> dict[str, Any]:
     import mlflow
 
     from acml_dist.context import resolve_tracking_uri
-    from acml_dist.teachers.nmr_pretrain import train_spectrum_teacher
     from acml_dist.teachers.registry import log_teacher, registered_name
 
     data = load_pairs(cfg)
@@ -111,23 +154,21 @@ def pretrain_teacher_job(cfg: Any) -> dict[str, Any]:
     out = Path(cfg.output or Path(cfg.runs_root) / f"teacher-{name}")
     out.mkdir(parents=True, exist_ok=True)
     n = len(data["keys"])
-    print(f"{data['spectra']}: {data['n_spectra']} spectra, {n} paired with a {cfg.target} embedding; "
+    what = "depictions" if cfg.modality == "image" else "spectra"
+    print(f"{data['spectra']}: {data['n_spectra']} {what}, {n} paired with a {cfg.target} embedding; "
           f"{n - round(n * cfg.val_fraction)} train / {round(n * cfg.val_fraction)} held out")  # fmt: skip
     mlflow.set_tracking_uri(resolve_tracking_uri(cfg, cfg.runs_root))
     mlflow.set_experiment(cfg.experiment)
     params = {k: cfg[k] for k in ("modality", "target", "epochs", "batch_size", "lr", "weight_decay",
                                   "val_fraction", "pool", "out_dim", "seed")}  # fmt: skip
     with mlflow.start_run(run_name=f"pretrain-teacher-{name}") as run:
+        if cfg.modality == "image":
+            params.update({k: cfg[k] for k in IMAGE_PARAMS})
         mlflow.log_params({**params, "dataset": str(data["root"]), "spectra": data["spectra"], "pairs": n})
-        result = train_spectrum_teacher(
-            data["x"], data["y"], modality=cfg.modality, out_dim=cfg.out_dim, epochs=cfg.epochs,
-            batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-            val_fraction=cfg.val_fraction, pool=cfg.pool, seed=cfg.seed, threads=cfg.threads or None,
-            on_epoch=lambda epoch, loss: mlflow.log_metric("train_loss", loss, step=epoch),
-        )  # fmt: skip
+        result = train(cfg, data, lambda epoch, loss: mlflow.log_metric("train_loss", loss, step=epoch))
         result["pool"] = min(cfg.pool, result["n_val"]) if result["n_val"] else None
         names = ("val_r1", "untrained_val_r1", "chance_r1", "train_r1", "untrained_train_r1")
-        names += ("n_train", "n_val")
+        names += ("n_train", "n_val", "images_per_s")
         metrics = {k: float(result[k]) for k in names if k in result}
         mlflow.log_metrics(metrics)
         fig = plot(result["history"], result, f"{name} ({cfg.modality})")
@@ -171,7 +212,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Trained teachers, held out: spectrum -> SMILES teacher R@1")
+    table = Table(title="Trained teachers, held out: modality -> SMILES teacher R@1")
     for col in ("teacher", "registered", "train / held out", "pool", "R@1 trained", "R@1 untrained twin",
                 "ratio"):  # fmt: skip
         table.add_column(col)

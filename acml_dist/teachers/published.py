@@ -256,7 +256,9 @@ def build_img2mol() -> torch.nn.Module:
 def image_tensor(png: Optional[bytes], smiles: Optional[str]) -> np.ndarray:
     """A (1, 224, 224) float image in [0, 1], black on white, molecule centred with a white margin as in
     Img2Mol's `fit_image` (deterministic: no augmentation). Without a stored image, RDKit draws one."""
-    from PIL import Image, ImageOps
+    from PIL import Image
+
+    from acml_dist.chem.depict import fit_image
 
     if png is not None:
         img = Image.open(io.BytesIO(png))
@@ -264,18 +266,12 @@ def image_tensor(png: Optional[bytes], smiles: Optional[str]) -> np.ndarray:
             bg = Image.new("RGB", img.size, (255, 255, 255))
             bg.paste(img, (0, 0), img)
             img = bg
-        img = img.convert("L")
     else:
         from rdkit import Chem
         from rdkit.Chem import Draw
 
-        img = Draw.MolToImage(Chem.MolFromSmiles(smiles), size=(224, 224)).convert("L")
-    ratio = 224.0 / max(img.size)
-    img = img.resize(tuple(max(1, int(x * ratio)) for x in img.size), Image.BICUBIC)
-    canvas = Image.new("L", (224, 224), "white")
-    canvas.paste(img, ((224 - img.size[0]) // 2, (224 - img.size[1]) // 2))
-    canvas = ImageOps.expand(canvas, 15, "white").resize((224, 224), Image.BICUBIC)
-    canvas = ImageOps.autocontrast(canvas)
+        img = Draw.MolToImage(Chem.MolFromSmiles(smiles), size=(224, 224))
+    canvas = fit_image(img, 224, 15)
     return (np.asarray(canvas, dtype=np.float32) / 255.0)[None]
 
 

@@ -10,14 +10,16 @@ import pytest
 from acml_dist.cli import main
 
 
-@pytest.mark.parametrize("modality", ["nmr13c", "nmr1h", "ms"])
+@pytest.mark.parametrize("modality", ["nmr13c", "nmr1h", "ms", "image"])
 def test_help_per_modality(modality: str) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "acml_dist.cli", "pretrain-teacher", modality, "--help"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert f"usage: acml pretrain-teacher {modality}" in out
-    assert {"nmr13c": "CReSS 13C", "nmr1h": "Conv1d 1-32-16-8-1", "ms": "mass spectra"}[modality] in out
+    want = {"nmr13c": "CReSS 13C", "nmr1h": "Conv1d 1-32-16-8-1", "ms": "mass spectra"}
+    want["image"] = "Img2Mol-style CNN"
+    assert want[modality] in out
 
 
 def test_modality_is_required_and_checked(capsys: pytest.CaptureFixture[str]) -> None:
