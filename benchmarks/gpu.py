@@ -238,8 +238,10 @@ def online_rate(root: Path, sz: dict[str, Any], device: Any, full: Callable) -> 
         from acml_dist.config.teachers import TeacherConfig
         from acml_dist.teachers import load_teacher
 
+        # the offline default's tokenisation (regex tokens of "SMILES>>"), not a user BERT's WordPiece
         tcfg = TeacherConfig(kind="smiles_lm", modality="smiles", path=str(root / "rxnfp"),
-                             batch_size=sz["batches"][0])  # fmt: skip
+                             batch_size=sz["batches"][0],
+                             params={"tokenizer": "regex", "template": "{}>>"})  # fmt: skip
         teacher = load_teacher("rxnfp", tcfg)
     except Exception as exc:  # noqa: BLE001 - reported; the rest stands without it
         return {"status": "skipped", "reason": f"{type(exc).__name__}: {exc}"[:300]}

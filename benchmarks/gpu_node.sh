@@ -20,6 +20,10 @@ fi
 export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH} PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1 ACML_DATA_CACHE=$PWD/.gpu/datasets
 export RAY_USAGE_STATS_ENABLED=0 TOKENIZERS_PARALLELISM=false
 
+# A copy of rxnfp's weights at teachers.rxnfp.path is tokenised like any user BERT (HF WordPiece, bare SMILES)
+# unless told otherwise: these make it the offline default's teacher (regex tokens on "SMILES>>").
+RXNFP_TOKENS=(+teachers.rxnfp.params.tokenizer=regex "+teachers.rxnfp.params.template='{}>>'")
+
 train() {  # tag, overrides...: one `deepspeed acml_dist/train.py` run, its summary kept
     local tag=$1
     shift
@@ -46,6 +50,7 @@ bench)
     train zero1 "${common[@]}" teachers=smiles_fp output=.gpu/runs/zero1
     train zero2 "${common[@]}" teachers=smiles_fp trainer.zero_stage=2 output=.gpu/runs/zero2
     train online "${common[@]}" teachers=smiles_fp teachers.rxnfp.source=online teachers.rxnfp.path=.gpu/rxnfp \
+        "${RXNFP_TOKENS[@]}" \
         "teachers.rxnfp.batch_size=${BENCH_BATCH:-1024}" output=.gpu/runs/online
     ;;
 release)
@@ -56,7 +61,7 @@ release)
         output=.gpu/corpus name=acml-release 2>&1 | tail -16 | tee "$OUT/release.txt"
     echo "featurise: $((SECONDS - t0)) s" | tee -a "$OUT/release.txt"
     train release shards=.gpu/corpus name=acml-release model=gin teachers=rxnfp teachers.rxnfp.source=online \
-        teachers.rxnfp.path=.gpu/rxnfp "teachers.rxnfp.batch_size=${RELEASE_BATCH:-2048}" \
+        teachers.rxnfp.path=.gpu/rxnfp "${RXNFP_TOKENS[@]}" "teachers.rxnfp.batch_size=${RELEASE_BATCH:-2048}" \
         "trainer.micro_batch=${RELEASE_BATCH:-2048}" "trainer.max_steps=${RELEASE_STEPS:-2000}" \
         "trainer.max_minutes=${RELEASE_MINUTES:-3.5}" trainer.warmup_steps=100 trainer.num_workers=8 \
         trainer.log_every=50 trainer.checkpoint_every=0 output=.gpu/runs/release

@@ -87,15 +87,19 @@ class SmilesLMTeacher(Teacher):
         self.pooling = cfg.pooling
         if self.pooling not in ("cls", "mean"):
             raise TeacherError(f"teacher {name}: pooling must be cls or mean, not {self.pooling!r}")
-        self.tokenizer_mode = params.get("tokenizer", "regex" if default else "hf")
-        self.template = params.get("template", "{}>>" if default else "{}")
+        self.tokenizer = tok_cls.from_pretrained(path)
+        self.vocab: dict[str, int] = self.tokenizer.get_vocab()
+        # A reaction-SMILES vocabulary (a ">>" token) is rxnfp's wherever the folder lives: tokenise it as
+        # rxnfp does. A copy saved by transformers took a user BERT's WordPiece path once, which is another
+        # teacher (cosine 0.73 to the default on MOSES; BENCHMARKS.md, GPU benchmark).
+        rxnfp_like = default or ">>" in self.vocab
+        self.tokenizer_mode = params.get("tokenizer", "regex" if rxnfp_like else "hf")
+        self.template = params.get("template", "{}>>" if rxnfp_like else "{}")
         # Positions beyond the model's table would crash; RoBERTa reserves padding_idx + 1 positions.
         max_pos = int(getattr(hf_cfg, "max_position_embeddings", 512))
         if hf_cfg.model_type in ("roberta", "camembert", "xlm-roberta"):
             max_pos -= int(getattr(hf_cfg, "pad_token_id", 1) or 1) + 1
         self.max_length = min(int(cfg.max_length), max_pos)
-        self.tokenizer = tok_cls.from_pretrained(path)
-        self.vocab: dict[str, int] = self.tokenizer.get_vocab()
         self.unknown_tokens = 0
         # add_pooling_layer=False: the pooler is unused (CLS/mean of the last hidden state).
         model = model_cls.from_pretrained(path, config=hf_cfg, add_pooling_layer=False)

@@ -122,3 +122,16 @@ def test_rxnfp_batch_ids_are_each_molecules_own_padded_row(rxnfp):
         assert ids[row, : len(want)].tolist() == want
         assert mask[row].tolist() == [1] * len(want) + [0] * (rxnfp.max_length - len(want))
         assert set(ids[row, len(want) :].tolist()) <= {tok.pad_token_id or 0}
+
+
+def test_a_saved_copy_of_rxnfp_is_tokenised_as_rxnfp(rxnfp, tmp_path):
+    """A copy of rxnfp's weights written by transformers (config.json gains model_type: bert) at
+    teachers.<name>.path keeps rxnfp's regex tokens on "SMILES>>": the same teacher, the same embeddings."""
+    rxnfp.model.float().save_pretrained(tmp_path, safe_serialization=True)
+    (tmp_path / "vocab.txt").write_text((rxnfp.path / "vocab.txt").read_text())
+    copy = load_teacher("rxnfp", TeacherConfig(kind="smiles_lm", path=str(tmp_path), batch_size=4))
+    assert (copy.tokenizer_mode, copy.template) == ("regex", "{}>>")
+    smiles = ["CCO", "c1ccccc1C(=O)O", "CC(C)Cc1ccc(cc1)C(C)C(=O)O"]
+    torch.testing.assert_close(copy.encode_smiles(smiles), rxnfp.encode_smiles(smiles), atol=1e-5, rtol=1e-4)
+    hf = load_teacher("rxnfp", TeacherConfig(kind="smiles_lm", path=str(tmp_path), params={"tokenizer": "hf"}))
+    assert hf.tokenizer_mode == "hf"  # an explicit choice still wins
