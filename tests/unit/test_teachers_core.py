@@ -133,5 +133,6 @@ def test_a_saved_copy_of_rxnfp_is_tokenised_as_rxnfp(rxnfp, tmp_path):
     assert (copy.tokenizer_mode, copy.template) == ("regex", "{}>>")
     smiles = ["CCO", "c1ccccc1C(=O)O", "CC(C)Cc1ccc(cc1)C(C)C(=O)O"]
     torch.testing.assert_close(copy.encode_smiles(smiles), rxnfp.encode_smiles(smiles), atol=1e-5, rtol=1e-4)
-    hf = load_teacher("rxnfp", TeacherConfig(kind="smiles_lm", path=str(tmp_path), params={"tokenizer": "hf"}))
+    hf_cfg = TeacherConfig(kind="smiles_lm", path=str(tmp_path), params={"tokenizer": "hf"})
+    hf = load_teacher("rxnfp", hf_cfg)
     assert hf.tokenizer_mode == "hf"  # an explicit choice still wins
