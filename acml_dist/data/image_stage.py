@@ -146,7 +146,7 @@ def depict_dataset(cfg: Any) -> dict[str, Any]:
     import ray
 
     from acml_dist.config import config_hash
-    from acml_dist.data.featurize import ensure_ray
+    from acml_dist.ray_runtime import ensure_ray
     from acml_dist.data.nmr_stage import select_molecules
     from acml_dist.data.shards import read_manifest as dataset_manifest
 
