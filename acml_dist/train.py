@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from acml_dist.errors import InputError
+from acml_dist.errors import run_main
 
 
 def run(cfg: Any) -> dict[str, Any]:
@@ -29,14 +29,7 @@ def run(cfg: Any) -> dict[str, Any]:
 def main(argv: Optional[list[str]] = None) -> int:
     """`deepspeed acml_dist/train.py <overrides>`: strips the launcher's --local_rank, `--cfg job` prints.
     A wrong config or input gives one line per rank and exit 2, as the CLI does (ACML_DEBUG=1: traceback)."""
-    try:
-        return _main(argv)
-    except (InputError, FileNotFoundError) as exc:
-        if os.environ.get("ACML_DEBUG"):
-            raise
-        # one write per line: the launcher merges every rank's stderr
-        sys.stderr.write(f"[rank {os.environ.get('RANK', 0)}] acml train: {exc}\n")
-        return 2
+    return run_main(f"[rank {os.environ.get('RANK', 0)}] acml train", lambda: _main(argv))
 
 
 def _main(argv: Optional[list[str]]) -> int:

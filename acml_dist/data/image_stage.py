@@ -146,11 +146,12 @@ def depict_dataset(cfg: Any) -> dict[str, Any]:
     import ray
 
     from acml_dist.config import config_hash
-    from acml_dist.ray_runtime import ensure_ray
+    from acml_dist.context import dataset_dir
     from acml_dist.data.nmr_stage import select_molecules
     from acml_dist.data.shards import read_manifest as dataset_manifest
+    from acml_dist.ray_runtime import ensure_ray
 
-    root = Path(cfg.shards or Path(cfg.shards_root) / cfg.name)
+    root = dataset_dir(cfg)
     dataset = dataset_manifest(root)
     if dataset is None or not dataset.get("complete"):
         raise DepictStageError(f"{root} is not a complete featurised dataset: run `acml featurize` first")
