@@ -81,11 +81,10 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
     from acml_dist.config import config_hash
     from acml_dist.data import featurize_tasks as W
     from acml_dist.data.executor import open_executor
-    from acml_dist.data.sources import check_sources, iter_records, source_files
+    from acml_dist.data.sources import check_sources, source_files
 
     t0 = time.time()
-    data_cfg = cfg.data
-    data = OmegaConf.to_container(data_cfg, resolve=True)
+    data = OmegaConf.to_container(cfg.data, resolve=True)
     if cfg.get("input") or data.get("path"):
         # data.source names a packaged corpus; records and rejects from a user's path say "file"
         data["source"] = "file"
@@ -94,7 +93,57 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
     files = [str(Path(f).resolve()) for f in source_files(spec)]
     check_sources(spec, files)
     chash = config_hash({"schema_version": SCHEMA_VERSION, "data": data, "input": files})
-    if cfg.get("overwrite") and out.exists():
+    old = _previous_run(out, chash, bool(cfg.get("overwrite")))
+    if old and old.get("complete"):
+        log.info("%s: complete and verified, nothing to do", out)
+        return old
+    work = out / "_work"
+    work.mkdir(parents=True, exist_ok=True)
+    ex = open_executor(cfg.get("cluster"))
+    try:
+        parts = _partitions(work, ex.workers, chash)
+        excluded: set[str] = set()
+        if data.get("exclude"):
+            from acml_dist.data.datasets import leakage_inchikeys
+
+            excluded = leakage_inchikeys(list(data["exclude"]), cfg.data.standardize)
+            log.info("exclusion list: %d InChIKeys from %s", len(excluded), list(data["exclude"]))
+        # A. chunks
+        counts, read = _run_chunks(ex, spec, data, files, work, parts, ex.put(frozenset(excluded)))
+        # B. dedupe (hash partitions), C. per-chunk keep masks and split counts
+        duplicates = sum(ex.get([ex.submit(W.dedupe_partition, str(work), p) for p in range(parts)]))
+        per_chunk = ex.get([ex.submit(W.chunk_keep, str(work), i, parts) for i in range(len(counts))])
+        # D. shards
+        totals = {
+            "read": read,
+            "written": sum(sum(c.values()) for c in per_chunk),
+            "rejected": sum(c["rejected"] for c in counts.values()),
+            "duplicates": duplicates,
+            "excluded": sum(c["excluded"] for c in counts.values()),
+        }
+        if read != totals["written"] + totals["rejected"] + totals["duplicates"] + totals["excluded"]:
+            raise FeaturizeError(f"counts do not add up: {totals}")
+        manifest = _manifest_head(cfg.name, chash, data, files, totals, counts)
+        plan = _plan_shards(per_chunk, int(data["samples_per_shard"]))
+        entries = _write_shards(ex, plan, old, out, work, manifest)
+        _merge_rejects(out, work, len(counts))
+        elapsed = time.time() - t0
+        manifest.update(_splits_section(plan, entries, complete=True))
+        manifest.update(
+            {"complete": True, "elapsed_s": round(elapsed, 2), "rate_per_s": round(read / elapsed, 1)}
+        )
+        write_manifest(out, manifest)
+        shutil.rmtree(work, ignore_errors=True)
+    finally:
+        ex.close()
+    print_summary(out, manifest)
+    return manifest
+
+
+def _previous_run(out: Path, chash: str, overwrite: bool) -> dict[str, Any] | None:
+    """The manifest of an earlier run into `out` (None: nothing there); a complete one is returned only when
+    every shard verifies. Another configuration's shards are refused unless `overwrite`."""
+    if overwrite and out.exists():
         for item in [*SPLITS, "_work", "manifest.json", "rejects.jsonl"]:
             target = out / item
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
@@ -104,141 +153,121 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
             f"{out} holds shards of another configuration (config_hash {old.get('config_hash')} "
             f"!= {chash}); pass overwrite=true or choose another output"
         )
-    if (
-        old
-        and old.get("complete")
-        and all(verify_shard(out, e) for s in old["splits"].values() for e in s["shards"])
-    ):
-        log.info("%s: complete and verified, nothing to do", out)
-        return old
-    work = out / "_work"
-    work.mkdir(parents=True, exist_ok=True)
-    ex = open_executor(cfg.get("cluster"))
-    try:
-        workers = ex.workers
-        # The partition count is fixed by the first attempt: chunks of a killed run keep their key files.
-        plan_file = work / "plan.json"
-        if plan_file.exists():
-            parts = int(json.loads(plan_file.read_text())["parts"])
+    if old and old.get("complete"):
+        if not all(verify_shard(out, e) for s in old["splits"].values() for e in s["shards"]):
+            old = {**old, "complete": False}  # rewrite what does not verify
+    return old
+
+
+def _partitions(work: Path, workers: int, chash: str) -> int:
+    """Dedupe hash partitions, fixed by the first attempt: chunks of a killed run keep their key files."""
+    plan_file = work / "plan.json"
+    if plan_file.exists():
+        return int(json.loads(plan_file.read_text())["parts"])
+    parts = max(1, min(64, 2 * workers))
+    atomic_write(plan_file, json.dumps({"parts": parts, "config_hash": chash}).encode())
+    return parts
+
+
+def _run_chunks(
+    ex: Any, spec: Any, data: dict, files: list[str], work: Path, parts: int, excl_ref: Any
+) -> tuple[dict[int, dict], int]:
+    """Phase A: every chunk of `data.chunk_size` records through `process_chunk` (finished chunks of an
+    earlier attempt are read back); returns the per-chunk counts and the number of records read."""
+    from acml_dist.data import featurize_tasks as W
+    from acml_dist.data.sources import iter_records
+
+    counts: dict[int, dict] = {}
+    pending: dict[Any, int] = {}
+    bar = _progress(data.get("limit") or _count_records(files))
+    rejected = 0
+
+    def collect() -> None:
+        nonlocal rejected
+        for ref in ex.wait_one(list(pending)):
+            c = ex.get(ref)
+            counts[pending.pop(ref)] = c
+            rejected += c["rejected"]
+            bar.update(c["read"])
+            bar.set_postfix(rejects=rejected, refresh=False)
+
+    seq0 = 0
+    for index, chunk in enumerate(_chunks(iter_records(spec, data.get("limit")), int(data["chunk_size"]))):
+        done = work / "chunks" / f"c{index:06d}.done.json"
+        if done.exists():
+            counts[index] = c = json.loads(done.read_text())
+            bar.update(c["read"])
         else:
-            parts = max(1, min(64, 2 * workers))
-            atomic_write(plan_file, json.dumps({"parts": parts, "config_hash": chash}).encode())
-        excluded = set()
-        if data.get("exclude"):
-            from acml_dist.data.datasets import leakage_inchikeys
-
-            excluded = leakage_inchikeys(list(data["exclude"]), data_cfg.standardize)
-            log.info("exclusion list: %d InChIKeys from %s", len(excluded), list(data["exclude"]))
-        excl_ref = ex.put(frozenset(excluded))
-
-        # A. chunks
-        counts: dict[int, dict] = {}
-        pending: dict[Any, int] = {}
-        bar = _progress(data.get("limit") or _count_records(files))
-        rejected = 0
-
-        def collect() -> None:
-            nonlocal rejected
-            for ref in ex.wait_one(list(pending)):
-                c = ex.get(ref)
-                counts[pending.pop(ref)] = c
-                rejected += c["rejected"]
-                bar.update(c["read"])
-                bar.set_postfix(rejects=rejected, refresh=False)
-
-        seq0 = 0
-        records = iter_records(spec, data.get("limit"))
-        for index, chunk in enumerate(_chunks(records, int(data["chunk_size"]))):
-            done = work / "chunks" / f"c{index:06d}.done.json"
-            if done.exists():
-                counts[index] = c = json.loads(done.read_text())
-                bar.update(c["read"])
-            else:
-                task = ex.submit(W.process_chunk, index, seq0, chunk, data, excl_ref, str(work), parts)
-                pending[task] = index
-            seq0 += len(chunk)
-            while len(pending) >= 2 * workers:
-                collect()
-        while pending:
+            task = ex.submit(W.process_chunk, index, seq0, chunk, data, excl_ref, str(work), parts)
+            pending[task] = index
+        seq0 += len(chunk)
+        while len(pending) >= 2 * ex.workers:
             collect()
-        bar.close()
-        n_chunks = len(counts)
+    while pending:
+        collect()
+    bar.close()
+    return counts, seq0
 
-        # B. dedupe (hash partitions), C. per-chunk keep masks and split counts
-        duplicates = sum(ex.get([ex.submit(W.dedupe_partition, str(work), p) for p in range(parts)]))
-        per_chunk = ex.get([ex.submit(W.chunk_keep, str(work), i, parts) for i in range(n_chunks)])
 
-        # D. shards
-        size = int(data["samples_per_shard"])
-        old_entries = {e["name"]: e for s in (old or {}).get("splits", {}).values() for e in s["shards"]}
-        plan = _plan_shards(per_chunk, size)
-        entries: dict[str, dict] = {}
-        todo = []
-        for split, shards in plan.items():
-            for k, pieces in enumerate(shards):
-                name = shard_name(split, k)
-                prev = old_entries.get(name)
-                if prev and prev["samples"] == sum(b - a for _, a, b in pieces) and verify_shard(out, prev):
-                    entries[name] = prev
-                else:
-                    todo.append((name, split, pieces))
-        log.info("%d shards to write, %d verified from a previous run", len(todo), len(entries))
-        totals = {
-            "read": seq0,
-            "written": sum(sum(c.values()) for c in per_chunk),
-            "rejected": sum(c["rejected"] for c in counts.values()),
-            "duplicates": duplicates,
-            "excluded": sum(c["excluded"] for c in counts.values()),
-        }
-        reasons: dict[str, int] = {}
-        for c in counts.values():
-            for r, n in c["reasons"].items():
-                reasons[r] = reasons.get(r, 0) + n
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "format": FORMAT,
-            "name": cfg.name,
-            "config_hash": chash,
-            "data": data,
-            "input": files,
-            "counts": totals,
-            "reject_reasons": dict(sorted(reasons.items())),
-            "excluded_from": list(data.get("exclude") or []),
-            "samples_per_shard": size,
-            "columns": ["graph", "key", "smiles.txt", "meta.json"]
-            + (["image.png"] if data.get("images") else []),
-            "complete": False,
-        }
-        pending_shards: dict[Any, str] = {}
-        last_save = time.time()
-        for name, split, pieces in todo:
-            ref = ex.submit(W.assemble_shard, str(work), str(out / name), SPLITS.index(split), pieces)
-            pending_shards[ref] = name
-            while len(pending_shards) >= 2 * workers:
-                last_save = _collect_shards(ex, pending_shards, entries, manifest, plan, out, last_save)
-        while pending_shards:
-            last_save = _collect_shards(ex, pending_shards, entries, manifest, plan, out, last_save)
+def _manifest_head(
+    name: str, chash: str, data: dict, files: list[str], totals: dict, counts: dict[int, dict]
+) -> dict[str, Any]:
+    reasons: dict[str, int] = {}
+    for c in counts.values():
+        for r, n in c["reasons"].items():
+            reasons[r] = reasons.get(r, 0) + n
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "format": FORMAT,
+        "name": name,
+        "config_hash": chash,
+        "data": data,
+        "input": files,
+        "counts": totals,
+        "reject_reasons": dict(sorted(reasons.items())),
+        "excluded_from": list(data.get("exclude") or []),
+        "samples_per_shard": int(data["samples_per_shard"]),
+        "columns": ["graph", "key", "smiles.txt", "meta.json"]
+        + (["image.png"] if data.get("images") else []),
+        "complete": False,
+    }
 
-        with open(out / ".rejects.jsonl.tmp", "wb") as fh:
-            for i in range(n_chunks):
-                fh.write((work / "chunks" / f"c{i:06d}.rejects.jsonl").read_bytes())
-        (out / ".rejects.jsonl.tmp").replace(out / "rejects.jsonl")
-        elapsed = time.time() - t0
-        manifest.update(_splits_section(plan, entries, complete=True))
-        manifest.update(
-            {"complete": True, "elapsed_s": round(elapsed, 2), "rate_per_s": round(seq0 / elapsed, 1)}
-        )
-        if (
-            totals["read"]
-            != totals["written"] + totals["rejected"] + totals["duplicates"] + totals["excluded"]
-        ):
-            raise FeaturizeError(f"counts do not add up: {totals}")
-        write_manifest(out, manifest)
-        shutil.rmtree(work, ignore_errors=True)
-    finally:
-        ex.close()
-    print_summary(out, manifest)
-    return manifest
+
+def _write_shards(
+    ex: Any, plan: dict, old: dict | None, out: Path, work: Path, manifest: dict
+) -> dict[str, dict]:
+    """Phase D: assemble every planned shard a previous run did not leave verified; a partial manifest is
+    saved as shards land, so a killed run resumes from them. Returns the manifest entries by name."""
+    from acml_dist.data import featurize_tasks as W
+
+    old_entries = {e["name"]: e for s in (old or {}).get("splits", {}).values() for e in s["shards"]}
+    entries: dict[str, dict] = {}
+    todo = []
+    for split, shards in plan.items():
+        for k, pieces in enumerate(shards):
+            name = shard_name(split, k)
+            prev = old_entries.get(name)
+            if prev and prev["samples"] == sum(b - a for _, a, b in pieces) and verify_shard(out, prev):
+                entries[name] = prev
+            else:
+                todo.append((name, split, pieces))
+    log.info("%d shards to write, %d verified from a previous run", len(todo), len(entries))
+    pending: dict[Any, str] = {}
+    last_save = time.time()
+    for name, split, pieces in todo:
+        pending[ex.submit(W.assemble_shard, str(work), str(out / name), SPLITS.index(split), pieces)] = name
+        while len(pending) >= 2 * ex.workers:
+            last_save = _collect_shards(ex, pending, entries, manifest, plan, out, last_save)
+    while pending:
+        last_save = _collect_shards(ex, pending, entries, manifest, plan, out, last_save)
+    return entries
+
+
+def _merge_rejects(out: Path, work: Path, n_chunks: int) -> None:
+    with open(out / ".rejects.jsonl.tmp", "wb") as fh:
+        for i in range(n_chunks):
+            fh.write((work / "chunks" / f"c{i:06d}.rejects.jsonl").read_bytes())
+    (out / ".rejects.jsonl.tmp").replace(out / "rejects.jsonl")
 
 
 def _plan_shards(per_chunk: list[dict[str, int]], size: int) -> dict[str, list[list[tuple[int, int, int]]]]:

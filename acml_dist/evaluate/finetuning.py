@@ -144,6 +144,7 @@ def _batch_loss(model, batch, task: str):
     return (loss_el * mask).sum() / mask.sum().clamp(min=1)
 
 
+# ~85 lines: the whole recipe (schedule, best-validation restore, patience, progress) read top to bottom.
 def fit_predictor(
     encoder,
     emb_dim: int,

@@ -172,25 +172,7 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
 
     t0 = time.time()
     n_actors = max(1, int(cfg.cluster.embed_actors))
-    resources = ray.cluster_resources()
-    cpus = int(resources.get("CPU", os.cpu_count() or 1))
-    use_gpu = (
-        resources.get("GPU", 0) > 0 and tcfg.get("device", "auto") != "cpu" and tcfg["kind"] != "fingerprint"
-    )
-    # Reserve one CPU per actor so N actors fit on N cores; torch threads share the remaining cores.
-    # A `models:/` teacher is fetched by each actor: give it the driver's registry.
-    uri = getattr(getattr(cfg, "tracking", None), "tracking_uri", None) or os.environ.get(
-        "MLFLOW_TRACKING_URI"
-    )
-    env = {"env_vars": {"MLFLOW_TRACKING_URI": uri}} if uri else None
-    # A killed actor (OOM, preemption, SIGKILL) is restarted and its shard retried: shard writes are atomic
-    # and checked by their done record, so a retry gives the same cache.
-    actor_cls = ray.remote(
-        num_cpus=1, num_gpus=1 if use_gpu else 0, runtime_env=env, max_restarts=3, max_task_retries=3
-    )(EmbedWorker)
-    threads = int(tcfg.get("cpu_threads") or 0) or max(1, cpus // n_actors)
-    precheck_spectra(name, tcfg, root)  # a clear error here, not an actor that dies in its constructor
-    actors = [actor_cls.remote(name, tcfg, threads, str(root)) for _ in range(n_actors)]
+    actors = _start_actors(name, tcfg, root, cfg, n_actors)
     info = ray.get(actors[0].describe.remote())
     t_ready = time.time()  # rates below exclude Ray start and teacher loading (reported as startup_s)
     out_root = cache_dir(root, name)
@@ -243,7 +225,50 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
         ray.kill(a)
     elapsed = time.time() - t0
     bits = info["kind"] == "fingerprint" and not (tcfg.get("params") or {}).get("counts")
-    # Same layout as the dataset manifest: names relative to the manifest's folder.
+    splits = _cache_splits(shards, done)
+    manifest = {
+        **cache_manifest_body(root, {**info, "name": name}, bits, splits),
+        **({"spectra": info["spectra"]} if "spectra" in info else {}),
+        "config": tcfg,
+        "embedded_now": new,
+        "elapsed_s": round(elapsed, 2),
+        "startup_s": round(t_ready - t0, 2),
+        "rate_per_s": round(new / max(time.time() - t_ready, 1e-9), 2),
+        "actors": n_actors,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_json(out_root / "manifest.json", manifest)
+    return manifest
+
+
+def _start_actors(name: str, tcfg: dict[str, Any], root: Path, cfg: Any, n_actors: int) -> list:
+    """The embedding actors of one teacher (a GPU each where Ray has them and the teacher wants one)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    cpus = int(resources.get("CPU", os.cpu_count() or 1))
+    use_gpu = (
+        resources.get("GPU", 0) > 0 and tcfg.get("device", "auto") != "cpu" and tcfg["kind"] != "fingerprint"
+    )
+    # Reserve one CPU per actor so N actors fit on N cores; torch threads share the remaining cores.
+    # A `models:/` teacher is fetched by each actor: give it the driver's registry.
+    uri = getattr(getattr(cfg, "tracking", None), "tracking_uri", None) or os.environ.get(
+        "MLFLOW_TRACKING_URI"
+    )
+    env = {"env_vars": {"MLFLOW_TRACKING_URI": uri}} if uri else None
+    # A killed actor (OOM, preemption, SIGKILL) is restarted and its shard retried: shard writes are atomic
+    # and checked by their done record, so a retry gives the same cache.
+    actor_cls = ray.remote(
+        num_cpus=1, num_gpus=1 if use_gpu else 0, runtime_env=env, max_restarts=3, max_task_retries=3
+    )(EmbedWorker)
+    threads = int(tcfg.get("cpu_threads") or 0) or max(1, cpus // n_actors)
+    precheck_spectra(name, tcfg, root)  # a clear error here, not an actor that dies in its constructor
+    actors = [actor_cls.remote(name, tcfg, threads, str(root)) for _ in range(n_actors)]
+    return actors
+
+
+def _cache_splits(shards: dict[str, list], done: dict) -> dict[str, dict[str, Any]]:
+    """The cache manifest's splits, in the dataset manifest's layout (names relative to its folder)."""
     splits: dict[str, dict[str, Any]] = {}
     for split, entries in shards.items():
         recs = [done[(split, Path(e["name"]).name)] for e in entries]
@@ -258,19 +283,7 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
                 for r in recs
             ],
         }
-    manifest = {
-        **cache_manifest_body(root, {**info, "name": name}, bits, splits),
-        **({"spectra": info["spectra"]} if "spectra" in info else {}),
-        "config": tcfg,
-        "embedded_now": new,
-        "elapsed_s": round(elapsed, 2),
-        "startup_s": round(t_ready - t0, 2),
-        "rate_per_s": round(new / max(time.time() - t_ready, 1e-9), 2),
-        "actors": n_actors,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    write_json(out_root / "manifest.json", manifest)
-    return manifest
+    return splits
 
 
 def embed_dataset(cfg: Any) -> dict[str, Any]:
