@@ -1,10 +1,13 @@
 """Joining torch.distributed through DeepSpeed: an existing process group (Ray Train), the launcher's
-environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), else a world of one on a free local port."""
+environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), else a world of one through a file rendezvous."""
 
 from __future__ import annotations
 
 import os
 import socket
+import tempfile
+import time
+from pathlib import Path
 
 
 def _free_port() -> int:
@@ -24,14 +27,22 @@ def init_distributed(backend: str = "auto") -> tuple[int, int, int]:
 
     if backend == "auto":
         backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if not dist.is_initialized():
-        for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")):
-            os.environ.setdefault(key, value)
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
     # DeepSpeed's CPU shared-memory allreduce is a C++ op JIT-compiled on first use (~100 s); gloo does it.
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
-    deepspeed.init_distributed(dist_backend=backend)
+    alone = not dist.is_initialized() and "MASTER_ADDR" not in os.environ
+    if alone and os.environ.get("WORLD_SIZE", "1") == "1":
+        # A world of one meets through a file, not a port: a port picked free can be taken before the
+        # store binds it (EADDRINUSE seen in CI).
+        for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")):
+            os.environ.setdefault(key, value)
+        store = Path(tempfile.gettempdir()) / f"acml-rendezvous-{os.getpid()}-{time.time_ns()}"
+        deepspeed.init_distributed(dist_backend=backend, init_method=f"file://{store}", rank=0, world_size=1,
+                                   auto_mpi_discovery=False)  # fmt: skip
+    else:
+        if not dist.is_initialized():
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        deepspeed.init_distributed(dist_backend=backend)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
