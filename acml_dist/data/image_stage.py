@@ -21,6 +21,7 @@ from typing import Any
 from acml_dist.data.modalities import (
     chunk_name,
     encode_image_chunk,
+    fix_stage_plan,
     modality_dir,
     verify_chunk,
     write_chunk,
@@ -119,19 +120,6 @@ def _params(cfg: Any) -> dict[str, Any]:
     }
 
 
-def _plan(mod_root: Path, chash: str, n_chunks: int, overwrite: bool) -> None:
-    plan_file = mod_root / WORK / "plan.json"
-    if plan_file.exists():
-        old = json.loads(plan_file.read_text())
-        if old.get("config_hash") != chash:
-            if not overwrite:
-                raise DepictStageError(
-                    f"{mod_root} holds depictions of another configuration ({old.get('config_hash')} != "
-                    f"{chash}): pass overwrite=true or change the dataset name"
-                )
-            shutil.rmtree(mod_root / WORK)
-    atomic_write(plan_file, json.dumps({"config_hash": chash, "chunks": n_chunks}).encode())
-
 
 def _chunk_done(mod_root: Path, index: int, modality: str) -> dict | None:
     path = mod_root / WORK / f"c{index:06d}.done.json"
@@ -167,7 +155,8 @@ def depict_dataset(cfg: Any) -> dict[str, Any]:
     )
     if cfg.get("overwrite"):
         shutil.rmtree(modality_dir(root, modality), ignore_errors=True)
-    _plan(mod_root, chash, len(chunks), bool(cfg.get("overwrite")))
+    overwrite = bool(cfg.get("overwrite"))
+    fix_stage_plan(mod_root / WORK, chash, len(chunks), overwrite, "depictions", DepictStageError)
     t0 = time.time()
     dones = {i: d for i in range(len(chunks)) if (d := _chunk_done(mod_root, i, modality)) is not None}
     todo = [i for i in range(len(chunks)) if i not in dones]

@@ -20,6 +20,7 @@ from acml_dist.data.modalities import (
     bins_dict,
     chunk_name,
     encode_chunk,
+    fix_stage_plan,
     iter_dataset_molecules,
     modality_dir,
     verify_chunk,
@@ -135,20 +136,6 @@ def _params(cfg: Any) -> dict[str, Any]:
     }
 
 
-def _plan(mod_root: Path, chash: str, n_chunks: int, overwrite: bool) -> None:
-    """Fix the plan of this output; a different config refuses unless overwrite (which clears it)."""
-    plan_file = mod_root / WORK / "plan.json"
-    if plan_file.exists():
-        old = json.loads(plan_file.read_text())
-        if old.get("config_hash") != chash:
-            if not overwrite:
-                raise NmrStageError(
-                    f"{mod_root} holds NMR predictions of another configuration ({old.get('config_hash')} != "
-                    f"{chash}): pass overwrite=true or change the dataset name"
-                )
-            shutil.rmtree(mod_root / WORK)
-    atomic_write(plan_file, json.dumps({"config_hash": chash, "chunks": n_chunks}).encode())
-
 
 def _chunk_done(mod_root: Path, index: int, modalities: list[str]) -> dict | None:
     path = mod_root / WORK / f"c{index:06d}.done.json"
@@ -190,7 +177,8 @@ def predict_dataset(cfg: Any) -> dict[str, Any]:
     if cfg.get("overwrite"):
         for m in modalities:
             shutil.rmtree(modality_dir(root, m), ignore_errors=True)
-    _plan(mod_root, chash, len(chunks), bool(cfg.get("overwrite")))
+    overwrite = bool(cfg.get("overwrite"))
+    fix_stage_plan(mod_root / WORK, chash, len(chunks), overwrite, "NMR predictions", NmrStageError)
     t0 = time.time()
     dones: dict[int, dict] = {}
     for i in range(len(chunks)):
