@@ -7,10 +7,14 @@ No heavy imports (MLflow loads inside `mlflow_session` only), so it sits under e
     dataset_dir   cfg.shards, else <shards_root>/<name>          (featurisation writes it: its `output`)
     run_dir       cfg.output of a training job, else <runs_root>/<name>
     tracking_uri  tracking.tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite:///<runs_root>/mlflow.db
+
+A new SQLite store is created under a file lock: two commands started together on a fresh machine both run
+MLflow's schema migration otherwise, and one dies in alembic ("expected to match one row").
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +45,30 @@ def resolve_tracking_uri(tracking_cfg: Any = None, runs_root: str | Path = "runs
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
+def create_sqlite_store(tracking_uri: str) -> None:
+    """Create (migrate) a `sqlite:///` store that does not exist yet, one process at a time; other URIs and
+    existing stores are left alone."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    db = Path(tracking_uri[len("sqlite:///") :])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    # Always through the lock: a file that exists may still be mid-migration in the process holding it.
+    with open(db.with_name(db.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not db.exists() or db.stat().st_size == 0:
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient(tracking_uri).search_experiments(max_results=1)  # runs the migration once
+
+
+def use_tracking_store(tracking_uri: str) -> None:
+    """Point MLflow at `tracking_uri` (every stage goes through here); a new SQLite store made safely."""
+    import mlflow
+
+    create_sqlite_store(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+
+
 @dataclass(frozen=True)
 class MlflowSession:
     """The MLflow run a stage logs to; `own` when the stage started it (and so ends it)."""
@@ -63,7 +91,7 @@ def mlflow_session(
         yield MlflowSession(active.info.run_id, own=False)
         return
     if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
+        use_tracking_store(tracking_uri)
     handed = os.environ.get("MLFLOW_RUN_ID")
     if not handed and experiment:
         mlflow.set_experiment(experiment)

@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from acml_dist.config import validate
-from acml_dist.context import RunContext
+from acml_dist.context import RunContext, use_tracking_store
 from acml_dist.data.shards import SCHEMA_VERSION, read_manifest, verify_shard
 from acml_dist.errors import DataError, StageError
 from acml_dist.log import get_logger
@@ -267,7 +267,7 @@ def run_pipeline(cfg: DictConfig) -> dict:
         raise DataError(f"unknown stages {sorted(unknown)}; known: {list(STAGES)}")
     tracking_uri = run_context(cfg).tracking_uri
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    mlflow.set_tracking_uri(tracking_uri)
+    use_tracking_store(tracking_uri)
     mlflow.set_experiment(cfg.tracking.experiment)
     ensure_ray(cfg.cluster, log_to_driver=True)  # training ranks report progress through the driver
 

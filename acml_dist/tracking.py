@@ -259,10 +259,10 @@ def register_release(cfg: Any) -> dict[str, Any]:
     if not is_model_dir(path):
         raise FileNotFoundError(f"{cfg.model_dir}: no saved model (config.json + model.safetensors) there")
     metrics = json.loads((path / "config.json").read_text()).get("extra", {}).get("metrics", {})
-    from acml_dist.context import resolve_tracking_uri
+    from acml_dist.context import resolve_tracking_uri, use_tracking_store
 
     uri_store = resolve_tracking_uri(cfg.tracking, cfg.runs_root)
-    mlflow.set_tracking_uri(uri_store)
+    use_tracking_store(uri_store)
     version = register_model(path, metrics, cfg.tracking, tracking_uri=uri_store)
     uri = f"models:/{cfg.tracking.registered_model}@{cfg.tracking.champion_alias}"
     print(f"registered {path} as {cfg.tracking.registered_model} v{version} ({mlflow.get_tracking_uri()}); "

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from acml_dist.context import MlflowSession, RunContext
+from acml_dist.context import MlflowSession, RunContext, use_tracking_store
 from acml_dist.evaluate import plots, report
 from acml_dist.evaluate.isomers import isomer_table
 from acml_dist.evaluate.modality_probes import probe_section
@@ -40,9 +40,7 @@ def load(cfg: Any, ctx: Optional[RunContext] = None):
     from acml_dist.tracking import resolve_model_dir
 
     if ":/" in str(cfg.model):  # a registry/run URI: look it up in the configured tracking store
-        import mlflow
-
-        mlflow.set_tracking_uri((ctx or RunContext.from_config(cfg)).tracking_uri)
+        use_tracking_store((ctx or RunContext.from_config(cfg)).tracking_uri)
     model_dir = resolve_model_dir(cfg.model)
     log.info("model %s -> %s", cfg.model, model_dir)
     return load_model(model_dir), model_dir

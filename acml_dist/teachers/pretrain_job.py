@@ -146,7 +146,7 @@ def pretrain_teacher_job(cfg: Any) -> dict[str, Any]:
     """Train, track, save, register; prints the held-out table. Returns the figures and the version."""
     import mlflow
 
-    from acml_dist.context import resolve_tracking_uri
+    from acml_dist.context import resolve_tracking_uri, use_tracking_store
     from acml_dist.teachers.registry import log_teacher, registered_name
 
     data = load_pairs(cfg)
@@ -157,7 +157,7 @@ def pretrain_teacher_job(cfg: Any) -> dict[str, Any]:
     what = "depictions" if cfg.modality == "image" else "spectra"
     print(f"{data['spectra']}: {data['n_spectra']} {what}, {n} paired with a {cfg.target} embedding; "
           f"{n - round(n * cfg.val_fraction)} train / {round(n * cfg.val_fraction)} held out")  # fmt: skip
-    mlflow.set_tracking_uri(resolve_tracking_uri(cfg, cfg.runs_root))
+    use_tracking_store(resolve_tracking_uri(cfg, cfg.runs_root))
     mlflow.set_experiment(cfg.experiment)
     params = {k: cfg[k] for k in ("modality", "target", "epochs", "batch_size", "lr", "weight_decay",
                                   "val_fraction", "pool", "out_dim", "seed")}  # fmt: skip

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from acml_dist.config.teachers import TeacherConfig
+from acml_dist.context import use_tracking_store
 from acml_dist.log import get_logger
 from acml_dist.teachers.artifacts import config_from_artifacts, write_artifacts
 from acml_dist.teachers.base import Teacher, TeacherError
@@ -34,7 +35,7 @@ def log_teacher(teacher: Teacher, tracking_uri: Optional[str] = None, alias: Opt
     from mlflow import MlflowClient
 
     if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
+        use_tracking_store(tracking_uri)
     name = registered_name(teacher.name)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "teacher"
