@@ -25,5 +25,6 @@ class DepictJob:
     store_size: int = 224  # stored resolution (uint8); < size downsamples (Lanczos) to save disk
     max_heavy_atoms: int = 0  # > 0: reject bigger molecules (unreadable at 224 px)
     chunk_size: int = 500  # molecules per Ray task (the unit of resume)
-    workers: int = 0  # tasks in flight = 2 x workers; 0: one per CPU of the Ray cluster
+    workers: int = 0  # tasks in flight = 2 x workers; 0: one per CPU of the Ray cluster (of this node with
+    # cluster.address=processes: a local process pool, no Ray)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)

@@ -21,7 +21,8 @@ class NmrPredictJob:
     keys_file: Optional[str] = None
     nuclei: list[str] = field(default_factory=lambda: ["13C", "1H"])
     chunk_size: int = 50  # molecules per Ray task (the unit of resume)
-    workers: int = 0  # tasks in flight = 2 x workers; 0: one per CPU of the Ray cluster
+    workers: int = 0  # tasks in flight = 2 x workers; 0: one per CPU of the Ray cluster (of this node with
+    # cluster.address=processes: a local process pool, no Ray)
     # 1H bins over [h1_low, h1_high) ppm; 13C is fixed as in CReSS (4,000 bins, -50..350 ppm)
     h1_bins: int = 1200
     h1_low: float = 0.0

@@ -1,15 +1,16 @@
-"""Where featurisation's task bodies run: Ray tasks (the default, any cluster) or a local process pool
-(`cluster.address=processes`: one node without Ray, e.g. a GPU node that has RDKit but not Ray).
+"""Where the data stages' task bodies run (featurisation, the subset stages of data/subset_stage.py): Ray
+tasks (the default, any cluster) or a local process pool (`cluster.address=processes`: one node without
+Ray, e.g. a GPU node that has RDKit but not Ray).
 
-Both run the same plain functions (`acml_dist.data.featurize_tasks`) with the same arguments, so the
-shards are the same bytes either way (tests/integration/test_featurize_executor.py)."""
+Both run the same plain functions with the same arguments, so the outputs are the same bytes either way
+(tests/integration/test_featurize_executor.py, tests/integration/test_subset_stage.py)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any, Protocol
+from typing import Any, Optional, Protocol
 
 
 class Executor(Protocol):
@@ -22,17 +23,24 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+def _configured(cluster: Any, workers: Optional[int]) -> int:
+    """`workers` when given (a stage's own setting), else `cluster.featurize_workers`; 0: one per CPU."""
+    if workers is not None:
+        return int(workers)
+    return int(cluster.featurize_workers) if cluster is not None else 0
+
+
 class RayExecutor:
     """Ray tasks of one CPU each; joins or starts Ray as `ensure_ray` does and shuts down what it started."""
 
-    def __init__(self, cluster: Any) -> None:
+    def __init__(self, cluster: Any, workers: Optional[int] = None) -> None:
         import ray
 
         from acml_dist.ray_runtime import ensure_ray
 
         self._ray = ray
         self._started = ensure_ray(cluster)
-        configured = int(cluster.featurize_workers) if cluster is not None else 0
+        configured = _configured(cluster, workers)
         self.workers = configured or max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._remote: dict[Callable, Any] = {}
 
@@ -56,10 +64,10 @@ class RayExecutor:
 
 
 class ProcessExecutor:
-    """A local process pool of `cluster.featurize_workers` (0: every core)."""
+    """A local process pool of `workers` or `cluster.featurize_workers` (0: every core)."""
 
-    def __init__(self, cluster: Any) -> None:
-        configured = int(cluster.featurize_workers) if cluster is not None else 0
+    def __init__(self, cluster: Any, workers: Optional[int] = None) -> None:
+        configured = _configured(cluster, workers)
         self.workers = configured or max(1, len(os.sched_getaffinity(0)))
         self._pool = ProcessPoolExecutor(max_workers=self.workers)
 
@@ -79,6 +87,9 @@ class ProcessExecutor:
         self._pool.shutdown(cancel_futures=True)
 
 
-def open_executor(cluster: Any) -> Executor:
+def open_executor(cluster: Any, workers: Optional[int] = None) -> Executor:
+    """The executor `cluster.address` names; `workers` (when given) overrides `cluster.featurize_workers`."""
     address = cluster.get("address") if cluster is not None else None
-    return ProcessExecutor(cluster) if address == "processes" else RayExecutor(cluster)
+    if address == "processes":
+        return ProcessExecutor(cluster, workers)
+    return RayExecutor(cluster, workers)
