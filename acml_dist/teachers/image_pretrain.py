@@ -11,7 +11,9 @@ batch's others; `cosine` is the plain regression, `mse` Img2Mol's.
 Augmentation (online, on the batch, torch): a random rotation (+-`rotation` degrees) and scale
 (`scale` range) by one affine resampling with white fill, and a random line width (ink dilated or eroded
 by a 3x3 max-pool, blended by a random amount). Held-out retrieval (image -> SMILES teacher, R@1 in pools
-of up to `pool`) is reported for the trained CNN and its untrained twin (same initialisation, no step)."""
+of up to `pool`) is reported for the trained CNN and its untrained twin (same initialisation, no step).
+The loop (split, AdamW with a one-cycle schedule, held-out R@1) is `teachers/pair_training.py`'s, shared
+with the spectrum teachers; the batch loss (augmentation, autocast) and the R@1 pools are this module's."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+
+from acml_dist.teachers.pair_training import fit_pairs, held_out_r1, split_pairs
 
 
 def paired_images(
@@ -167,11 +171,7 @@ def train_image_teacher(
     torch.manual_seed(seed)
     a = full_arch({**(arch or {}), "out_dim": y.shape[1]})
     x = to_resolution(images, a["resolution"])
-    perm = np.random.default_rng(seed).permutation(len(x))
-    n_val = int(round(len(x) * val_fraction))
-    val, train = perm[:n_val], perm[n_val:]
-    if len(train) < 2:
-        raise ValueError(f"{len(x)} pairs leave fewer than 2 to train on")
+    train, val = split_pairs(len(x), val_fraction, seed)
     mean, std = y[train].mean(0), y[train].std(0)
     std = np.where(std < 1e-6, 1.0, std).astype(np.float32)  # a dimension constant in training: unscaled
     z = ((y - mean) / std).astype(np.float32)
@@ -181,60 +181,38 @@ def train_image_teacher(
     twin = copy.deepcopy(model)  # the untrained twin: same initialisation and standardisation, no step
     model.to(device)
     xt, zt = torch.from_numpy(x[train]).to(device), torch.from_numpy(z[train]).to(device)
+    batch_loss = _batch_loss(model, xt, zt, loss=loss, nce_weight=nce_weight, temperature=temperature,
+                             augmentation=augmentation)  # fmt: skip
     t0 = time.time()
-    history, seen = _fit(model, xt, zt, epochs=epochs, batch_size=batch_size, lr=lr,
-                         weight_decay=weight_decay, loss=loss, nce_weight=nce_weight, temperature=temperature,
-                         augmentation=augmentation, seed=seed, on_epoch=on_epoch)  # fmt: skip
+    history, seen = fit_pairs(model, len(train), batch_loss, epochs=epochs, batch_size=batch_size, lr=lr,
+                              weight_decay=weight_decay, seed=seed, one_cycle=True,
+                              on_epoch=on_epoch)  # fmt: skip
     rate = seen / max(1e-9, time.time() - t0)
     twin.to(device)
-    out: dict[str, Any] = {"history": history, "n_train": len(train), "n_val": n_val, "arch": a,
+    out: dict[str, Any] = {"history": history, "n_train": len(train), "n_val": len(val), "arch": a,
                            "images_per_s": rate}  # fmt: skip
-    out["train_r1"] = retrieval_r1(model, x[train[:pool]], z[train[:pool]], pool)
-    out["untrained_train_r1"] = retrieval_r1(twin, x[train[:pool]], z[train[:pool]], pool)
-    if n_val:
-        out["val_r1"] = retrieval_r1(model, x[val], z[val], pool)
-        out["untrained_val_r1"] = retrieval_r1(twin, x[val], z[val], pool)
-        out["chance_r1"] = 1.0 / min(pool, n_val)
+    out.update(held_out_r1(lambda m, rows: retrieval_r1(m, x[rows], z[rows], pool), model, twin,
+                           train[:pool], val, pool))  # fmt: skip
     out["model"] = model.cpu().eval()
     return out
 
 
-def _fit(model: Any, xt: Any, zt: Any, *, epochs: int, batch_size: int, lr: float, weight_decay: float,
-         loss: str, nce_weight: float, temperature: float, augmentation: bool, seed: int,
-         on_epoch: Optional[Callable[[int, float], None]]) -> tuple[list[float], int]:  # fmt: skip
-    """AdamW with a one-cycle schedule over uint8 images `xt` and standardised targets `zt` (on the model's
-    device; bf16 autocast on CUDA); (mean loss per epoch, images seen)."""
+def _batch_loss(model: Any, xt: Any, zt: Any, *, loss: str, nce_weight: float, temperature: float,
+                augmentation: bool) -> Callable[[Any, Any], Any]:  # fmt: skip
+    """The loss of a batch of rows of uint8 images `xt` and standardised targets `zt` (on the model's
+    device; bf16 autocast on CUDA), augmented with the loop's generator."""
     import torch
 
     device = xt.device
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * max(1, math.ceil(len(xt) / batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps), pct_start=0.15)
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
-    gen = torch.Generator().manual_seed(seed)
-    history: list[float] = []
-    seen = 0
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(xt), generator=gen)
-        losses = []
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size].to(device)
-            if len(idx) < 2:
-                continue
-            xb = xt[idx].float().div_(255.0).unsqueeze(1)
-            if augmentation:
-                xb = augment(xb, gen)
-            with autocast:
-                pred = model(xb)
-            value = image_loss(pred.float(), zt[idx], loss, nce_weight, temperature)
-            opt.zero_grad()
-            value.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(value.detach()))
-            seen += len(idx)
-        history.append(float(np.mean(losses)))
-        if on_epoch is not None:
-            on_epoch(epoch, history[-1])
-    return history, seen
+
+    def batch_loss(rows: Any, gen: Any) -> Any:
+        idx = rows.to(device)
+        xb = xt[idx].float().div_(255.0).unsqueeze(1)
+        if augmentation:
+            xb = augment(xb, gen)
+        with autocast:
+            pred = model(xb)
+        return image_loss(pred.float(), zt[idx], loss, nce_weight, temperature)
+
+    return batch_loss

@@ -9,7 +9,8 @@ teacher (e.g. rxnfp from `acml embed`), so only a linear head on its embedding t
 teacher, R@1 in a pool of up to `pool` molecules) is reported for the trained encoder and its untrained twin
 (same initialisation, no step), so the gain is measured in one run. `train_spectrum_teacher` trains the
 1-D conv encoders of 1H NMR and MS the same way; `acml pretrain-teacher` (`teachers/pretrain_job.py`)
-runs it with MLflow tracking and registration."""
+runs it with MLflow tracking and registration. The loop (split, AdamW, held-out R@1 beside the twin) is
+`teachers/pair_training.py`'s, shared with the image teacher."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import numpy as np
 from acml_dist.data.loader import iter_samples
 from acml_dist.data.modalities import read_modality
 from acml_dist.data.shards import read_manifest
+from acml_dist.teachers.pair_training import fit_pairs, held_out_r1, split_pairs
 from acml_dist.teachers.published import NMR_BINS, build_cress_nmr
 from acml_dist.teachers.spectrum_conv import build_conv1d_encoder
 
@@ -137,40 +139,24 @@ def train_spectrum_teacher(
     if threads:
         torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
-    perm = np.random.default_rng(seed).permutation(len(x))
-    n_val = int(round(len(x) * val_fraction))
-    val, train = perm[:n_val], perm[n_val:]
-    if len(train) < 2:
-        raise ValueError(f"{len(x)} pairs leave fewer than 2 to train on")
+    train, val = split_pairs(len(x), val_fraction, seed)
     model = build_pair_model(y.shape[1], out_dim, build_encoder(modality, x.shape[1], out_dim))
     twin = copy.deepcopy(model)  # the untrained twin: same initialisation, no step
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     xt, yt = torch.from_numpy(x[train]), torch.from_numpy(y[train])
-    gen = torch.Generator().manual_seed(seed)
-    history = []
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(train), generator=gen)
-        losses = []
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            if len(idx) < 2:
-                continue
-            loss = model(xt[idx], yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-        history.append(float(np.mean(losses)))
-        if on_epoch is not None:
-            on_epoch(epoch, history[-1])
-    out: dict[str, Any] = {"model": model, "history": history, "n_train": len(train), "n_val": n_val}
-    out["train_r1"] = retrieval_r1(model, x[train], y[train], pool)
-    if n_val:
-        out["val_r1"] = retrieval_r1(model, x[val], y[val], pool)
-        out["untrained_val_r1"] = retrieval_r1(twin, x[val], y[val], pool)
-        out["chance_r1"] = 1.0 / min(pool, n_val)
-    out["untrained_train_r1"] = retrieval_r1(twin, x[train], y[train], pool)
+    history, _ = fit_pairs(
+        model,
+        len(train),
+        lambda rows, gen: model(xt[rows], yt[rows]),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        on_epoch=on_epoch,
+    )
+    out: dict[str, Any] = {"model": model, "history": history, "n_train": len(train), "n_val": len(val)}
+    r1 = lambda m, rows: retrieval_r1(m, x[rows], y[rows], pool)  # noqa: E731
+    out.update(held_out_r1(r1, model, twin, train, val, pool))
     return out
 
 

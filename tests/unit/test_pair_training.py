@@ -1,0 +1,54 @@
+"""The teachers' shared training loop (`acml_dist.teachers.pair_training`): split, batches (a last batch of
+one row skipped), the schedule, and the held-out report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from acml_dist.teachers.pair_training import fit_pairs, held_out_r1, split_pairs
+
+
+def test_split_holds_out_a_seeded_fraction_and_refuses_too_few_to_train() -> None:
+    train, val = split_pairs(10, 0.3, seed=4)
+    assert len(val) == 3 and sorted([*train, *val]) == list(range(10))
+    again = split_pairs(10, 0.3, seed=4)
+    assert np.array_equal(train, again[0]) and np.array_equal(val, again[1])
+    with pytest.raises(ValueError, match="fewer than 2 to train on"):
+        split_pairs(3, 0.5, seed=0)
+
+
+@pytest.mark.parametrize("one_cycle", [False, True])
+def test_fit_learns_a_linear_map_and_skips_a_batch_of_one(one_cycle: bool) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(33, 4)
+    y = x @ torch.randn(4, 2)
+    model = torch.nn.Linear(4, 2)
+    calls: list[int] = []
+
+    def batch_loss(rows: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        calls.append(len(rows))
+        return torch.nn.functional.mse_loss(model(x[rows]), y[rows])
+
+    epochs: list[tuple[int, float]] = []
+    history, seen = fit_pairs(model, 33, batch_loss, epochs=30, batch_size=8, lr=0.05, weight_decay=0.0,
+                              seed=1, one_cycle=one_cycle,
+                              on_epoch=lambda e, v: epochs.append((e, v)))  # fmt: skip
+    assert seen == 30 * 32 and set(calls) == {8}  # 33 = 4 x 8 + 1: the batch of one is skipped
+    assert [e for e, _ in epochs] == list(range(30)) and [v for _, v in epochs] == history
+    assert history[-1] < 0.1 * history[0]
+
+
+def test_held_out_report_names_both_models_and_chance() -> None:
+    def r1(model: str, rows: np.ndarray) -> float:
+        return {"trained": 0.5, "twin": 0.1}[model] + len(rows) / 1000
+
+    out = held_out_r1(r1, "trained", "twin", np.arange(6), np.arange(4), pool=3)
+    want = {"train_r1": 0.506, "untrained_train_r1": 0.106, "val_r1": 0.504, "untrained_val_r1": 0.104,
+            "chance_r1": 1 / 3}  # fmt: skip
+    assert out == pytest.approx(want)
+    assert set(held_out_r1(r1, "trained", "twin", np.arange(6), np.arange(0), pool=3)) == {
+        "train_r1",
+        "untrained_train_r1",
+    }
