@@ -70,13 +70,15 @@ class OgbGINConv(nn.Module):
 
 
 class BatchNorm(nn.BatchNorm1d):
-    """BatchNorm1d that normalises in float32 whatever the dtype of its input and affine parameters, and
-    returns the input's dtype. DeepSpeed's bf16 casts parameters but keeps the running statistics float32;
-    torch's CPU batch_norm refuses that mix ("expected scalar type BFloat16 but found Float"). Same
-    parameters, buffers and state-dict keys as nn.BatchNorm1d; a float32 model takes nn.BatchNorm1d's path."""
+    """BatchNorm1d that, on CPU, normalises a bf16 / fp16 input in float32 and returns the input's dtype.
+    DeepSpeed's bf16 casts parameters but keeps the running statistics float32; torch's CPU batch_norm
+    refuses that mix ("expected scalar type BFloat16 but found Float"), CUDA's takes it (that path is
+    unchanged). Same parameters, buffers and state-dict keys as nn.BatchNorm1d; a float32 model and any CUDA
+    tensor take nn.BatchNorm1d's own path."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dtype == torch.float32 and (self.weight is None or self.weight.dtype == torch.float32):
+        low = x.dtype != torch.float32 or (self.weight is not None and self.weight.dtype != torch.float32)
+        if not low or x.device.type != "cpu":
             return super().forward(x)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
