@@ -1,7 +1,7 @@
 """What training measures as it goes: in-batch top-1 on the training batch, graph -> teacher top-1 on
 held-out molecules (evaluate's `retrieval_ranks` in pools of 128 molecules that have the modality, summed
 over ranks), the loss / throughput window between log lines (a sparse modality's loss averaged over the
-micro-batches that had it), and the loss curve."""
+micro-batches that had it), the loss curve and the end-of-run table."""
 
 from __future__ import annotations
 
