@@ -359,7 +359,8 @@ def stage_highlights(name: str, res: dict) -> list[str]:
         ]
     if name == "train":
         m = res.get("metrics", res)
-        keys = ["steps", "world_size", "global_batch", "loss", "retrieval_top1", "molecules_per_s"]
+        keys = ["steps", "world_size", "global_batch", "loss", "retrieval_top1", "molecules_per_s",
+                "bad_steps", "skipped_shards"]  # fmt: skip
         return [f"{k}={_fmt(m[k])}" for k in keys if k in m]
     if name == "evaluate":
         return [f"{k}={_fmt(v)}" for k, v in res.items() if k in ("retrieval_top1", "eval_molecules")]

@@ -125,10 +125,27 @@ class RunLogger:
             return
         final = {f"final_{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         mlflow.log_metrics(final, run_id=self.run_id)
+        self._log_lists(metrics)
         for path in files:
             mlflow.log_artifact(str(path), run_id=self.run_id)
         mlflow.log_artifacts(str(model_dir), "saved_model", run_id=self.run_id)
         self._session.close()
+
+    def _log_lists(self, metrics: dict[str, Any]) -> None:
+        """List values of the final metrics (the skipped shard names) as params, "<count>: a, b, ..." cut at
+        500 characters (train_result.json has them all); where a resumed run logged the param with another
+        value (MLflow keeps params fixed), as a tag of the same name."""
+        from mlflow import MlflowClient
+
+        client = MlflowClient()
+        existing = client.get_run(self.run_id).data.params
+        for key, value in metrics.items():
+            if isinstance(value, list):
+                text = f"{len(value)}: {', '.join(map(str, value))}"[:500] if value else "0"
+                if key not in existing:
+                    client.log_param(self.run_id, key, text)
+                elif existing[key] != text:
+                    client.set_tag(self.run_id, key, text)
 
 
 def embed_smiles(

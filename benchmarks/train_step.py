@@ -1,13 +1,15 @@
 """Training-step throughput, measured in one run (ratios are what to compare; absolute rates drift).
 
-    python benchmarks/train_step.py [--quick] [--emb-dim 64] [--batch 128]
+    python benchmarks/train_step.py [--quick] [--emb-dim 64] [--batch 128] [--bf16]
 
 1. bare GIN: forward + backward + AdamW step of the GIN alone (torch, no DeepSpeed);
 2. full ACML step: GIN + heads for 2 teachers (768-d SMILES, 2048-d fingerprint) + contrastive loss, on
    the DeepSpeed engine (world size 1);
-3. the same full step on 2 gloo ranks (negatives gathered across ranks), global batch 2 x batch.
+3. the same full step on 2 gloo ranks (negatives gathered across ranks), global batch 2 x batch;
+4. with `--bf16`: the full step of 2 in bf16 (`trainer.precision=bf16`), timed interleaved with 1 and 2.
 Every process uses 1 torch thread so 1 rank vs 2 ranks compares equal cores per rank.
-Ends with one JSON line: molecules/s of each, `acml_step_vs_bare_gin` (2/1), `scaling_2_ranks` (3/2).
+Ends with one JSON line: molecules/s of each, `acml_step_vs_bare_gin` (2/1), `scaling_2_ranks` (3/2),
+with `--bf16` also `acml_step_bf16_mol_s` and `bf16_vs_fp32` (4/2).
 """
 
 from __future__ import annotations
@@ -104,8 +106,9 @@ def acml_step(data: list, emb_dim: int, warmup: int) -> float:
     return timed(acml_step_fn(data[0][0].num_graphs, emb_dim), data, warmup)
 
 
-def acml_step_fn(batch: int, emb_dim: int):
-    """The training step of acml_dist.train (DeepSpeed engine, heads, loss, gather) on the current world."""
+def acml_step_fn(batch: int, emb_dim: int, precision: str = "fp32"):
+    """The training step of acml_dist.train (DeepSpeed engine, heads, loss, gather) on the current world;
+    teacher inputs in the engine's dtype, as the trainer does."""
     from omegaconf import OmegaConf
 
     from acml_dist.config.train import TrainerConfig
@@ -119,12 +122,13 @@ def acml_step_fn(batch: int, emb_dim: int):
 
     torch.manual_seed(0)
     model = ACMLModel(model_cfg(emb_dim), TEACHERS)
-    trainer = OmegaConf.structured(TrainerConfig(micro_batch=batch, warmup_steps=1))
+    trainer = OmegaConf.structured(TrainerConfig(micro_batch=batch, warmup_steps=1, precision=precision))
     engine, _ = initialize_engine(model, build_ds_config(trainer, 100, False), 1e-3)
     loss_fn = ContrastiveLoss("clip")
+    dtype = next(engine.module.parameters()).dtype
 
     def step(graph, emb):
-        out = engine(graph, emb)
+        out = engine(graph, {n: e.to(dtype) for n, e in emb.items()})
         total = sum(loss_fn(g, t, None, s) for g, t, s in out.values())
         engine.backward(total)
         engine.step()
@@ -161,6 +165,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--emb-dim", type=int, default=64)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--bf16", action="store_true", help="also the full step in bf16 (vs fp32)")
     args = parser.parse_args()
     import torch
     import torch.multiprocessing as mp
@@ -173,12 +178,10 @@ def main() -> None:
     mp.spawn(_rank, args=(free_port(), args.emb_dim, args.batch, count, warmup, str(out)), nprocs=2)
     two = json.loads(out.read_text())["rate"]
     out.unlink()
-    rates = interleaved(
-        {"bare": bare_gin_step(args.emb_dim), "acml": acml_step_fn(args.batch, args.emb_dim)},
-        data,
-        warmup,
-        count,
-    )
+    steps = {"bare": bare_gin_step(args.emb_dim), "acml": acml_step_fn(args.batch, args.emb_dim)}
+    if args.bf16:
+        steps["bf16"] = acml_step_fn(args.batch, args.emb_dim, "bf16")
+    rates = interleaved(steps, data, warmup, count)
     bare, full = rates["bare"], rates["acml"]
     result = {
         "emb_dim": args.emb_dim,
@@ -189,6 +192,9 @@ def main() -> None:
         "acml_step_vs_bare_gin": round(full / bare, 3),
         "scaling_2_ranks": round(two / full, 3),
     }
+    if args.bf16:
+        result["acml_step_bf16_mol_s"] = round(rates["bf16"], 1)
+        result["bf16_vs_fp32"] = round(rates["bf16"] / full, 3)
     print(
         f"bare GIN {bare:.0f} mol/s | ACML step {full:.0f} mol/s | 2 ranks {two:.0f} mol/s", file=sys.stderr
     )

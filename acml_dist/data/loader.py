@@ -162,7 +162,16 @@ class ShardStream:
         self.entries = split_entries(root, split)
         self.caches = {t: cache_entries(cache_manifest(root, t), split) for t in self.dims}
         self.epoch = multiprocessing.Value("i", 0)  # shared with forked workers that live across epochs
-        self.skipped: list[str] = []
+        # one flag per shard, in shared memory: a shard skipped by any loader worker of this rank, in any
+        # epoch, is seen (once) by the process that owns the loader
+        self.bad = multiprocessing.RawArray("b", len(self.entries))
+        self.index = {e["name"]: i for i, e in enumerate(self.entries)}
+
+    @property
+    def skipped(self) -> list[str]:
+        """Names of the shards skipped under on_bad_shard=skip by this reader or its workers, in manifest
+        order, each once."""
+        return [e["name"] for e, bad in zip(self.entries, self.bad) if bad]
 
     def load(self, entry: dict[str, Any]) -> Optional[Packed]:
         """A shard joined with its caches, only the columns batches need; None when skipped (lenient)."""
@@ -179,8 +188,8 @@ class ShardStream:
         except ShardError as exc:
             if self.on_bad_shard == "error":
                 raise
-            self.skipped.append(entry["name"])
-            log.warning("skipped (on_bad_shard=skip, %d so far): %s", len(self.skipped), exc)
+            self.bad[self.index[entry["name"]]] = 1
+            log.warning("skipped (on_bad_shard=skip, %d shards so far): %s", sum(self.bad), exc)
             return None
         rows = [f"emb:{t}" for t in self.dims] + [f"present:{t}" for t in self.dims]
         rows += [f"{c}@present" for c in self.text]
@@ -275,8 +284,14 @@ class Loader:
 
     @property
     def skipped(self) -> list[str]:
-        """Shards skipped under on_bad_shard=skip (in this process; workers log theirs)."""
+        """Shards skipped under on_bad_shard=skip by this process or any of its worker processes, in
+        manifest order, each once however many epochs met it."""
         return self.stream.skipped
+
+    @property
+    def shard_names(self) -> list[str]:
+        """Every shard of the split, in manifest order (the same on every rank)."""
+        return [e["name"] for e in self.stream.entries]
 
     def __iter__(self) -> Iterator[MolBatch]:
         it: Iterator[MolBatch] = iter(self.dl) if self.dl is not None else iter(self.stream)
@@ -307,7 +322,8 @@ def make_loader(
 ) -> Loader:
     """Batches of one rank (module docstring). `teacher_hashes`: expected weights_hash per teacher (a cache
     built by other weights is refused); `text`: the bytes columns batches carry (training needs "key" only);
-    `on_bad_shard`: error (stop, naming the shard) | skip (log, count in `loader.skipped`, go on)."""
+    `on_bad_shard`: error (stop, naming the shard) | skip (log, go on; the names in `loader.skipped`, from
+    every worker process)."""
     dims = {t: int(cache_manifest(root, t, (teacher_hashes or {}).get(t))["dim"]) for t in teachers}
     total = count_samples(root, split)
     finite = world_size == 1 and batches_per_epoch is None

@@ -69,6 +69,34 @@ class OgbGINConv(nn.Module):
         return self.conv(x, edge_index, self.edge_embedding(edge_attr))
 
 
+class BatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d that, on CPU, normalises a bf16 / fp16 input in float32 and returns the input's dtype.
+    DeepSpeed's bf16 casts parameters but keeps the running statistics float32; torch's CPU batch_norm
+    refuses that mix ("expected scalar type BFloat16 but found Float"), CUDA's takes it (that path is
+    unchanged). Same parameters, buffers and state-dict keys as nn.BatchNorm1d; a float32 model and any CUDA
+    tensor take nn.BatchNorm1d's own path."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        low = x.dtype != torch.float32 or (self.weight is not None and self.weight.dtype != torch.float32)
+        if not low or x.device.type != "cpu":
+            return super().forward(x)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        use_batch = self.training or self.running_mean is None
+        stats = not self.training or self.track_running_stats
+        out = nn.functional.batch_norm(
+            x.float(),
+            self.running_mean if stats else None,
+            self.running_var if stats else None,
+            None if self.weight is None else self.weight.float(),
+            None if self.bias is None else self.bias.float(),
+            use_batch, factor, self.eps,
+        )  # fmt: skip
+        return out.to(x.dtype)
+
+
 class GIN(nn.Module):
     """Node encoder + `num_layers` GIN layers (MLP -> BatchNorm -> ReLU except last -> dropout), JK, pooling,
     readout Linear-ReLU-Linear. Output (B, emb_dim): the pretrained graph representation."""
@@ -93,7 +121,7 @@ class GIN(nn.Module):
         self.atom_encoder = FeatureEmbedding(HU_ATOM_DIMS if schema == "hu" else OGB_ATOM_DIMS, emb_dim)
         conv = HuGINConv if schema == "hu" else OgbGINConv
         self.convs = nn.ModuleList(conv(emb_dim) for _ in range(num_layers))
-        self.norms = nn.ModuleList(nn.BatchNorm1d(emb_dim) for _ in range(num_layers))
+        self.norms = nn.ModuleList(BatchNorm(emb_dim) for _ in range(num_layers))
         rep_dim = emb_dim * num_layers if jk == "concat" else emb_dim
         self.pool = _make_pool(pooling, rep_dim)
         self.readout = nn.Sequential(nn.Linear(rep_dim, emb_dim), nn.ReLU(), nn.Linear(emb_dim, emb_dim))

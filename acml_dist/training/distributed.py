@@ -60,3 +60,16 @@ def rank0_says(flag: bool, world: int, device: object) -> bool:
     value = torch.tensor([float(flag)], device=device)
     dist.broadcast(value, 0)
     return bool(value.item())
+
+
+def union_over_ranks(names: set[str], universe: list[str], world: int, device: object) -> list[str]:
+    """The names of `universe` (the same list on every rank) that any rank holds, in `universe`'s order, on
+    every rank (one all-reduce of a flag per name): e.g. the shards that some rank's loader skipped."""
+    if world == 1:
+        return [n for n in universe if n in names]
+    import torch
+    import torch.distributed as dist
+
+    flags = torch.tensor([int(n in names) for n in universe], dtype=torch.int32, device=device)
+    dist.all_reduce(flags)
+    return [n for n, f in zip(universe, flags.tolist()) if f]

@@ -1,7 +1,7 @@
 """What training measures as it goes: in-batch top-1 on the training batch, graph -> teacher top-1 on
 held-out molecules (evaluate's `retrieval_ranks` in pools of 128 molecules that have the modality, summed
 over ranks), the loss / throughput window between log lines (a sparse modality's loss averaged over the
-micro-batches that had it), and the loss curve."""
+micro-batches that had it), the loss curve and the end-of-run table."""
 
 from __future__ import annotations
 
@@ -152,3 +152,20 @@ def plot_loss_curve(history: list[dict[str, float]], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def summary_table(metrics: dict[str, Any], names_shown: int = 5) -> str:
+    """The end-of-run table a training command prints: one metric a line; a list (skipped shard names) as
+    its first `names_shown` items and how many more."""
+
+    def shown(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        if isinstance(v, list):
+            more = f" (+{len(v) - names_shown} more)" if len(v) > names_shown else ""
+            return (", ".join(map(str, v[:names_shown])) or "-") + more
+        return str(v)
+
+    width = max(len(k) for k in metrics)
+    lines = ["", f"{'metric':<{width}}  value", "-" * (width + 14)]
+    return "\n".join(lines + [f"{k:<{width}}  {shown(v)}" for k, v in metrics.items()])

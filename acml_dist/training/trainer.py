@@ -6,8 +6,8 @@
 
 One optimiser step = grad_accum micro-batches of trainer.micro_batch per rank; the loss sees negatives from
 every rank. `state_dict()` / `load_state_dict()` carry the step, the data position (epoch, micro-batch in
-the epoch), the bad-step counters, the loss history and this rank's RNG: a resumed run continues the same
-batches and the same loss curve. Imports torch, PyG and DeepSpeed only (MLflow loads in `tracking` when a
+the epoch), the bad steps and skipped shards, the loss history and this rank's RNG: a resumed run continues
+the same batches and loss curve. Imports torch, PyG and DeepSpeed only (MLflow loads in `tracking` when a
 run is tracked, RDKit / Ray never).
 """
 
@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
+from omegaconf import OmegaConf
 
 from acml_dist import tracking
 from acml_dist.context import RunContext
@@ -33,7 +34,7 @@ from acml_dist.models import ACMLModel
 from acml_dist.models.io import save_model
 from acml_dist.training.checkpoint import BadStepGuard, load_checkpoint, save_checkpoint, set_rng_state
 from acml_dist.training.checkpoint import rng_state as current_rng_state
-from acml_dist.training.distributed import init_distributed, rank0_says
+from acml_dist.training.distributed import init_distributed, rank0_says, union_over_ranks
 from acml_dist.training.ds_config import build_ds_config, initialize_engine
 from acml_dist.training.metrics import (
     MetricWindow,
@@ -45,6 +46,7 @@ from acml_dist.training.metrics import (
     retrieval_summary,
     step_record,
     step_values,
+    summary_table,
 )
 
 log = get_logger("train")
@@ -94,6 +96,8 @@ class Trainer:
         self.resumed_step = 0
         self.window = MetricWindow()
         self.guard = BadStepGuard(int(self.tr.max_bad_steps))
+        self.loader: Any = None
+        self.skipped_before: list[str] = []  # shards skipped before a resume (from the checkpoint)
         self.train_time, self.t_start, self.last_ckpt = 0.0, time.time(), 0
         self._last: tuple[Any, Any] = ({}, {})  # outputs and masks of the last stepped micro-batch
 
@@ -156,7 +160,7 @@ class Trainer:
                 **self.dims,
             },
             texts={
-                "config/train.yaml": _yaml(cfg),
+                "config/train.yaml": OmegaConf.to_yaml(cfg, resolve=True),
                 "config/deepspeed.json": json.dumps(self.ds_config, indent=2),
             },
             files=_manifests(self.root, self.cache),
@@ -169,13 +173,14 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """Step, data position, bad-step counters, loss history and this rank's RNG."""
+        """Step, data position, bad steps, skipped shards (all ranks': a collective), history, RNG."""
         return {
             "step": self.step,
             "epoch": self.epoch,
             "micro": self.micro,
             "bad_in_a_row": self.guard.in_a_row,
             "bad_total": self.guard.total,
+            "skipped_shards": self.skipped_shards(),
             "history": self.history,
             "rng": current_rng_state(),
         }
@@ -186,9 +191,17 @@ class Trainer:
         self.micro = int(state.get("micro", self.micro))
         self.guard.in_a_row = int(state.get("bad_in_a_row", self.guard.in_a_row))
         self.guard.total = int(state.get("bad_total", self.guard.total))
+        self.skipped_before = list(state.get("skipped_shards", self.skipped_before))
         self.history = list(state.get("history", self.history))
         if state.get("rng") is not None:
             set_rng_state(state["rng"])
+
+    def skipped_shards(self) -> list[str]:
+        """Shards skipped (on_bad_shard=skip) by any rank or worker, before a resume too; collective."""
+        if self.loader is None:
+            return list(self.skipped_before)
+        held = {*self.loader.skipped, *self.skipped_before}
+        return union_over_ranks(held, self.loader.shard_names, self.world, self.engine.device)
 
     def resume(self) -> bool:
         """Load `<run>/checkpoints/latest` into the engine and this trainer; False when there is none."""
@@ -333,7 +346,9 @@ class Trainer:
             **{k: v for k, v in last.items() if k != "step"},
             **final,
             "steps": self.step,
-            "bad_steps": self.guard.total,
+            "bad_steps": self.guard.total,  # non-finite losses skipped
+            "skipped_shards": len(skipped := self.skipped_shards()),  # bad shards under on_bad_shard=skip
+            "skipped_shard_names": skipped,
             "global_batch": self.global_batch,
             "world_size": self.world,
             "molecules_per_s": trained * self.global_batch / max(self.train_time, 1e-9),
@@ -363,7 +378,7 @@ class Trainer:
         elif self.tr.register and cfg.tracking.enabled:
             result["version"] = self._register(model_dir, metrics)
         (out / "train_result.json").write_text(json.dumps(result, indent=2, default=str))
-        print(_summary_table(metrics), file=sys.stderr)
+        print(summary_table(metrics), file=sys.stderr)
 
     def _register(self, model_dir: Path, metrics: dict[str, Any]) -> int:
         """Register the saved model; the champion metric is evaluate's, computed on the saved model (as
@@ -387,21 +402,6 @@ def run(cfg: Any, ctx: Optional[RunContext] = None) -> dict[str, Any]:
     return trainer.finish()
 
 
-def _yaml(cfg: Any) -> str:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_yaml(cfg, resolve=True)
-
-
 def _manifests(root: Path, teachers: list[str]) -> list[Path]:
     paths = [root / "manifest.json"] + [root / "embeddings" / t / "manifest.json" for t in teachers]
     return [p for p in paths if p.exists()]
-
-
-def _summary_table(metrics: dict[str, Any]) -> str:
-    width = max(len(k) for k in metrics)
-    lines = ["", f"{'metric':<{width}}  value", "-" * (width + 14)]
-    lines += [
-        f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}" for k, v in metrics.items()
-    ]
-    return "\n".join(lines)

@@ -159,6 +159,19 @@ def test_lenient_policy_skips_and_counts(ds: Path) -> None:
         make_loader(ds, "train", 4, on_bad_shard="ignore")
 
 
+def test_skips_in_worker_processes_reach_the_loader_once(ds: Path) -> None:
+    """Two worker processes that live across epochs: a shard one of them skips is named in the owning
+    process's `loader.skipped`, once however many epochs met it (issue 16: workers used to only log it)."""
+    (ds / "train" / "shard-000002.npz").write_bytes(b"torn")
+    loader = make_loader(ds, "train", 4, teachers=["fp"], on_bad_shard="skip", num_workers=2,
+                         batches_per_epoch=5, shuffle=True)  # fmt: skip
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        assert len(list(loader)) == 5
+    assert loader.skipped == ["train/shard-000002.npz"]
+    assert loader.shard_names == [f"train/shard-{i:06d}.npz" for i in range(5)]
+
+
 def test_old_schema_refused_with_rebuild_hint(ds: Path) -> None:
     manifest = json.loads((ds / "manifest.json").read_text())
     manifest.pop("format")

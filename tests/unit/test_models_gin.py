@@ -86,3 +86,31 @@ def test_save_load_roundtrip(tmp_path):
     torch.testing.assert_close(model.encode(batch), loaded.encode(batch))
     assert read_config(tmp_path / "m")["teacher_dims"] == {"rxnfp": 6}
     assert read_config(tmp_path / "m")["extra"]["loss"] == "clip"
+
+
+def test_batchnorm_normalises_bf16_in_fp32_like_batchnorm1d():
+    """bf16 activations and affine parameters with fp32 running statistics (what DeepSpeed's bf16 leaves):
+    torch's CPU batch_norm refuses that mix; models.gin.BatchNorm computes in fp32, returns bf16, and
+    updates the statistics as nn.BatchNorm1d does on the same values in fp32."""
+    from acml_dist.models.gin import BatchNorm
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 8) * 3 + 1
+    ref, bn = torch.nn.BatchNorm1d(8), BatchNorm(8)
+    bn.load_state_dict(ref.state_dict())
+    bn.weight.data, bn.bias.data = bn.weight.data.bfloat16(), bn.bias.data.bfloat16()  # as DeepSpeed bf16
+    with pytest.raises(RuntimeError):  # the failure this class exists for
+        mean, var = ref.running_mean.clone(), ref.running_var.clone()
+        torch.nn.functional.batch_norm(x.bfloat16(), mean, var, bn.weight, bn.bias, training=True)
+    out = bn(x.bfloat16())
+    expected = ref(x.bfloat16().float())
+    assert out.dtype == torch.bfloat16 and bn.running_mean.dtype == torch.float32
+    assert torch.allclose(out.float(), expected, atol=0.05)
+    assert torch.allclose(bn.running_mean, ref.running_mean)
+    assert torch.allclose(bn.running_var, ref.running_var)
+    assert int(bn.num_batches_tracked) == 1
+    out.float().sum().backward()  # gradients reach the bf16 parameters
+    assert bn.weight.grad is not None and bn.weight.grad.dtype == torch.bfloat16
+    bn.eval(), ref.eval()
+    assert torch.allclose(bn(x.bfloat16()).float(), ref(x.bfloat16().float()), atol=0.05)  # running stats
+    assert torch.equal(BatchNorm(8)(x), torch.nn.BatchNorm1d(8)(x))  # fp32: nn.BatchNorm1d's own path

@@ -1,5 +1,6 @@
 """The trainer's state (issue 13): `state_dict()` carries the step, the data position, the bad-step counters,
-the loss history and this rank's RNG; `load_state_dict()` on a fresh trainer continues all of them."""
+the skipped shards, the loss history and this rank's RNG; `load_state_dict()` on a fresh trainer continues
+all of them."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def test_state_dict_round_trip_continues_position_counters_and_rng(tmp_path):
     first.history = [{"step": 12, "loss": 1.5}]
     first.guard.check(False, 12)
     first.guard.check(False, 13)
+    first.skipped_before = ["train/shard-000003.npz"]  # as a resumed run that had skipped one
     state = first.state_dict()
     expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
 
@@ -27,6 +29,7 @@ def test_state_dict_round_trip_continues_position_counters_and_rng(tmp_path):
     second.load_state_dict(state)
     assert (second.step, second.epoch, second.micro) == (12, 3, 7)
     assert (second.guard.in_a_row, second.guard.total) == (2, 2)
+    assert second.skipped_shards() == ["train/shard-000003.npz"]
     assert second.history == [{"step": 12, "loss": 1.5}]
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
     assert second.ctx.run_dir == tmp_path / "demo" and second.ckpt_dir == tmp_path / "demo" / "checkpoints"
