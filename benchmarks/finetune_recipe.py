@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 python benchmarks/finetune_recipe.py --datasets freesolv esol --seeds 0 1 \
         --chirality drop zero keep                       # from scratch, width 300, each chirality mode
     python benchmarks/finetune_recipe.py --model runs/demo/model --methods acml scratch --datasets esol
+    python benchmarks/finetune_recipe.py --schema ogb --datasets freesolv esol --seeds 0 1 2 --chirality zero
 
 Each run: the dataset's deterministic scaffold split (or --split), the recipe of configs (eval.* defaults,
 overridable with --set key=value), a GIN from scratch at --width (default 300) or the --model encoder
@@ -44,13 +45,14 @@ def main() -> None:
     p.add_argument("--model", default=None)
     p.add_argument("--width", type=int, default=300)
     p.add_argument("--split", default="scaffold")
+    p.add_argument("--schema", default="hu", help="scratch GIN's schema: hu | ogb")
     p.add_argument("--set", nargs="*", default=[], help="eval.* overrides, e.g. finetune_epochs=50")
     args = p.parse_args()
 
     ecfg = OmegaConf.merge(OmegaConf.structured(EvalConfig), OmegaConf.from_dotlist(args.set))
     ecfg.progress = False
     pretrained = load_model(args.model) if args.model else None
-    template = pretrained or ACMLModel({"schema": "hu", "emb_dim": args.width}, {"none": 8})
+    template = pretrained or ACMLModel({"schema": args.schema, "emb_dim": args.width}, {"none": 8})
     for name in args.datasets:
         data_cfg = OmegaConf.structured(_data_config(name, args.split))
         data = load_labelled_set(data_cfg, name, str(template.model_cfg.get("schema", "hu")))
@@ -72,6 +74,7 @@ def main() -> None:
                     record = {
                         "dataset": name, "method": method, "width": int(encoder.model_cfg["emb_dim"]),
                         "chirality": mode, "seed": seed, "split": args.split, **fit.test,
+                        "schema": str(encoder.model_cfg.get("schema", "hu")),
                         "best_epoch": fit.best_epoch, "epochs": len(fit.curve),
                         "seconds": round(time.monotonic() - started, 1),
                         "floor_rmse": floor.get("rmse", np.nan),

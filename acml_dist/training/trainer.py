@@ -21,7 +21,6 @@ from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
-from omegaconf import OmegaConf
 
 from acml_dist import tracking
 from acml_dist.context import RunContext
@@ -160,7 +159,7 @@ class Trainer:
                 **self.dims,
             },
             texts={
-                "config/train.yaml": OmegaConf.to_yaml(cfg, resolve=True),
+                "config/train.yaml": _yaml(cfg),
                 "config/deepspeed.json": json.dumps(self.ds_config, indent=2),
             },
             files=_manifests(self.root, self.cache),
@@ -405,3 +404,9 @@ def run(cfg: Any, ctx: Optional[RunContext] = None) -> dict[str, Any]:
 def _manifests(root: Path, teachers: list[str]) -> list[Path]:
     paths = [root / "manifest.json"] + [root / "embeddings" / t / "manifest.json" for t in teachers]
     return [p for p in paths if p.exists()]
+
+
+def _yaml(cfg: Any) -> str:
+    from omegaconf import OmegaConf  # here: the training step must import on a GPU node without it
+
+    return OmegaConf.to_yaml(cfg, resolve=True)
