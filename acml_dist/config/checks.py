@@ -100,6 +100,7 @@ RULES: list[Rule] = [
     ("eval.final_lr", _num(lambda v: 0 <= v <= 1), "a fraction of lr in [0, 1]"),
     ("eval.schedule", _one_of(*SCHEDULES), _one_of_text(SCHEDULES)),
     ("eval.chirality", _one_of(*CHIRALITY_MODES), _one_of_text(CHIRALITY_MODES)),
+    ("eval.scratch_schema", _one_of("", "hu", "ogb"), "hu, ogb or empty (the pretrained encoder's)"),
     ("eval.split_kind", _one_of(*SPLIT_KINDS), _one_of_text(SPLIT_KINDS)),
     ("eval.seeds", lambda v: len(v) > 0 and all(NON_NEGATIVE_INT(s) for s in v), "a non-empty list of seeds"),
     ("cluster.num_cpus", _optional(POSITIVE_INT), "null or an integer >= 1"),

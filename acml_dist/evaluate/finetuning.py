@@ -8,6 +8,7 @@ Metrics come from scikit-learn and are averaged over tasks that can be scored.""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable
@@ -34,6 +35,15 @@ class LabelledSet:
     y: np.ndarray  # (n, tasks) float, NaN = missing
     rows: int = 0
     invalid: list[dict] = field(default_factory=list)
+    arrays: list[dict] = field(default_factory=list, repr=False)  # per molecule, schema-free (mol_to_graph)
+
+    def in_schema(self, schema: str) -> LabelledSet:
+        """The same molecules, labels and order as graphs of another atom/bond schema."""
+        from acml_dist.data.loader import graph_from_npz
+
+        if len(self.arrays) != len(self.graphs):
+            raise ValueError(f"{self.name}: no per-molecule arrays kept, cannot change the schema")
+        return dataclasses.replace(self, graphs=[graph_from_npz(a, schema) for a in self.arrays])
 
     @property
     def missing_labels(self) -> int:

@@ -108,7 +108,7 @@ def featurize_labelled(
     if task not in ("regression", "classification"):
         raise DataError(f"data.task must be regression or classification, got {task!r}")
     labels = label_matrix(frame, targets, task, name)
-    smiles, graphs, keep, invalid = [], [], [], []
+    smiles, graphs, keep, invalid, arrays = [], [], [], [], []
     for row, text in enumerate(frame[smiles_col].tolist()):
         text = "" if pd.isna(text) else str(text)
         result = standardize(text, std_cfg)
@@ -116,7 +116,8 @@ def featurize_labelled(
         if mol is None:
             invalid.append({"row": row, "input": text, "reason": str(getattr(result, "reason", "invalid"))})
             continue
-        graphs.append(graph_from_npz(mol_to_graph(mol, getattr(result, "hint", None)), schema))
+        arrays.append(mol_to_graph(mol, getattr(result, "hint", None)))
+        graphs.append(graph_from_npz(arrays[-1], schema))
         smiles.append(getattr(result, "smiles", text))
         keep.append(row)
     y = labels[keep] if keep else np.zeros((0, len(targets)))
@@ -127,7 +128,9 @@ def featurize_labelled(
             raise DataError(f"{name}: classification targets must be 0/1 (or empty), found {found}")
     if invalid:
         log.warning("%s: %d of %d rows have invalid SMILES (reported)", name, len(invalid), len(frame))
-    return LabelledSet(name, task, list(targets), smiles, graphs, y, rows=len(frame), invalid=invalid)
+    return LabelledSet(
+        name, task, list(targets), smiles, graphs, y, rows=len(frame), invalid=invalid, arrays=arrays
+    )
 
 
 def load_labelled_set(data_cfg: Any, name: str | None, schema: str) -> LabelledSet:
@@ -149,13 +152,16 @@ class EncoderView(nn.Module):
         return self.model.encode(graph)
 
 
-def fresh_like(model: Any, seed: int, emb_dim: int = 0):
-    """The same architecture (at width `emb_dim` when given), randomly initialised with `seed`."""
+def fresh_like(model: Any, seed: int, emb_dim: int = 0, schema: str = ""):
+    """The same architecture (at width `emb_dim`, with atom/bond `schema`, when given), randomly initialised
+    with `seed`."""
     import torch
 
     cfg = dict(model.model_cfg)
     if emb_dim:
         cfg["emb_dim"] = int(emb_dim)
+    if schema:
+        cfg["schema"] = schema
     torch.manual_seed(seed)
     return type(model)(cfg, model.teacher_dims)
 
@@ -216,17 +222,26 @@ def _fit(encoder: Any, data: LabelledSet, split: Any, seed: int, ecfg: Any, labe
 def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str, fractions: Any) -> dict:
     """All methods x seeds on one dataset. Returns {"summary": {method: {metric: (mean, std)}},
     "runs": [per seed and method records], "curves": {seed0 method -> epoch records}, "split": sizes,
-    "widths": {method: encoder width}, "chirality": {mode, tagged share per split part}}."""
+    "widths": {method: encoder width}, "schemas": {method: atom/bond schema}, "chirality": {mode, tagged
+    share per split part}}."""
     if len(data.graphs) < 10:
         raise DataError(f"{data.name}: only {len(data.graphs)} valid molecules, too few to split")
     check_recipe(ecfg, split_kind)
     mode = ecfg.chirality
-    raw_graphs = data.graphs
+    raw, raw_graphs = data, data.graphs
     data = dataclasses.replace(data, graphs=prepare_graphs(data.graphs, mode))
     pretrained = prepare_encoder(copy.deepcopy(model), mode)
     emb_dim = embedding_dim(pretrained, data.graphs)
     widths = {"acml_finetune": emb_dim, "scratch_finetune": int(ecfg.scratch_emb_dim) or emb_dim}
     widths.update(acml_linear=emb_dim, random_linear=emb_dim)
+    own_schema = str(model.model_cfg.get("schema", "hu"))
+    schemas = dict.fromkeys(widths, own_schema)
+    schemas["scratch_finetune"] = getattr(ecfg, "scratch_schema", "") or own_schema
+    scratch_data = data  # the baseline reads the molecules in its own schema, same order and split
+    if schemas["scratch_finetune"] != own_schema:
+        scratch_data = dataclasses.replace(
+            data, graphs=prepare_graphs(raw.in_schema(schemas["scratch_finetune"]).graphs, mode)
+        )
     pretrained_x = embed_graphs(EncoderView(pretrained), data.graphs)
     runs: list[dict] = []
     curves: dict[str, list[dict]] = {}
@@ -242,12 +257,13 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
         encoders = {
             "acml_finetune": copy.deepcopy(pretrained),
             "scratch_finetune": prepare_encoder(
-                fresh_like(model, int(seed), widths["scratch_finetune"]), mode
+                fresh_like(model, int(seed), widths["scratch_finetune"], schemas["scratch_finetune"]), mode
             ),
         }
         for method, encoder in encoders.items():
-            label = f"{data.name} seed {seed} {method} (width {widths[method]})"
-            fit = _fit(EncoderView(encoder), data, split, int(seed), ecfg, label)
+            label = f"{data.name} seed {seed} {method} (width {widths[method]}, {schemas[method]} schema)"
+            view = scratch_data if method == "scratch_finetune" else data
+            fit = _fit(EncoderView(encoder), view, split, int(seed), ecfg, label)
             runs.append({"seed": int(seed), "method": method, "best_epoch": fit.best_epoch, **fit.test})
             if seed == ecfg.seeds[0]:
                 curves[method] = fit.curve
@@ -267,6 +283,7 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
         "curves": curves,
         "split": sizes,
         "widths": widths,
+        "schemas": schemas,
         "chirality": {"mode": mode, "tagged": tagged},
     }
 

@@ -70,11 +70,12 @@ def mean_std(pair: tuple[float, float] | None) -> str:
 
 def property_rows(name: str, result: dict, metrics: list[str]) -> list[dict]:
     rows = []
-    widths = result.get("widths", {})
+    widths, schemas = result.get("widths", {}), result.get("schemas", {})
     for method, scores in result["summary"].items():
+        other = schemas.get(method) and schemas.get(method) != schemas.get("acml_finetune")
         row = {
             "dataset": name,
-            "method": PRETTY.get(method, method),
+            "method": PRETTY.get(method, method) + (f", {schemas[method].upper()} schema" if other else ""),
             "width": widths.get(method, ""),
             "key": method,
         }
@@ -127,6 +128,8 @@ def recipe_text(ecfg: Any, split_kind: str) -> str:
     """The fine-tuning recipe, split rule, chirality handling and floor, as the report states them."""
     scratch = ecfg.scratch_emb_dim or "the pretrained encoder's"
     width = "(a published baseline width; the pretrained encoder keeps its own)" * bool(ecfg.scratch_emb_dim)
+    if getattr(ecfg, "scratch_schema", ""):
+        width += f" with the {ecfg.scratch_schema.upper()} atom/bond schema (as published baselines' input)"
     stopping = f"early stopping after {ecfg.patience} epochs without a better validation score"
     if ecfg.patience >= ecfg.finetune_epochs:
         stopping = "the whole budget trained (patience >= epochs)"

@@ -97,9 +97,11 @@ def test_finetune_csv_end_to_end(task, split, tmp_path, tiny_model, mlflow_store
     assert invalid["input"].tolist() == ["C1CC(", "not_a_smiles"] and invalid["row"].tolist() == [60, 61]
     text = (out / "report.md").read_text()
     assert "GIN from scratch (baseline)" in text and "not_a_smiles" in text
-    # The recipe is stated; the baseline runs at the published width 300, the tiny encoder at its own 16.
+    # The recipe is stated; the baseline runs at the published width 300 with the OGB schema (the default),
+    # the tiny Hu-schema encoder at its own width 16.
     assert "AdamW" in text and "best validation epoch's weights restored" in text and "Split: " in text
-    assert "| GIN from scratch (baseline) | 300 |" in text and "| ACML GIN, fine-tuned | 16 |" in text
+    assert "| GIN from scratch (baseline), OGB schema | 300 |" in text
+    assert "| ACML GIN, fine-tuned | 16 |" in text
     if task == "regression":  # the floor: the train-mean predictor's test scores
         assert "train-mean predictor (floor)" in text and metrics["train_mean_rmse_mean"] > 0
     printed = capsys.readouterr().out

@@ -228,3 +228,30 @@ def test_unknown_split_kind_is_refused():
 
     with pytest.raises(DataError, match="scaffold_balanced"):
         make_split(["CCO"] * 10, "stratified", [0.8, 0.1, 0.1], 0)
+
+
+def test_scratch_baseline_reads_the_same_molecules_in_its_own_schema():
+    """`eval.scratch_schema`: the baseline gets the same molecules, order and labels as graphs of another
+    schema (OGB: 9 atom / 3 bond columns), the pretrained encoder keeps its own (Hu: 2 / 2)."""
+    import pandas as pd
+    from omegaconf import OmegaConf
+    from torch_geometric.data import Batch
+
+    from acml_dist.config.data import DataConfig
+    from acml_dist.evaluate.properties import featurize_labelled, fresh_like
+    from acml_dist.models import ACMLModel
+
+    smiles = ["CCO", "c1ccccc1O", "not_a_smiles", "C[C@H](N)C(=O)O"]
+    frame = pd.DataFrame({"smiles": smiles, "y": [1, 2, 3, 4]})
+    std = OmegaConf.structured(DataConfig).standardize
+    data = featurize_labelled(frame, "smiles", ["y"], "regression", "t", "hu", std)
+    ogb = data.in_schema("ogb")
+    assert ogb.smiles == data.smiles and (ogb.y == data.y).all() and len(ogb.graphs) == 3
+    assert [g.x.shape[1] for g in data.graphs] == [2] * 3 and [g.x.shape[1] for g in ogb.graphs] == [9] * 3
+    assert [g.x.shape[0] for g in ogb.graphs] == [g.x.shape[0] for g in data.graphs]
+    # element and chirality tag are the first two columns in both
+    assert all((a.x[:, :2] == b.x[:, :2]).all() for a, b in zip(data.graphs, ogb.graphs))
+    model = ACMLModel({"schema": "hu", "emb_dim": 16, "num_layers": 2}, {"t": 8})
+    scratch = fresh_like(model, 0, 32, "ogb")
+    assert scratch.model_cfg["schema"] == "ogb" and scratch.model_cfg["emb_dim"] == 32
+    assert scratch.encode(Batch.from_data_list(ogb.graphs)).shape == (3, 32)
