@@ -274,22 +274,3 @@ class ModalityLookup:
                 found += 1
         return found
 
-
-def fix_stage_plan(
-    work: Path, chash: str, n_chunks: int, overwrite: bool, what: str, error: type[Exception]
-) -> None:
-    """Fix the plan of a subset stage's work folder (`acml nmr-predict`, `acml depict`): another config's
-    work refuses with `error` naming `what` it holds, unless `overwrite` (which clears it)."""
-    import shutil
-
-    plan_file = work / "plan.json"
-    if plan_file.exists():
-        old = json.loads(plan_file.read_text())
-        if old.get("config_hash") != chash:
-            if not overwrite:
-                raise error(
-                    f"{work.parent} holds {what} of another configuration ({old.get('config_hash')} != "
-                    f"{chash}): pass overwrite=true or change the dataset name"
-                )
-            shutil.rmtree(work)
-    atomic_write(plan_file, json.dumps({"config_hash": chash, "chunks": n_chunks}).encode())

@@ -152,6 +152,11 @@ class EncoderView(nn.Module):
         return self.model.encode(graph)
 
 
+def schema_of(model: Any) -> str:
+    """The atom/bond schema a model reads."""
+    return str(getattr(model, "model_cfg", {}).get("schema", "hu"))
+
+
 def fresh_like(model: Any, seed: int, emb_dim: int = 0, schema: str = ""):
     """The same architecture (at width `emb_dim`, with atom/bond `schema`, when given), randomly initialised
     with `seed`."""
@@ -228,13 +233,13 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
         raise DataError(f"{data.name}: only {len(data.graphs)} valid molecules, too few to split")
     check_recipe(ecfg, split_kind)
     mode = ecfg.chirality
-    raw, raw_graphs = data, data.graphs
+    raw = data
     data = dataclasses.replace(data, graphs=prepare_graphs(data.graphs, mode))
     pretrained = prepare_encoder(copy.deepcopy(model), mode)
     emb_dim = embedding_dim(pretrained, data.graphs)
     widths = {"acml_finetune": emb_dim, "scratch_finetune": int(ecfg.scratch_emb_dim) or emb_dim}
     widths.update(acml_linear=emb_dim, random_linear=emb_dim)
-    own_schema = str(model.model_cfg.get("schema", "hu"))
+    own_schema = schema_of(model)
     schemas = dict.fromkeys(widths, own_schema)
     schemas["scratch_finetune"] = getattr(ecfg, "scratch_schema", "") or own_schema
     scratch_data = data  # the baseline reads the molecules in its own schema, same order and split
@@ -251,7 +256,7 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
         split = make_split(data.smiles, split_kind, list(fractions), int(seed))
         sizes = {"train": len(split[0]), "val": len(split[1]), "test": len(split[2])}
         if not tagged:
-            tagged = {k: tagged_fraction([raw_graphs[i] for i in p]) for k, p in zip(sizes, split)}
+            tagged = {k: tagged_fraction([raw.graphs[i] for i in p]) for k, p in zip(sizes, split)}
         if ecfg.train_mean_floor and data.task == "regression":
             runs.append({"seed": int(seed), "method": "train_mean", **train_mean_scores(data, split)})
         encoders = {

@@ -24,6 +24,7 @@ from acml_dist.evaluate.properties import (
     fresh_like,
     load_labelled_set,
     run_property_task,
+    schema_of,
 )
 from acml_dist.evaluate.retrieval import headline_top1, recall_curve, retrieval_ranks, retrieval_table
 from acml_dist.log import get_logger
@@ -121,10 +122,6 @@ def run_dataset(model: Any, data: Any, ecfg: Any, split_kind: str, fractions: An
         figure=path,
     )
     return result
-
-
-def schema_of(model: Any) -> str:
-    return str(getattr(model, "model_cfg", {}).get("schema", "hu"))
 
 
 # ---------------------------------------------------------------- acml evaluate
