@@ -11,16 +11,15 @@ batch_size))) batches per rank, the stream repeating if needed. Worker processes
 
 from __future__ import annotations
 
-import json
 import multiprocessing
-from collections.abc import Iterable, Iterator, Sequence
-from functools import cached_property
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from acml_dist.data.batch import MolBatch, graph_from_npz, to_batch
 from acml_dist.data.packed import Packed, concat
 from acml_dist.data.shards import (
     ShardError,
@@ -41,124 +40,22 @@ log = get_logger("loader")
 TEXT = ("key", "smiles.txt", "meta.json", "image.png")
 
 
-class MolBatch:
-    """One batch: `graph` (PyG Batch), `embeddings` {teacher: Tensor (B, D)} in the cache's dtype (float16,
-    or uint8 0/1 for fingerprints; callers convert with `.to(dtype)`), `masks` {teacher: BoolTensor (B,)};
-    `keys`, `smiles`, `meta`, `images` decoded on first access from `text`. Bit-packed fingerprints travel
-    packed (B, D / 8) from the loader worker to the device and are unpacked on first access of
-    `embeddings` (after `to(device)`: on the device)."""
-
-    def __init__(
-        self,
-        graph: Any,
-        text: Packed,
-        embeddings: Optional[dict[str, Any]] = None,
-        masks: Optional[dict[str, Any]] = None,
-        packed: Optional[dict[str, int]] = None,
-    ) -> None:
-        self.graph, self.text = graph, text
-        self._embeddings = dict(embeddings or {})
-        self.masks = dict(masks or {})
-        self.packed = dict(packed or {})  # teacher -> dim, for embeddings still bit-packed
-
-    @property
-    def embeddings(self) -> dict[str, Any]:
-        for name, dim in list(self.packed.items()):
-            self._embeddings[name] = unpack_bits(self._embeddings[name], dim)
-            del self.packed[name]
-        return self._embeddings
-
-    def __len__(self) -> int:
-        return self.text.n
-
-    @cached_property
-    def keys(self) -> list[str]:
-        return self.text.texts("key")
-
-    @cached_property
-    def smiles(self) -> list[str]:
-        return self.text.texts("smiles.txt")
-
-    @cached_property
-    def meta(self) -> list[dict]:
-        return [json.loads(m) for m in self.text.texts("meta.json")]
-
-    @cached_property
-    def images(self) -> Optional[list[Optional[bytes]]]:
-        if "image.png" not in self.text.blobs:
-            return None
-        return [self.text.blob("image.png", i) for i in range(self.text.n)]
-
-    def to(self, device: Any, non_blocking: bool = False) -> MolBatch:
-        self.graph = self.graph.to(device, non_blocking=non_blocking)
-        self._embeddings = {k: v.to(device, non_blocking=non_blocking) for k, v in self._embeddings.items()}
-        self.masks = {k: v.to(device, non_blocking=non_blocking) for k, v in self.masks.items()}
-        return self
-
-    def pin_memory(self) -> MolBatch:
-        self.graph = self.graph.pin_memory()
-        self._embeddings = {k: v.pin_memory() for k, v in self._embeddings.items()}
-        self.masks = {k: v.pin_memory() for k, v in self.masks.items()}
-        return self
-
-
-def unpack_bits(x: Any, dim: int) -> Any:
-    """(B, ceil(dim / 8)) uint8 packed bits (np.packbits order) -> (B, dim) uint8 0/1, on x's device."""
-    import torch
-
-    if x.device.type == "cpu":  # numpy's unpackbits: ~100x faster than the shifts below on a CPU
-        return torch.from_numpy(np.unpackbits(x.numpy(), axis=1, count=dim))
-    shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=x.device)
-    return ((x.unsqueeze(-1) >> shifts) & 1).reshape(x.shape[0], -1)[:, :dim]
-
-
-def graph_from_npz(arrays: dict[str, np.ndarray], schema: str = "hu"):
-    """PyG Data (x long (N, 2|9), edge_index long (2, E), edge_attr long (E, 2|3)) from one molecule's
-    arrays (`chem.featurize.mol_to_graph`): serving and single molecules, not the training path."""
-    import torch
-    from torch_geometric.data import Data
-
-    if schema not in ("hu", "ogb"):
-        raise ValueError(f"unknown graph schema {schema!r} (hu | ogb)")
-    return Data(
-        x=torch.from_numpy(arrays[f"{schema}_x"].astype(np.int64)),
-        edge_index=torch.from_numpy(arrays["edge_index"].astype(np.int64)),
-        edge_attr=torch.from_numpy(arrays[f"{schema}_edge_attr"].astype(np.int64)),
-    )
-
-
-def to_batch(rows: Packed, schema: str, dims: dict[str, int]) -> MolBatch:
-    """The MolBatch of packed rows: tensors straight from the arrays (what Batch.from_data_list gives)."""
-    import torch
-    from torch_geometric.data import Batch
-
-    graph = Batch(**rows.graph_tensors(schema))
-    graph._num_graphs = rows.n
-    embeddings, masks, packed = {}, {}, {}
-    for t, dim in dims.items():
-        matrix = rows.rows[f"emb:{t}"]
-        embeddings[t] = torch.from_numpy(matrix if matrix.flags.writeable else matrix.copy())
-        masks[t] = torch.from_numpy(rows.rows[f"present:{t}"].copy())
-        if matrix.dtype == np.uint8:
-            packed[t] = dim
-    text = Packed(rows.n, rows.atom_ptr, rows.edge_ptr, rows={k: v for k, v in rows.rows.items() if "@" in k})
-    text.blobs = rows.blobs
-    return MolBatch(graph, text, embeddings, masks, packed)
-
-
 class ShardStream:
     """The batches of one reader (a rank, or one loader worker of a rank); see the module docstring."""
 
     def __init__(self, root: str | Path, split: str, batch_size: int, *, schema: str,
                  teachers: dict[str, int], rank: int, world_size: int, shuffle: bool, seed: int,
                  finite: bool, buffer_shards: int, on_bad_shard: str,
-                 text: Sequence[str]) -> None:  # fmt: skip
+                 text: Sequence[str], inputs: Optional[dict[str, Callable]] = None) -> None:  # fmt: skip
         if on_bad_shard not in ("error", "skip"):
             raise DataError(f"on_bad_shard={on_bad_shard!r}: expected error | skip")
         self.root, self.split, self.batch_size = Path(root), split, batch_size
         self.schema, self.dims, self.rank, self.world = schema, dict(teachers), rank, world_size
         self.shuffle, self.seed, self.finite, self.buffer = shuffle, seed, finite, max(1, buffer_shards)
         self.on_bad_shard, self.text = on_bad_shard, tuple(text)
+        self.inputs = dict(inputs or {})
+        if self.inputs and "smiles.txt" not in self.text:
+            raise ValueError("make_loader(inputs=...) reads SMILES: text must include 'smiles.txt'")
         self.entries = split_entries(root, split)
         self.caches = {t: cache_entries(cache_manifest(root, t), split) for t in self.dims}
         self.epoch = multiprocessing.Value("i", 0)  # shared with forked workers that live across epochs
@@ -195,6 +92,12 @@ class ShardStream:
         rows += [f"{c}@present" for c in self.text]
         return packed.only([f"{self.schema}_x"], ["edge_index", f"{self.schema}_edge_attr"], rows, self.text)
 
+    def batch(self, rows: Packed) -> MolBatch:
+        batch = to_batch(rows, self.schema, self.dims)
+        if self.inputs:  # model inputs of online teachers (tokens), made here: in the worker process
+            batch.inputs = {name: tuple(fn(batch.smiles)) for name, fn in self.inputs.items()}
+        return batch
+
     def __iter__(self) -> Iterator[MolBatch]:
         import torch.utils.data
 
@@ -228,12 +131,12 @@ class ShardStream:
                         else pool.take(order_rows[a : a + self.batch_size])
                     )
                     produced = True
-                    yield to_batch(rows, self.schema, self.dims)
+                    yield self.batch(rows)
                 rest = np.arange(full, pool.n) if order_rows is None else order_rows[full:]
                 carry = [pool.take(rest)] if len(rest) else []
             if self.finite:
                 if carry:
-                    yield to_batch(carry[0], self.schema, self.dims)
+                    yield self.batch(carry[0])
                 return
             if not produced and not carry:
                 raise ShardError(f"{self.root}/{self.split}: no usable rows for reader {reader} of {readers}")
@@ -259,7 +162,12 @@ class Loader:
         self.stream, self.budget = stream, budget
         self.dl: Optional[Iterable[MolBatch]] = None
         if num_workers > 0:
+            import torch.multiprocessing
             import torch.utils.data
+
+            # Batches cross from workers in shared memory named by file, not by a file descriptor sent
+            # over a socket per tensor: the receiving side's cost per batch fell ~2x (BENCHMARKS.md).
+            torch.multiprocessing.set_sharing_strategy("file_system")
 
             self.dl = torch.utils.data.DataLoader(
                 _dataset(stream),
@@ -319,11 +227,13 @@ def make_loader(
     pin_memory: bool = False,
     on_bad_shard: str = "error",
     text: Sequence[str] = TEXT,
+    inputs: Optional[dict[str, Callable[[list[str]], Any]]] = None,
 ) -> Loader:
     """Batches of one rank (module docstring). `teacher_hashes`: expected weights_hash per teacher (a cache
     built by other weights is refused); `text`: the bytes columns batches carry (training needs "key" only);
     `on_bad_shard`: error (stop, naming the shard) | skip (log, go on; the names in `loader.skipped`, from
-    every worker process)."""
+    every worker process); `inputs`: {online teacher: picklable SMILES -> tuple of tensors} run where the
+    batch is made (a worker process), the results in `batch.inputs` (moved by `batch.to`)."""
     dims = {t: int(cache_manifest(root, t, (teacher_hashes or {}).get(t))["dim"]) for t in teachers}
     total = count_samples(root, split)
     finite = world_size == 1 and batches_per_epoch is None
@@ -337,7 +247,7 @@ def make_loader(
     stream = ShardStream(
         root, split, batch_size, schema=schema, teachers=dims, rank=rank, world_size=world_size,
         shuffle=shuffle, seed=seed, finite=finite, buffer_shards=buffer_shards, on_bad_shard=on_bad_shard,
-        text=text,
+        text=text, inputs=inputs,
     )  # fmt: skip
     if not stream.entries:
         raise DataError(f"{root}: split {split!r} has no shards")

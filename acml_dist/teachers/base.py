@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -130,6 +131,28 @@ class Teacher:
 
     def forward(self, inputs: Any) -> torch.Tensor:
         raise NotImplementedError
+
+    def input_fn(self) -> Optional[Callable[[list[str]], Any]]:
+        """A picklable SMILES -> model-input callable for loader workers (`make_loader(inputs=...)`), or
+        None where inputs are made from samples in this process only."""
+        return None
+
+    def encode_inputs(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Embeddings of inputs made by `input_fn`, left on the teacher's device in its dtype: no copy
+        back to the host, so a training loop does not wait on the device here."""
+        import torch
+
+        if self.model is not None and self.model.training:
+            self.model.eval()
+        n = int(inputs[0].shape[0])
+        if n == 0:
+            return torch.zeros((0, self.dim), dtype=self.dtype, device=self.device)
+        with torch.no_grad():
+            outs = [
+                self.forward(tuple(t[start : start + self.batch_size] for t in inputs))
+                for start in range(0, n, self.batch_size)
+            ]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     # -- encoding --------------------------------------------------------------------------------------
     def encode_samples(self, samples: list[dict[str, Any]]) -> torch.Tensor:

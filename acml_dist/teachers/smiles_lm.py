@@ -10,6 +10,7 @@ straight from the vocab. Other checkpoints (ChemBERTa-like) use their own tokeni
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,54 @@ def rxnfp_model_dir() -> Path:
 
 def regex_tokens(text: str) -> list[str]:
     return SMILES_REGEX.findall(text)
+
+
+@dataclass
+class RegexTokenizer:
+    """rxnfp's tokenisation as a picklable callable: SMILES -> (input_ids, attention_mask), int64, padded."""
+
+    vocab: dict[str, int]
+    template: str
+    max_length: int
+    unk: int
+    cls: int
+    sep: int
+    pad: int
+
+    def __call__(self, smiles: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        vocab, unk, rows = self.vocab, self.unk, []
+        for smi in smiles:
+            ids = [vocab.get(t, unk) for t in regex_tokens(self.template.format(smi))]
+            rows.append([self.cls, *ids[: self.max_length - 2], self.sep])
+        # One scatter for the whole batch: a per-row tensor copy cost 3x the tokenising (BENCHMARKS.md
+        # "GPU benchmark").
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        flat = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(lengths.sum()))
+        valid = np.arange(int(lengths.max(initial=0))) < lengths[:, None]
+        input_ids = np.full(valid.shape, self.pad, dtype=np.int64)
+        input_ids[valid] = flat
+        return torch.from_numpy(input_ids), torch.from_numpy(valid.astype(np.int64))
+
+
+@dataclass
+class HFTokenize:
+    """A Hugging Face tokenizer's padded batch as a picklable callable (the `tokenizer="hf"` path)."""
+
+    tokenizer: Any
+    template: str
+    max_length: int
+
+    def __call__(self, smiles: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = self.tokenizer(
+            [self.template.format(s) for s in smiles],
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        return enc["input_ids"], enc["attention_mask"]
 
 
 def _hf_classes(path: Path, model_type: str | None) -> tuple[Any, Any, Any]:
@@ -101,42 +150,31 @@ class SmilesLMTeacher(Teacher):
             max_pos -= int(getattr(hf_cfg, "pad_token_id", 1) or 1) + 1
         self.max_length = min(int(cfg.max_length), max_pos)
         self.unknown_tokens = 0
+        tok = self.tokenizer
+        self.regex = RegexTokenizer(
+            self.vocab, self.template, self.max_length, tok.unk_token_id, tok.cls_token_id,
+            tok.sep_token_id, tok.pad_token_id or 0,
+        )  # fmt: skip
         # add_pooling_layer=False: the pooler is unused (CLS/mean of the last hidden state).
         model = model_cls.from_pretrained(path, config=hf_cfg, add_pooling_layer=False)
         self._finish_model(model)
 
-    # Regex path: token -> id directly; CLS/SEP from the tokenizer so BERT and RoBERTa both work.
     def _regex_ids(self, smiles: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        import torch
+        ids, mask = self.regex(smiles)
+        self.unknown_tokens += int((ids == self.regex.unk).sum())
+        return ids, mask
 
-        tok = self.tokenizer
-        unk, cls, sep, pad = tok.unk_token_id, tok.cls_token_id, tok.sep_token_id, tok.pad_token_id or 0
-        vocab, rows = self.vocab, []
-        for smi in smiles:
-            ids = [vocab.get(t, unk) for t in regex_tokens(self.template.format(smi))]
-            rows.append([cls, *ids[: self.max_length - 2], sep])
-        # One scatter for the whole batch: a per-row tensor copy cost 3x the tokenising (online teachers
-        # tokenise in the training loop, BENCHMARKS.md "GPU benchmark").
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        flat = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(lengths.sum()))
-        self.unknown_tokens += int((flat == unk).sum())
-        valid = np.arange(int(lengths.max())) < lengths[:, None]
-        input_ids = np.full(valid.shape, pad, dtype=np.int64)
-        input_ids[valid] = flat
-        return torch.from_numpy(input_ids), torch.from_numpy(valid.astype(np.int64))
+    def input_fn(self) -> Any:
+        """Tokenising runs in the loader's worker processes (picklable), not in the training loop."""
+        if self.tokenizer_mode == "regex":
+            return self.regex
+        return HFTokenize(self.tokenizer, self.template, self.max_length)
 
     def prepare(self, samples: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
         smiles = [s["smiles"] for s in samples]
         if self.tokenizer_mode == "regex":
             return self._regex_ids(smiles)
-        enc = self.tokenizer(
-            [self.template.format(s) for s in smiles],
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        return enc["input_ids"], enc["attention_mask"]
+        return HFTokenize(self.tokenizer, self.template, self.max_length)(smiles)
 
     def forward(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         input_ids, mask = (t.to(self.device) for t in inputs)

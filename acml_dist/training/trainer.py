@@ -65,11 +65,22 @@ def teacher_dims(cfg: Any, root: Path) -> tuple[dict[str, int], dict[str, Any]]:
     return dims, online
 
 
+def online_inputs(online: dict[str, Any]) -> dict[str, Any]:
+    """What the loader's workers make for the online teachers (their tokenisers)."""
+    return {n: fn for n, t in online.items() if (fn := t.input_fn()) is not None}
+
+
 def fill_online(batch: Any, online: dict[str, Any]) -> None:
-    """Embeddings of the teachers that run online (not cached) for this batch, every row present."""
+    """Embeddings of the teachers that run online (not cached) for this batch, every row present. Call it
+    after `batch.to(device)`: from worker-made inputs the embedding stays on the device (no host sync)."""
     for name, teacher in online.items():
-        batch.embeddings[name] = teacher.encode_smiles(batch.smiles).float()
-        batch.masks[name] = torch.ones(len(batch), dtype=torch.bool)
+        if name in batch.inputs:
+            emb = teacher.encode_inputs(batch.inputs[name])
+        else:
+            emb = teacher.encode_smiles(batch.smiles)
+        device = batch.graph.x.device
+        batch.embeddings[name] = emb.to(device, non_blocking=True)
+        batch.masks[name] = torch.ones(len(batch), dtype=torch.bool, device=device)
 
 
 def standardize_config(root: Path) -> Optional[dict[str, Any]]:
@@ -132,6 +143,7 @@ class Trainer:
             rank=self.rank, world_size=self.world, batches_per_epoch=self.per_epoch, shuffle=True,
             seed=tr.seed, epoch=self.epoch, num_workers=tr.num_workers, pin_memory=torch.cuda.is_available(),
             on_bad_shard=tr.on_bad_shard, text=("key", "smiles.txt") if self.online else ("key",),
+            inputs=online_inputs(self.online),
         )  # fmt: skip
         return self
 
@@ -222,8 +234,8 @@ class Trainer:
     def train_step(self, batch: Any) -> bool:
         """One micro-batch: forward, loss (mean over ranks), the NaN guard, backward, DeepSpeed step.
         True when it completed an optimiser step (every grad_accum micro-batches)."""
-        fill_online(batch, self.online)
         batch = batch.to(self.engine.device, non_blocking=True)
+        fill_online(batch, self.online)
         outputs = self.engine(batch.graph, {n: e.to(self.dtype) for n, e in batch.embeddings.items()})
         losses = {n: self.loss_fn(g, t, batch.masks.get(n), s) for n, (g, t, s) in outputs.items()}
         total = sum(self.weights[n] * v for n, v in losses.items())
@@ -323,8 +335,9 @@ class Trainer:
         model.eval()
         proj: dict[str, list] = {n: [] for n in self.cfg.teachers}
         for mb in loader:
+            mb = mb.to(self.engine.device)
             fill_online(mb, self.online)
-            for name, pair in present_projections(model, mb.to(self.engine.device), self.dtype).items():
+            for name, pair in present_projections(model, mb, self.dtype).items():
                 proj[name].append(pair)
         model.train()
         sums = {n: pooled_top1(proj[n]) for n in self.cfg.teachers}

@@ -72,6 +72,18 @@ def test_embed_dataset_two_teachers_two_actors(ray_local, tmp_path):
         np.testing.assert_array_equal(
             b.embeddings["morgan"].float().numpy(), mg.encode_smiles(b.smiles).numpy()
         )
+    # Online in training: rxnfp's tokens made in a loader worker, embedded where the batch lives, equal the
+    # teacher's own route (sorted-by-length chunks tokenised in this process).
+    from acml_dist.training.trainer import fill_online, online_inputs
+
+    worker_made = make_loader(root, "test", 8, num_workers=1, inputs=online_inputs({"rxnfp": rx}))
+    for b in worker_made:
+        assert set(b.inputs) == {"rxnfp"}
+        fill_online(b.to("cpu"), {"rxnfp": rx})
+        assert b.masks["rxnfp"].all()
+        np.testing.assert_allclose(
+            b.embeddings["rxnfp"].float().numpy(), rx.encode_smiles(b.smiles).numpy(), rtol=2e-3, atol=2e-3
+        )
     with pytest.raises(ShardMismatch, match="was built with weights"):
         next(iter(make_loader(root, "test", 8, teachers=("rxnfp",), teacher_hashes={"rxnfp": "other"})))
     # Rerun: nothing to do, files untouched; overwrite: everything redone.

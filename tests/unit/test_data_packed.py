@@ -85,6 +85,34 @@ def test_batches_equal_pyg_collate_and_take_concat_roundtrip(ds: Path) -> None:
     assert taken.texts("key") == [pool.texts("key")[j] for j in perm]
 
 
+def _lengths(smiles: list[str]) -> tuple:
+    """A model-input maker for `make_loader(inputs=...)` (module level: picklable into workers)."""
+    import torch
+
+    return (torch.tensor([len(s) for s in smiles]), torch.ones(len(smiles), 3, dtype=torch.bool))
+
+
+def test_batches_from_a_worker_process_equal_in_process_ones(ds: Path) -> None:
+    """A worker sends each batch as one buffer (+ layout); what arrives, and what `to` makes of it, is the
+    in-process batch tensor for tensor, with the worker-made `inputs` of online teachers."""
+    here = list(make_loader(ds, "train", 8, teachers=["fp"], inputs={"n": _lengths}))
+    there = list(make_loader(ds, "train", 8, teachers=["fp"], num_workers=1, inputs={"n": _lengths}))
+    assert len(here) == len(there) > 1
+    for a, b in zip(here, there):
+        assert b._flat is not None and a._flat is None  # one shared-memory buffer crossed
+        b = b.to("cpu")
+        assert b.keys == a.keys and b.smiles == a.smiles and b.graph.num_graphs == a.graph.num_graphs
+        for name in ("x", "edge_index", "edge_attr", "batch", "ptr"):
+            assert getattr(b.graph, name).equal(getattr(a.graph, name)), name
+        assert b.masks["fp"].equal(a.masks["fp"]) and b.embeddings["fp"].equal(a.embeddings["fp"])
+        assert b._flat is None  # unpacking the fingerprint bits left the buffer behind
+        want = _lengths(a.smiles)
+        assert len(b.inputs["n"]) == 2 and all(x.equal(y) for x, y in zip(b.inputs["n"], want))
+        assert all(x.equal(y) for x, y in zip(a.inputs["n"], want))
+    with pytest.raises(ValueError, match="smiles.txt"):
+        make_loader(ds, "train", 8, inputs={"n": _lengths}, text=("key",))
+
+
 def test_shuffle_random_across_shards_and_ranks_equal(ds: Path) -> None:
     total = dataset_manifest(ds)["splits"]["train"]["samples"]
     one = [k for b in make_loader(ds, "train", 4, shuffle=True, seed=1, batches_per_epoch=7) for k in b.keys]
