@@ -328,9 +328,55 @@ def main() -> None:
             rate(iter(loader), batches)
             out["loader_2_workers_mol_s_wall"] = round(rate(iter(loader), batches)[0])
         out["morgan_unpack_mol_s"] = round(_unpack_rate())
+        out["worker_transfer"] = transfer(root, min(batches, 20))
         out["goal_per_worker"], out["floor_per_worker"] = 300_000, 150_000
     out["wall_s"] = round(time.time() - t_start, 1)
     print(json.dumps(out))
+
+
+def _produce(q: Any, done: Any, root: Path, n: int, per_tensor: bool) -> None:
+    """A loader worker's side: n batches of BATCH, sent as one buffer (MolBatch) or tensor by tensor."""
+    from acml_dist.data.loader import make_loader
+
+    teachers = ("rxnfp", "morgan")
+    for b in list(make_loader(root, "train", BATCH, teachers=teachers, batches_per_epoch=n, text=("key",))):
+        q.put(({"graph": b.graph, **b._embeddings, **{f"m:{k}": v for k, v in b.masks.items()}}, b.text)
+              if per_tensor else b)  # fmt: skip
+    q.put(None)
+    done.wait()  # file-descriptor sharing needs the sender alive until the receiver has taken every batch
+
+
+def transfer(root: Path, n: int) -> dict[str, Any]:
+    """CPU seconds the RECEIVING process spends per batch taken from a worker (what caps a GPU loop fed by
+    many workers): one shared-memory buffer per batch vs one per tensor, torch's two sharing strategies."""
+    import torch.multiprocessing as tmp
+
+    out = {}
+    for strategy in ("file_descriptor", "file_system"):
+        tmp.set_sharing_strategy(strategy)
+        for per_tensor in (True, False):
+            ctx = tmp.get_context("fork")
+            q, done = ctx.Queue(maxsize=n + 1), ctx.Event()
+            proc = ctx.Process(target=_produce, args=(q, done, root, n, per_tensor))
+            proc.start()
+            first, cpu = q.get(), 0.0  # the worker has built every batch before the first one is sent
+            while True:
+                t0 = time.process_time()
+                item = q.get()
+                if item is None:
+                    break
+                cpu += time.process_time() - t0
+                del item
+            done.set()
+            proc.join()
+            del first
+            key = f"{'per_tensor' if per_tensor else 'one_buffer'}_{strategy}_ms_per_batch"
+            out[key] = round(1000 * cpu / (n - 1), 2)
+    tmp.set_sharing_strategy("file_descriptor")
+    out["ratio_per_tensor_fd_vs_one_buffer_fs"] = round(
+        out["per_tensor_file_descriptor_ms_per_batch"] / out["one_buffer_file_system_ms_per_batch"], 2
+    )
+    return out
 
 
 def _unpack_rate() -> float:
