@@ -6,19 +6,32 @@
 # .gpu/datasets.
 #
 #   OUT=dir bash benchmarks/gpu_node.sh bench     # benchmarks/gpu.py + `trainer=gpu` runs (ZeRO 1, 2, online)
-#   OUT=dir bash benchmarks/gpu_node.sh release   # featurise the corpus (process pool) + pretrain the encoder
+#   OUT=dir bash benchmarks/gpu_node.sh release   # featurise the corpus (process pool), cache Morgan bits
+#                                                 # (process pool), pretrain the encoder (OGB schema,
+#                                                 # rxnfp online + Morgan cached); one timing line per phase
+#                                                 # in $OUT/release.txt, the model in $OUT/release.tgz
 #
-# Environment: RELEASE_LIMIT (molecules, default 1200000), RELEASE_MINUTES (training budget, default 3.5),
-# RELEASE_STEPS (schedule length, default 2000), RELEASE_BATCH (default 2048); TRAINER=cpu tries it on CPU.
+# Environment: RELEASE_LIMIT (molecules, default 1000000), RELEASE_MINUTES (training wall budget,
+# trainer.max_minutes, default 3: with ~90 s featurisation the whole `release` fits ~6 minutes on 16 cores),
+# RELEASE_STEPS (cosine schedule length, default 1200), RELEASE_BATCH (default 2048), RELEASE_WORKERS (loader
+# workers, default 8), EMBED_WORKERS (Morgan processes, default: every core).
+# Rehearsal on a CPU box: NO_INSTALL=1 uses the python on PATH as it is (no wheels installed), TRAINER=cpu.
 set -euo pipefail
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
-if [ ! -f /tmp/site/.installed ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    touch /tmp/site/.installed
-fi
-export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH} PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1 ACML_DATA_CACHE=$PWD/.gpu/datasets
-export RAY_USAGE_STATS_ENABLED=0 TOKENIZERS_PARALLELISM=false
+
+setup_env() {  # the cp312 wheels into /tmp/site (once per machine) unless NO_INSTALL=1; the shared env
+    if [ "${NO_INSTALL:-0}" != 1 ] && [ ! -f /tmp/site/.installed ]; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target /tmp/site .whl/*.whl
+        touch /tmp/site/.installed
+    fi
+    if [ "${NO_INSTALL:-0}" != 1 ]; then
+        export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} PATH=/tmp/site/bin:$PATH
+    fi
+    export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 ACML_DATA_CACHE=$PWD/.gpu/datasets
+    export RAY_USAGE_STATS_ENABLED=0 TOKENIZERS_PARALLELISM=false
+}
 
 # A copy of rxnfp's weights at teachers.rxnfp.path is tokenised like any user BERT (HF WordPiece, bare SMILES)
 # unless told otherwise: these make it the offline default's teacher (regex tokens on "SMILES>>").
@@ -28,18 +41,79 @@ train() {  # tag, overrides...: one `deepspeed acml_dist/train.py` run, its summ
     local tag=$1
     shift
     echo "== $tag: $*" | tee -a "$OUT/train_runs.txt"
-    local t0=$SECONDS
-    if deepspeed --num_gpus 1 acml_dist/train.py "trainer=${TRAINER:-gpu}" tracking.enabled=false "$@" >".gpu/$tag.log" 2>&1; then
+    local t0=$SECONDS rc=0
+    deepspeed --num_gpus 1 acml_dist/train.py "trainer=${TRAINER:-gpu}" tracking.enabled=false "$@" \
+        >".gpu/$tag.log" 2>&1 || rc=$?
+    if [ "$rc" = 0 ]; then
         echo "exit 0 in $((SECONDS - t0)) s" >>"$OUT/train_runs.txt"
     else
-        echo "FAILED (exit $?) in $((SECONDS - t0)) s" >>"$OUT/train_runs.txt"
+        echo "FAILED (exit $rc) in $((SECONDS - t0)) s" >>"$OUT/train_runs.txt"
     fi
     grep -E "step [0-9]+/|reached|Error|error" ".gpu/$tag.log" | tail -8 >>"$OUT/train_runs.txt" || true
     tail -22 ".gpu/$tag.log" >>"$OUT/train_runs.txt"
+    return "$rc"
+}
+
+# `acml embed` needs Ray (an actor pool); the node has none. This embeds the Morgan teacher of
+# configs/teachers/smiles_fp.yaml with the same per-shard function (`embed_shard`: same cache shards and done
+# records) in a local process pool, and writes the cache manifest as `acml embed` does. Shards whose done
+# record verifies are skipped (a rerun resumes). Args: dataset root, workers (0: every core).
+embed_morgan() {
+    python3 - "$1" "${2:-0}" <<'PY'
+import multiprocessing as mp
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from acml_dist.config.teachers import TeacherConfig
+from acml_dist.data.shards import cache_dir, cache_manifest_body, dataset_manifest, write_json
+from acml_dist.teachers import load_teacher
+from acml_dist.teachers.cache import _cache_splits, bit_packed, embed_shard, verify_done
+
+root, workers = Path(sys.argv[1]), int(sys.argv[2]) or len(os.sched_getaffinity(0))
+morgan = OmegaConf.load("configs/teachers/smiles_fp.yaml").morgan  # the trainer's `teachers=smiles_fp` entry
+tcfg = asdict(TeacherConfig(**OmegaConf.to_container(morgan)))
+teacher = load_teacher("morgan", tcfg)
+info, out_root = teacher.describe(), cache_dir(root, "morgan")
+shards = {s: v["shards"] for s, v in dataset_manifest(root)["splits"].items() if v["shards"]}
+
+
+def one(split, entry):
+    return split, embed_shard(teacher, root, entry, out_root / entry["name"])
+
+
+t0, done, todo = time.time(), {}, []
+for split, entries in shards.items():
+    for e in entries:
+        rec = verify_done(out_root / e["name"], e["sha256"], info["weights_hash"])
+        if rec is None:
+            todo.append((split, e))
+        else:
+            done[(split, Path(e["name"]).name)] = rec
+with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+    for split, rec in pool.map(one, *zip(*todo)) if todo else []:
+        done[(split, rec["name"])] = rec
+new = sum(done[(s, Path(e["name"]).name)]["samples"] for s, e in todo)
+elapsed = time.time() - t0
+write_json(out_root / "manifest.json", {
+    **cache_manifest_body(root, info, bit_packed(teacher), _cache_splits(shards, done)),
+    "config": tcfg, "embedded_now": new, "elapsed_s": round(elapsed, 2), "startup_s": 0.0,
+    "rate_per_s": round(new / max(elapsed, 1e-9), 2), "actors": workers,
+    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+})
+print(f"morgan cache: {new} molecules embedded now in {elapsed:.1f} s ({new / max(elapsed, 1e-9):.0f} mol/s, "
+      f"{workers} processes), {len(done) - len(todo)} shards already done")
+PY
 }
 
 case "${1:-}" in
 bench)
+    setup_env
     { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi"; } | tee "$OUT/gpu_bench.txt"
     rm -rf .gpu/ds
     python3 benchmarks/gpu.py --prepare .gpu/ds --smiles .gpu/corpus.csv.gz
@@ -47,27 +121,47 @@ bench)
     python3 benchmarks/gpu.py --data .gpu/ds 2>&1 | grep -v -E "Warning|warn\(|^\s*$" | tail -40 | tee -a "$OUT/gpu_bench.txt"
     common=(shards=.gpu/ds "trainer.max_steps=${BENCH_STEPS:-150}" "trainer.micro_batch=${BENCH_BATCH:-1024}" trainer.num_workers=8
         trainer.warmup_steps=20 trainer.log_every=50 trainer.checkpoint_every=0)
-    train zero1 "${common[@]}" teachers=smiles_fp output=.gpu/runs/zero1
-    train zero2 "${common[@]}" teachers=smiles_fp trainer.zero_stage=2 output=.gpu/runs/zero2
+    train zero1 "${common[@]}" teachers=smiles_fp output=.gpu/runs/zero1 || true
+    train zero2 "${common[@]}" teachers=smiles_fp trainer.zero_stage=2 output=.gpu/runs/zero2 || true
     train online "${common[@]}" teachers=smiles_fp teachers.rxnfp.source=online teachers.rxnfp.path=.gpu/rxnfp \
         "${RXNFP_TOKENS[@]}" \
-        "teachers.rxnfp.batch_size=${BENCH_BATCH:-1024}" output=.gpu/runs/online
+        "teachers.rxnfp.batch_size=${BENCH_BATCH:-1024}" output=.gpu/runs/online || true
     ;;
 release)
+    t_all=$SECONDS
+    t0=$SECONDS
+    setup_env
+    : >"$OUT/release.txt"
+    : >"$OUT/train_runs.txt"
+    echo "phase install: $((SECONDS - t0)) s (NO_INSTALL=${NO_INSTALL:-0})" | tee -a "$OUT/release.txt"
+    { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"; } >>"$OUT/release.txt"
     t0=$SECONDS
     python3 -m acml_dist.cli featurize data=file data.path=.gpu/corpus.csv.gz data.smiles_column=SMILES \
-        "data.limit=${RELEASE_LIMIT:-1200000}" "data.exclude=[esol,freesolv,lipophilicity]" \
+        "data.limit=${RELEASE_LIMIT:-1000000}" "data.exclude=[esol,freesolv,lipophilicity]" \
         "data.split_fractions=[0.98,0.01,0.01]" data.samples_per_shard=8192 cluster.address=processes \
-        output=.gpu/corpus name=acml-release 2>&1 | tail -16 | tee "$OUT/release.txt"
-    echo "featurise: $((SECONDS - t0)) s" | tee -a "$OUT/release.txt"
-    train release shards=.gpu/corpus name=acml-release model=gin teachers=rxnfp teachers.rxnfp.source=online \
-        teachers.rxnfp.path=.gpu/rxnfp "${RXNFP_TOKENS[@]}" "teachers.rxnfp.batch_size=${RELEASE_BATCH:-2048}" \
-        "trainer.micro_batch=${RELEASE_BATCH:-2048}" "trainer.max_steps=${RELEASE_STEPS:-2000}" \
-        "trainer.max_minutes=${RELEASE_MINUTES:-3.5}" trainer.warmup_steps=100 trainer.num_workers=8 \
-        trainer.log_every=50 trainer.checkpoint_every=0 output=.gpu/runs/release
+        output=.gpu/corpus name=acml-release 2>&1 | tail -16 | tee -a "$OUT/release.txt"
+    echo "phase featurise: $((SECONDS - t0)) s" | tee -a "$OUT/release.txt"
+    t0=$SECONDS
+    embed_morgan .gpu/corpus "${EMBED_WORKERS:-0}" 2>&1 | tail -5 | tee -a "$OUT/release.txt"
+    echo "phase morgan: $((SECONDS - t0)) s" | tee -a "$OUT/release.txt"
+    t0=$SECONDS
+    rm -rf .gpu/runs/release  # a fresh run: no resume from an earlier try's checkpoint
+    rc=0
+    train release shards=.gpu/corpus name=acml-release model=gin model.schema=ogb teachers=smiles_fp \
+        teachers.rxnfp.source=online teachers.rxnfp.path=.gpu/rxnfp "${RXNFP_TOKENS[@]}" \
+        "teachers.rxnfp.batch_size=${RELEASE_BATCH:-2048}" \
+        "trainer.micro_batch=${RELEASE_BATCH:-2048}" "trainer.max_steps=${RELEASE_STEPS:-1200}" \
+        "trainer.max_minutes=${RELEASE_MINUTES:-3}" trainer.warmup_steps=100 \
+        "trainer.num_workers=${RELEASE_WORKERS:-8}" trainer.log_every=50 trainer.checkpoint_every=0 \
+        output=.gpu/runs/release || rc=$?
     cat "$OUT/train_runs.txt" >>"$OUT/release.txt"
+    echo "phase train: $((SECONDS - t0)) s (exit $rc)" | tee -a "$OUT/release.txt"
     cp .gpu/corpus/manifest.json "$OUT/corpus_manifest.json"
+    cp .gpu/corpus/embeddings/morgan/manifest.json "$OUT/morgan_manifest.json"
+    [ "$rc" = 0 ] || exit "$rc"
+    t0=$SECONDS
     tar czf "$OUT/release.tgz" -C .gpu/runs/release model history.json loss_curve.png train_result.json
+    echo "phase pack: $((SECONDS - t0)) s; release total: $((SECONDS - t_all)) s" | tee -a "$OUT/release.txt"
     ;;
 *)
     echo "usage: OUT=dir bash benchmarks/gpu_node.sh bench|release" >&2
