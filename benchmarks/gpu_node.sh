@@ -6,8 +6,8 @@
 # .gpu/datasets.
 #
 #   OUT=dir bash benchmarks/gpu_node.sh bench     # benchmarks/gpu.py + `trainer=gpu` runs (ZeRO 1, 2, online)
-#   OUT=dir bash benchmarks/gpu_node.sh release   # featurise the corpus (process pool), cache Morgan bits
-#                                                 # (process pool), pretrain the encoder (OGB schema,
+#   OUT=dir bash benchmarks/gpu_node.sh release   # featurise the corpus, cache Morgan bits (both in a
+#                                                 # process pool: cluster.address=processes), pretrain the encoder (OGB schema,
 #                                                 # rxnfp online + Morgan cached); one timing line per phase
 #                                                 # in $OUT/release.txt, the model in $OUT/release.tgz
 #
@@ -54,63 +54,6 @@ train() {  # tag, overrides...: one `deepspeed acml_dist/train.py` run, its summ
     return "$rc"
 }
 
-# `acml embed` needs Ray (an actor pool); the node has none. This embeds the Morgan teacher of
-# configs/teachers/smiles_fp.yaml with the same per-shard function (`embed_shard`: same cache shards and done
-# records) in a local process pool, and writes the cache manifest as `acml embed` does. Shards whose done
-# record verifies are skipped (a rerun resumes). Args: dataset root, workers (0: every core).
-embed_morgan() {
-    python3 - "$1" "${2:-0}" <<'PY'
-import multiprocessing as mp
-import os
-import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
-from pathlib import Path
-
-from omegaconf import OmegaConf
-
-from acml_dist.config.teachers import TeacherConfig
-from acml_dist.data.shards import cache_dir, cache_manifest_body, dataset_manifest, write_json
-from acml_dist.teachers import load_teacher
-from acml_dist.teachers.cache import _cache_splits, bit_packed, embed_shard, verify_done
-
-root, workers = Path(sys.argv[1]), int(sys.argv[2]) or len(os.sched_getaffinity(0))
-morgan = OmegaConf.load("configs/teachers/smiles_fp.yaml").morgan  # the trainer's `teachers=smiles_fp` entry
-tcfg = asdict(TeacherConfig(**OmegaConf.to_container(morgan)))
-teacher = load_teacher("morgan", tcfg)
-info, out_root = teacher.describe(), cache_dir(root, "morgan")
-shards = {s: v["shards"] for s, v in dataset_manifest(root)["splits"].items() if v["shards"]}
-
-
-def one(split, entry):
-    return split, embed_shard(teacher, root, entry, out_root / entry["name"])
-
-
-t0, done, todo = time.time(), {}, []
-for split, entries in shards.items():
-    for e in entries:
-        rec = verify_done(out_root / e["name"], e["sha256"], info["weights_hash"])
-        if rec is None:
-            todo.append((split, e))
-        else:
-            done[(split, Path(e["name"]).name)] = rec
-with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
-    for split, rec in pool.map(one, *zip(*todo)) if todo else []:
-        done[(split, rec["name"])] = rec
-new = sum(done[(s, Path(e["name"]).name)]["samples"] for s, e in todo)
-elapsed = time.time() - t0
-write_json(out_root / "manifest.json", {
-    **cache_manifest_body(root, info, bit_packed(teacher), _cache_splits(shards, done)),
-    "config": tcfg, "embedded_now": new, "elapsed_s": round(elapsed, 2), "startup_s": 0.0,
-    "rate_per_s": round(new / max(elapsed, 1e-9), 2), "actors": workers,
-    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-})
-print(f"morgan cache: {new} molecules embedded now in {elapsed:.1f} s ({new / max(elapsed, 1e-9):.0f} mol/s, "
-      f"{workers} processes), {len(done) - len(todo)} shards already done")
-PY
-}
-
 case "${1:-}" in
 bench)
     setup_env
@@ -142,7 +85,8 @@ release)
         output=.gpu/corpus name=acml-release 2>&1 | tail -16 | tee -a "$OUT/release.txt"
     echo "phase featurise: $((SECONDS - t0)) s" | tee -a "$OUT/release.txt"
     t0=$SECONDS
-    embed_morgan .gpu/corpus "${EMBED_WORKERS:-0}" 2>&1 | tail -5 | tee -a "$OUT/release.txt"
+    python3 -m acml_dist.cli embed shards=.gpu/corpus teachers=fingerprint cluster.address=processes \
+        "cluster.embed_actors=${EMBED_WORKERS:-$(nproc)}" 2>&1 | tail -8 | tee -a "$OUT/release.txt"
     echo "phase morgan: $((SECONDS - t0)) s" | tee -a "$OUT/release.txt"
     t0=$SECONDS
     rm -rf .gpu/runs/release  # a fresh run: no resume from an earlier try's checkpoint

@@ -1,4 +1,5 @@
-"""The embedding cache: a Ray actor pool embeds every graph shard once per frozen teacher.
+"""The embedding cache: a Ray actor pool (or, with `cluster.address=processes`, a local process pool: a node
+without Ray) embeds every graph shard once per frozen teacher.
 
 Output per teacher (ARCHITECTURE.md): `<root>/embeddings/<teacher>/<split>/shard-XXXXXX.npz` aligned with
 the graph shard of the same name (same keys, same order) and `<root>/embeddings/<teacher>/manifest.json`;
@@ -14,6 +15,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Optional
 
@@ -166,14 +169,12 @@ def precheck_spectra(name: str, tcfg: dict[str, Any], root: Path) -> None:
 
 
 def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dict[str, Any]:
-    import ray
-    from ray.util import ActorPool
     from tqdm import tqdm
 
     t0 = time.time()
     n_actors = max(1, int(cfg.cluster.embed_actors))
-    actors = _start_actors(name, tcfg, root, cfg, n_actors)
-    info = ray.get(actors[0].describe.remote())
+    precheck_spectra(name, tcfg, root)  # a clear error here, not a worker that dies in its constructor
+    info, map_unordered, stop = _open_workers(name, tcfg, root, cfg, n_actors)
     t_ready = time.time()  # rates below exclude Ray start and teacher loading (reported as startup_s)
     out_root = cache_dir(root, name)
     mod_hash = info.get("spectra", {}).get("sha256")
@@ -202,7 +203,6 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
         len(todo),
         len(done),
     )
-    pool = ActorPool(actors)
     bar = tqdm(
         total=total,
         initial=skipped,
@@ -213,7 +213,7 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
         mininterval=2.0,
     )
     new, step = 0, max(1, len(todo) // 10)
-    for i, rec in enumerate(pool.map_unordered(lambda a, t: a.embed.remote(*t), todo), 1):
+    for i, rec in enumerate(map_unordered(todo), 1):
         done[(rec["split"], rec["name"])] = rec
         new += rec["samples"]
         bar.update(rec["samples"])
@@ -221,8 +221,7 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
             rate = new / max(time.time() - t_ready, 1e-9)
             log.info("teacher %s: %d/%d shards, %d molecules, %.1f mol/s", name, i, len(todo), new, rate)
     bar.close()
-    for a in actors:
-        ray.kill(a)
+    stop()
     elapsed = time.time() - t0
     bits = info["kind"] == "fingerprint" and not (tcfg.get("params") or {}).get("counts")
     splits = _cache_splits(shards, done)
@@ -239,6 +238,50 @@ def _embed_teacher(name: str, tcfg: dict[str, Any], root: Path, cfg: Any) -> dic
     }
     write_json(out_root / "manifest.json", manifest)
     return manifest
+
+
+def _open_workers(name: str, tcfg: dict[str, Any], root: Path, cfg: Any, n: int) -> tuple[Any, Any, Any]:
+    """(teacher info, map_unordered(work items) -> records, stop) over `n` embedding workers: Ray actors,
+    or a local process pool with `cluster.address=processes` (a node without Ray); same shard bytes."""
+    if cfg.cluster.get("address") == "processes":
+        threads = int(tcfg.get("cpu_threads") or 0) or max(1, len(os.sched_getaffinity(0)) // n)
+        pool = ProcessPoolExecutor(n, initializer=_process_init, initargs=(name, tcfg, threads, str(root)))
+
+        def map_processes(todo: list) -> Iterator[dict[str, Any]]:
+            return (f.result() for f in as_completed([pool.submit(_process_embed, t) for t in todo]))
+
+        info = pool.submit(_process_describe).result()
+        return info, map_processes, lambda: pool.shutdown(cancel_futures=True)
+    import ray
+    from ray.util import ActorPool
+
+    actors = _start_actors(name, tcfg, root, cfg, n)
+    info = ray.get(actors[0].describe.remote())
+    actor_pool = ActorPool(actors)
+
+    def stop() -> None:
+        for a in actors:
+            ray.kill(a)
+
+    return info, lambda todo: actor_pool.map_unordered(lambda a, t: a.embed.remote(*t), todo), stop
+
+
+_PROCESS_WORKER: Optional[EmbedWorker] = None  # one per pool process (cluster.address=processes)
+
+
+def _process_init(name: str, tcfg: dict[str, Any], threads: int, root: str) -> None:
+    global _PROCESS_WORKER
+    _PROCESS_WORKER = EmbedWorker(name, tcfg, threads, root)
+
+
+def _process_describe() -> dict[str, Any]:
+    assert _PROCESS_WORKER is not None
+    return _PROCESS_WORKER.describe()
+
+
+def _process_embed(item: tuple) -> dict[str, Any]:
+    assert _PROCESS_WORKER is not None
+    return _PROCESS_WORKER.embed(*item)
 
 
 def _start_actors(name: str, tcfg: dict[str, Any], root: Path, cfg: Any, n_actors: int) -> list:
@@ -262,9 +305,7 @@ def _start_actors(name: str, tcfg: dict[str, Any], root: Path, cfg: Any, n_actor
         num_cpus=1, num_gpus=1 if use_gpu else 0, runtime_env=env, max_restarts=3, max_task_retries=3
     )(EmbedWorker)
     threads = int(tcfg.get("cpu_threads") or 0) or max(1, cpus // n_actors)
-    precheck_spectra(name, tcfg, root)  # a clear error here, not an actor that dies in its constructor
-    actors = [actor_cls.remote(name, tcfg, threads, str(root)) for _ in range(n_actors)]
-    return actors
+    return [actor_cls.remote(name, tcfg, threads, str(root)) for _ in range(n_actors)]
 
 
 def _cache_splits(shards: dict[str, list], done: dict) -> dict[str, dict[str, Any]]:
@@ -297,7 +338,7 @@ def embed_dataset(cfg: Any) -> dict[str, Any]:
     if not cfg.teachers:
         raise DataError("no teachers configured: pass teachers=<group> (e.g. teachers=smiles_fp)")
     dataset_manifest(root)  # complete and of this schema, before Ray starts
-    started = ensure_ray(cfg.cluster)
+    started = cfg.cluster.get("address") != "processes" and ensure_ray(cfg.cluster)
     summary: dict[str, Any] = {"root": str(root), "teachers": {}}
     try:
         for name, tcfg in cfg.teachers.items():

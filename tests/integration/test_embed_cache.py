@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -93,6 +94,17 @@ def test_embed_dataset_two_teachers_two_actors(ray_local, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
     redo = embed_dataset(_cfg(root, "teachers=fingerprint", "overwrite=true"))
     assert redo["teachers"]["morgan"]["embedded_now"] == 64
+    # Without Ray (cluster.address=processes: a GPU node that has none): the same cache bytes.
+    twin = tmp_path / "twin"
+    shutil.copytree(root, twin)
+    shutil.rmtree(cache_dir(twin, "morgan"))
+    local = embed_dataset(
+        _cfg(twin, "teachers=fingerprint", "cluster.address=processes", "cluster.embed_actors=2")
+    )["teachers"]["morgan"]
+    assert local["embedded_now"] == 64 and local["actors"] == 2
+    for split, info in redo["teachers"]["morgan"]["splits"].items():
+        want = [e["sha256"] for e in info["shards"]]
+        assert [e["sha256"] for e in local["splits"][split]["shards"]] == want
     # The sanity command on this tiny cache: neighbours in rxnfp space are more similar than random pairs.
     report = teacher_sanity(root, "rxnfp", "train", n=48, k=5)
     assert report["knn_tanimoto"] > report["random_tanimoto"]
