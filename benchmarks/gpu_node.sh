@@ -5,7 +5,8 @@
 # .gpu/rxnfp, a SMILES corpus in .gpu/corpus.csv.gz and the evaluation CSVs (leakage exclusion) in
 # .gpu/datasets.
 #
-#   OUT=dir bash benchmarks/gpu_node.sh bench     # benchmarks/gpu.py + `trainer=gpu` runs (ZeRO 1, 2, online)
+#   OUT=dir bash benchmarks/gpu_node.sh bench     # benchmarks/gpu.py + `trainer=gpu` runs (ZeRO 1, online;
+#                                                 # ZeRO 2 with BENCH_ZERO2=1)
 #   OUT=dir bash benchmarks/gpu_node.sh release   # featurise the corpus, cache Morgan bits (both in a
 #                                                 # process pool: cluster.address=processes), pretrain the encoder (OGB schema,
 #                                                 # rxnfp online + Morgan cached); one timing line per phase
@@ -13,7 +14,8 @@
 #
 # Environment: RELEASE_LIMIT (molecules, default 1000000), RELEASE_MINUTES (training wall budget,
 # trainer.max_minutes, default 3: with ~90 s featurisation the whole `release` fits ~6 minutes on 16 cores),
-# RELEASE_STEPS (cosine schedule length, default 1200), RELEASE_BATCH (default 2048), RELEASE_WORKERS (loader
+# RELEASE_STEPS (cosine schedule length; default: what RELEASE_MINUTES holds at the rate of a `bench` online run
+# on this node, else 1200), RELEASE_BATCH (default 2048), RELEASE_WORKERS (loader
 # workers, default 8), EMBED_WORKERS (Morgan processes, default: every core).
 # Rehearsal on a CPU box: NO_INSTALL=1 uses the python on PATH as it is (no wheels installed), TRAINER=cpu.
 set -euo pipefail
@@ -57,7 +59,7 @@ train() {  # tag, overrides...: one `deepspeed acml_dist/train.py` run, its summ
 case "${1:-}" in
 bench)
     setup_env
-    { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi"; } | tee "$OUT/gpu_bench.txt"
+    { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi"; df -h /dev/shm; } | tee "$OUT/gpu_bench.txt"
     rm -rf .gpu/ds
     python3 benchmarks/gpu.py --prepare .gpu/ds --smiles .gpu/corpus.csv.gz
     cp -r .gpu/rxnfp .gpu/ds/rxnfp
@@ -65,7 +67,9 @@ bench)
     common=(shards=.gpu/ds "trainer.max_steps=${BENCH_STEPS:-150}" "trainer.micro_batch=${BENCH_BATCH:-1024}" trainer.num_workers=8
         trainer.warmup_steps=20 trainer.log_every=50 trainer.checkpoint_every=0)
     train zero1 "${common[@]}" teachers=smiles_fp output=.gpu/runs/zero1 || true
-    train zero2 "${common[@]}" teachers=smiles_fp trainer.zero_stage=2 output=.gpu/runs/zero2 || true
+    if [ "${BENCH_ZERO2:-0}" = 1 ]; then
+        train zero2 "${common[@]}" teachers=smiles_fp trainer.zero_stage=2 output=.gpu/runs/zero2 || true
+    fi
     train online "${common[@]}" teachers=smiles_fp teachers.rxnfp.source=online teachers.rxnfp.path=.gpu/rxnfp \
         "${RXNFP_TOKENS[@]}" \
         "teachers.rxnfp.batch_size=${BENCH_BATCH:-1024}" output=.gpu/runs/online || true
@@ -90,11 +94,24 @@ release)
     echo "phase morgan: $((SECONDS - t0)) s" | tee -a "$OUT/release.txt"
     t0=$SECONDS
     rm -rf .gpu/runs/release  # a fresh run: no resume from an earlier try's checkpoint
+    # The schedule's length: RELEASE_STEPS, else what the budget holds at the rate the `bench` online run
+    # measured on this node (same route: rxnfp online), else 1200.
+    steps=${RELEASE_STEPS:-}
+    if [ -z "$steps" ] && [ -f .gpu/online.log ]; then  # the last logged window's rate (steady state)
+        rate=$(grep -oE "step [0-9]+/[0-9]+ .* [0-9]+ mol/s" .gpu/online.log | tail -1 | grep -oE "[0-9]+ mol/s$" \
+            | grep -oE "^[0-9]+" || true)
+        if [ -n "$rate" ]; then
+            steps=$(awk -v r="$rate" -v m="${RELEASE_MINUTES:-3}" -v b="${RELEASE_BATCH:-2048}" \
+                'BEGIN { s = int(r * m * 60 / b); print (s < 200 ? 200 : s) }')
+        fi
+    fi
+    steps=${steps:-1200}
+    echo "schedule: $steps steps of ${RELEASE_BATCH:-2048}" | tee -a "$OUT/release.txt"
     rc=0
     train release shards=.gpu/corpus name=acml-release model=gin model.schema=ogb teachers=smiles_fp \
         teachers.rxnfp.source=online teachers.rxnfp.path=.gpu/rxnfp "${RXNFP_TOKENS[@]}" \
         "teachers.rxnfp.batch_size=${RELEASE_BATCH:-2048}" \
-        "trainer.micro_batch=${RELEASE_BATCH:-2048}" "trainer.max_steps=${RELEASE_STEPS:-1200}" \
+        "trainer.micro_batch=${RELEASE_BATCH:-2048}" "trainer.max_steps=$steps" \
         "trainer.max_minutes=${RELEASE_MINUTES:-3}" trainer.warmup_steps=100 \
         "trainer.num_workers=${RELEASE_WORKERS:-8}" trainer.log_every=50 trainer.checkpoint_every=0 \
         output=.gpu/runs/release || rc=$?
