@@ -159,6 +159,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="wall budget of the whole command: training stops (between steps) `--reserve-s` "
         "before it, then the held-out evaluation runs and the JSON line is printed",
     )
+    p.add_argument("--no-fit-epochs", dest="fit_epochs", action="store_false",
+                   help="with --max-minutes: keep --epochs (default: lower it to what a timing probe says "
+                        "fits the budget, so the one-cycle schedule ends instead of being cut)")  # fmt: skip
     p.add_argument("--reserve-s", type=float, default=15.0, help="seconds kept for evaluation and saving")
     return p.parse_args(argv)
 
@@ -173,6 +176,27 @@ def save(model: Any, arch: dict[str, int], folder: str) -> None:
     torch.save(half, out / "weights.pt")  # fp16: half the size; the teacher loads it into fp32
     conf = {"kind": "image_cnn", "modality": "image", "path": str(out / "weights.pt"), "params": arch}
     (out / "teacher_config.json").write_text(json.dumps(conf, indent=1))
+
+
+def fit_epochs(images: Any, y: Any, arch: dict[str, int], args: argparse.Namespace, budget: float) -> int:
+    """The most epochs (<= --epochs) whose training fits `budget` seconds, so that the one-cycle schedule
+    runs to its end: the steady images/s of the real model and batch on the device, from the second of two
+    passes over a slice of 24 batches (the first pays cuDNN's autotuning and the warm-up)."""
+    from acml_dist.teachers.image_pretrain import train_image_teacher
+
+    m = min(len(images), 24 * args.batch_size)
+    marks: list[float] = []
+    t = time.perf_counter()
+    train_image_teacher(images[:m], y[:m], arch=arch, epochs=2, batch_size=args.batch_size, lr=args.lr,
+                        val_fraction=0.0, pool=256, seed=args.seed, device=args.device,
+                        on_epoch=lambda e, loss: marks.append(time.perf_counter()))  # fmt: skip
+    rate = m / max(1e-9, marks[1] - marks[0])
+    n_train = len(images) - args.val
+    left = budget - (time.perf_counter() - t)
+    epochs = max(1, min(args.epochs, int(0.92 * left * rate / max(1, n_train))))
+    print(f"probe: {rate:.0f} images/s steady on {args.device}; {left:.0f} s left -> {epochs} epochs "
+          f"of {n_train}", flush=True)  # fmt: skip
+    return epochs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,11 +230,16 @@ def main(argv: list[str] | None = None) -> int:
         budget = max(0.0, args.max_minutes * 60 - args.reserve_s - (t - start))
         print(f"training budget {budget:.0f} s", flush=True)
 
+    epochs = args.epochs
+    if budget is not None and args.fit_epochs:
+        epochs = fit_epochs(images, y, arch, args, budget)
+        budget = max(0.0, args.max_minutes * 60 - args.reserve_s - (time.perf_counter() - start))
+
     def on_epoch(epoch: int, loss: float) -> None:
         took = time.perf_counter() - t
-        print(f"epoch {epoch + 1}/{args.epochs} loss {loss:.4f} ({took:.0f} s)", flush=True)
+        print(f"epoch {epoch + 1}/{epochs} loss {loss:.4f} ({took:.0f} s)", flush=True)
 
-    r = train_image_teacher(images, y, arch=arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    r = train_image_teacher(images, y, arch=arch, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
                             val_fraction=args.val / len(images), pool=1000, seed=args.seed,
                             device=args.device, on_epoch=on_epoch, max_seconds=budget)  # fmt: skip
     times["train_s"] = time.perf_counter() - t
@@ -227,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     keys = ("val_r1", "untrained_val_r1", "chance_r1", "train_r1", "n_train", "n_val", "images_per_s",
             "stopped_early", "history", "arch")  # fmt: skip
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    run = {"molecules": len(canon), "params": params, "epochs": args.epochs, "batch_size": args.batch_size,
+    run = {"molecules": len(canon), "params": params, "epochs": epochs, "batch_size": args.batch_size,
            "lr": args.lr, "device": device, "wall_s": time.perf_counter() - start}  # fmt: skip
     print(json.dumps({**{k: r[k] for k in keys}, **times, **run}))
     return 0
