@@ -220,7 +220,7 @@ def _fit_until(
 
     def timed_loss(rows: Any, gen: Any) -> Any:
         nonlocal seen
-        if time.time() > deadline:
+        if time.time() >= deadline:
             raise _OutOfTime
         seen += len(rows)
         return batch_loss(rows, gen)
