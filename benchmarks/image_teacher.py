@@ -143,6 +143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--resolution", type=int, default=96)
+    p.add_argument("--hidden", type=int, default=0, help="head width (0: 32 x width); sets the saved size")
     p.add_argument("--blocks", type=int, default=3)
     p.add_argument("--convs-per-block", type=int, default=1)
     p.add_argument("--epochs", type=int, default=10)
@@ -178,13 +179,15 @@ def save(model: Any, arch: dict[str, int], folder: str) -> None:
     (out / "teacher_config.json").write_text(json.dumps(conf, indent=1))
 
 
-def fit_epochs(images: Any, y: Any, arch: dict[str, int], args: argparse.Namespace, budget: float) -> int:
+def fit_epochs(
+    images: Any, y: Any, arch: dict[str, int], args: argparse.Namespace, budget: float
+) -> tuple[int, float]:
     """The most epochs (<= --epochs) whose training fits `budget` seconds, so that the one-cycle schedule
     runs to its end: the steady images/s of the real model and batch on the device, from the second of two
-    passes over a slice of 24 batches (the first pays cuDNN's autotuning and the warm-up)."""
+    passes over a slice of 12 batches (the first pays cuDNN's autotuning and the warm-up)."""
     from acml_dist.teachers.image_pretrain import train_image_teacher
 
-    m = min(len(images), 24 * args.batch_size)
+    m = min(len(images), 12 * args.batch_size)
     marks: list[float] = []
     t = time.perf_counter()
     train_image_teacher(images[:m], y[:m], arch=arch, epochs=2, batch_size=args.batch_size, lr=args.lr,
@@ -196,7 +199,7 @@ def fit_epochs(images: Any, y: Any, arch: dict[str, int], args: argparse.Namespa
     epochs = max(1, min(args.epochs, int(0.92 * left * rate / max(1, n_train))))
     print(f"probe: {rate:.0f} images/s steady on {args.device}; {left:.0f} s left -> {epochs} epochs "
           f"of {n_train}", flush=True)  # fmt: skip
-    return epochs
+    return epochs, rate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t = time.perf_counter()
     arch = {"width": args.width, "resolution": args.resolution, "blocks": args.blocks,
-            "convs_per_block": args.convs_per_block}  # fmt: skip
+            "convs_per_block": args.convs_per_block, "hidden": args.hidden}  # fmt: skip
     budget = None
     if args.max_minutes is not None:
         budget = max(0.0, args.max_minutes * 60 - args.reserve_s - (t - start))
@@ -232,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 
     epochs = args.epochs
     if budget is not None and args.fit_epochs:
-        epochs = fit_epochs(images, y, arch, args, budget)
+        epochs, times["probe_images_per_s"] = fit_epochs(images, y, arch, args, budget)
         budget = max(0.0, args.max_minutes * 60 - args.reserve_s - (time.perf_counter() - start))
 
     def on_epoch(epoch: int, loss: float) -> None:
