@@ -152,11 +152,14 @@ def train_image_teacher(
     threads: Optional[int] = None,
     device: str = "cpu",
     on_epoch: Optional[Callable[[int, float], None]] = None,
+    max_seconds: Optional[float] = None,
 ) -> dict[str, Any]:
     """Train the CNN on (uint8 depictions (N, S, S), frozen teacher embeddings (N, D)) on `device` (cpu,
     cuda: bf16 autocast, the images held on the GPU). Returns {"model" (on the CPU), "history",
     "val_r1", "untrained_val_r1", "chance_r1", "train_r1", "untrained_train_r1", "n_train", "n_val",
-    "images_per_s"}; `on_epoch(epoch, mean loss)` after each epoch."""
+    "images_per_s", "stopped_early"}; `on_epoch(epoch, mean loss)` after each epoch. `max_seconds`: training
+    stops before the first step past that many seconds (the one-cycle schedule is then cut short; history
+    holds the finished epochs) and the held-out evaluation runs as usual."""
     import copy
 
     import torch
@@ -184,17 +187,54 @@ def train_image_teacher(
     batch_loss = _batch_loss(model, xt, zt, loss=loss, nce_weight=nce_weight, temperature=temperature,
                              augmentation=augmentation)  # fmt: skip
     t0 = time.time()
-    history, seen = fit_pairs(model, len(train), batch_loss, epochs=epochs, batch_size=batch_size, lr=lr,
-                              weight_decay=weight_decay, seed=seed, one_cycle=True,
-                              on_epoch=on_epoch)  # fmt: skip
+    deadline = t0 + (max_seconds if max_seconds is not None else math.inf)
+    history, seen, stopped = _fit_until(model, len(train), batch_loss, deadline, on_epoch, epochs=epochs,
+                                        batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                                        seed=seed)  # fmt: skip
     rate = seen / max(1e-9, time.time() - t0)
     twin.to(device)
     out: dict[str, Any] = {"history": history, "n_train": len(train), "n_val": len(val), "arch": a,
-                           "images_per_s": rate}  # fmt: skip
+                           "images_per_s": rate, "stopped_early": stopped}  # fmt: skip
     out.update(held_out_r1(lambda m, rows: retrieval_r1(m, x[rows], z[rows], pool), model, twin,
                            train[:pool], val, pool))  # fmt: skip
     out["model"] = model.cpu().eval()
     return out
+
+
+class _OutOfTime(Exception):
+    """Raised by the batch loss past the deadline, before the step: ends `fit_pairs` cleanly."""
+
+
+def _fit_until(
+    model: Any,
+    n: int,
+    batch_loss: Callable[[Any, Any], Any],
+    deadline: float,
+    on_epoch: Optional[Callable[[int, float], None]],
+    **fit: Any,
+) -> tuple[list[float], int, bool]:
+    """`fit_pairs` (one-cycle) that stops before the first step after `deadline` (time.time()):
+    (mean loss of each finished epoch, rows seen, stopped early)."""
+    history: list[float] = []
+    seen = 0
+
+    def timed_loss(rows: Any, gen: Any) -> Any:
+        nonlocal seen
+        if time.time() >= deadline:
+            raise _OutOfTime
+        seen += len(rows)
+        return batch_loss(rows, gen)
+
+    def epoch_done(epoch: int, loss: float) -> None:
+        history.append(loss)
+        if on_epoch is not None:
+            on_epoch(epoch, loss)
+
+    try:
+        fit_pairs(model, n, timed_loss, one_cycle=True, on_epoch=epoch_done, **fit)
+    except _OutOfTime:
+        return history, seen, True
+    return history, seen, False
 
 
 def _batch_loss(model: Any, xt: Any, zt: Any, *, loss: str, nce_weight: float, temperature: float,
