@@ -7,10 +7,11 @@
 #
 #   OUT=dir bash benchmarks/gpu_node.sh bench     # benchmarks/gpu.py + `trainer=gpu` runs (ZeRO 1, online;
 #                                                 # ZeRO 2 with BENCH_ZERO2=1)
-#   OUT=dir bash benchmarks/gpu_node.sh release   # featurise the corpus, cache Morgan bits (both in a
-#                                                 # process pool: cluster.address=processes), pretrain the encoder (OGB schema,
-#                                                 # rxnfp online + Morgan cached); one timing line per phase
-#                                                 # in $OUT/release.txt, the model in $OUT/release.tgz
+#   OUT=dir bash benchmarks/gpu_node.sh release   # release-data (featurise the corpus, cache Morgan bits,
+#                                                 # both in a process pool: cluster.address=processes), then
+#                                                 # release-train (OGB schema, rxnfp online + Morgan cached);
+#                                                 # timings in $OUT/release*.txt, the model in release.tgz
+#   OUT=dir bash benchmarks/gpu_node.sh image     # the image teacher (benchmarks/image_teacher.py); IMAGE_MINUTES
 #
 # Environment: RELEASE_LIMIT (molecules, default 1000000), RELEASE_MINUTES (training wall budget,
 # trainer.max_minutes, default 3: with ~90 s featurisation the whole `release` fits ~6 minutes on 16 cores),
@@ -74,28 +75,28 @@ bench)
         "${RXNFP_TOKENS[@]}" \
         "teachers.rxnfp.batch_size=${BENCH_BATCH:-1024}" output=.gpu/runs/online || true
     ;;
-release)
-    t_all=$SECONDS
-    t0=$SECONDS
+release-data)  # featurise the corpus + the Morgan cache (both resume); log: $OUT/release_data.txt
     setup_env
-    : >"$OUT/release.txt"
-    : >"$OUT/train_runs.txt"
-    echo "phase install: $((SECONDS - t0)) s (NO_INSTALL=${NO_INSTALL:-0})" | tee -a "$OUT/release.txt"
-    { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"; } >>"$OUT/release.txt"
+    log="$OUT/release_data.txt"
     t0=$SECONDS
     python3 -m acml_dist.cli featurize data=file data.path=.gpu/corpus.csv.gz data.smiles_column=SMILES \
         "data.limit=${RELEASE_LIMIT:-1000000}" "data.exclude=[esol,freesolv,lipophilicity]" \
         "data.split_fractions=[0.98,0.01,0.01]" data.samples_per_shard=8192 cluster.address=processes \
-        output=.gpu/corpus name=acml-release 2>&1 | tail -16 | tee -a "$OUT/release.txt"
-    echo "phase featurise: $((SECONDS - t0)) s" | tee -a "$OUT/release.txt"
+        output=.gpu/corpus name=acml-release 2>&1 | tail -16 | tee -a "$log"
+    echo "phase featurise: $((SECONDS - t0)) s" | tee -a "$log"
     t0=$SECONDS
     python3 -m acml_dist.cli embed shards=.gpu/corpus teachers=fingerprint cluster.address=processes \
-        "cluster.embed_actors=${EMBED_WORKERS:-$(nproc)}" 2>&1 | tail -8 | tee -a "$OUT/release.txt"
-    echo "phase morgan: $((SECONDS - t0)) s" | tee -a "$OUT/release.txt"
+        "cluster.embed_actors=${EMBED_WORKERS:-$(nproc)}" 2>&1 | tail -8 | tee -a "$log"
+    echo "phase morgan: $((SECONDS - t0)) s" | tee -a "$log"
+    ;;
+release-train)  # pretrain on what release-data made; $OUT/release.txt, $OUT/release.tgz
     t0=$SECONDS
+    setup_env
+    : >"$OUT/train_runs.txt"
+    { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"; } >>"$OUT/release.txt"
     rm -rf .gpu/runs/release  # a fresh run: no resume from an earlier try's checkpoint
     # The schedule's length: RELEASE_STEPS, else what the budget holds at the rate the `bench` online run
-    # measured on this node (same route: rxnfp online), else 1200.
+    # logged on this node (same route: rxnfp online), else 1200.
     steps=${RELEASE_STEPS:-}
     if [ -z "$steps" ] && [ -f .gpu/online.log ]; then  # the last logged window's rate (steady state)
         rate=$(grep -oE "step [0-9]+/[0-9]+ .* [0-9]+ mol/s" .gpu/online.log | tail -1 | grep -oE "[0-9]+ mol/s$" \
@@ -120,12 +121,21 @@ release)
     cp .gpu/corpus/manifest.json "$OUT/corpus_manifest.json"
     cp .gpu/corpus/embeddings/morgan/manifest.json "$OUT/morgan_manifest.json"
     [ "$rc" = 0 ] || exit "$rc"
-    t0=$SECONDS
     tar czf "$OUT/release.tgz" -C .gpu/runs/release model history.json loss_curve.png train_result.json
-    echo "phase pack: $((SECONDS - t0)) s; release total: $((SECONDS - t_all)) s" | tee -a "$OUT/release.txt"
+    ;;
+release)
+    bash "$0" release-data
+    bash "$0" release-train
+    ;;
+image)  # the image teacher (benchmarks/image_teacher.py) within IMAGE_MINUTES; $OUT/image_teacher(.txt)
+    setup_env
+    python3 benchmarks/image_teacher.py --smiles .gpu/corpus.csv.gz --rxnfp .gpu/rxnfp --device cuda \
+        --molecules "${IMAGE_MOLECULES:-80000}" --width 48 --resolution 128 --epochs 60 --batch-size 512 \
+        --lr 2e-3 --workers "$(nproc)" --max-minutes "${IMAGE_MINUTES:-2.35}" --reserve-s 8 \
+        --save "$OUT/image_teacher" 2>&1 | grep -v -E "Warning|warn\(" | tail -40 | tee "$OUT/image_teacher.txt"
     ;;
 *)
-    echo "usage: OUT=dir bash benchmarks/gpu_node.sh bench|release" >&2
+    echo "usage: OUT=dir bash benchmarks/gpu_node.sh bench|release|release-data|release-train|image" >&2
     exit 2
     ;;
 esac
