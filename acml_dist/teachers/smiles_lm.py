@@ -54,6 +54,18 @@ def regex_tokens(text: str) -> list[str]:
     return SMILES_REGEX.findall(text)
 
 
+def _model_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The padding mask as transformers >= 5 takes it without reading it back: a 2-D mask makes it ask the
+    device whether any row is padded (`mask.all()`, masking_utils), a host sync in every online teacher
+    call; a prepared 4-D additive mask is used as is. transformers 4.x refuses 4-D masks: 2-D there."""
+    import torch
+    import transformers
+
+    if int(transformers.__version__.split(".")[0]) < 5:
+        return mask
+    return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
 @dataclass
 class RegexTokenizer:
     """rxnfp's tokenisation as a picklable callable: SMILES -> (input_ids, attention_mask), int64, padded."""
@@ -179,7 +191,8 @@ class SmilesLMTeacher(Teacher):
     def forward(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         input_ids, mask = (t.to(self.device) for t in inputs)
         assert self.model is not None
-        hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        hidden = self.model(input_ids=input_ids, attention_mask=_model_mask(mask, self.dtype))
+        hidden = hidden.last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]
         m = mask.unsqueeze(-1).to(hidden.dtype)
