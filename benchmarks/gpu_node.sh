@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The GPU path on a bare CUDA node that has torch + PyG + numpy but none of our other dependencies (no Ray,
 # no MLflow): wheels for deepspeed, hydra-core, omegaconf, antlr4, pydantic(+core), annotated-types,
-# typing-inspection, hjson and rdkit in .whl/ (BENCHMARKS.md says how they were built), the rxnfp BERT in
-# .gpu/rxnfp, a SMILES corpus in .gpu/corpus.csv.gz and the evaluation CSVs (leakage exclusion) in
-# .gpu/datasets.
+# typing-inspection, hjson and rdkit (rdkit/Contrib left out: 6 MB the 64 MiB carry cannot spare) in .whl/
+# (BENCHMARKS.md says how they were built), the rxnfp BERT in .gpu/rxnfp, a SMILES corpus in
+# .gpu/corpus.csv.gz, the evaluation CSVs (leakage exclusion) in .gpu/datasets, and the X libraries RDKit's
+# drawing links (libX11, libXrender, libXext, libxcb, libXau, libXdmcp, libbsd, libmd) in .gpu/xlibs. Carry
+# .whl and .gpu in the first call only: a carried path replaces the node's copy, outputs under .gpu included.
 #
 #   OUT=dir bash benchmarks/gpu_node.sh bench     # benchmarks/gpu.py + `trainer=gpu` runs (ZeRO 1, online;
 #                                                 # ZeRO 2 with BENCH_ZERO2=1)
@@ -34,6 +36,8 @@ setup_env() {  # the cp312 wheels into /tmp/site (once per machine) unless NO_IN
     fi
     export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 ACML_DATA_CACHE=$PWD/.gpu/datasets
     export RAY_USAGE_STATS_ENABLED=0 TOKENIZERS_PARALLELISM=false
+    # RDKit's drawing (depictions) links libX11 / libXrender, which a bare node lacks: copies in .gpu/xlibs
+    if [ -d .gpu/xlibs ]; then export LD_LIBRARY_PATH=$PWD/.gpu/xlibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}; fi
 }
 
 # A copy of rxnfp's weights at teachers.rxnfp.path is tokenised like any user BERT (HF WordPiece, bare SMILES)
