@@ -15,7 +15,8 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "gpu.py"
 KEYS = {"benchmark", "mode", "device", "bare_gin_mol_s", "acml_step_mol_s", "loader_mol_s",
-        "end_to_end_mol_s", "end_to_end_vs_step", "teacher_rxnfp", "deepspeed", "wall_s"}  # fmt: skip
+        "end_to_end_mol_s", "end_to_end_vs_step", "end_to_end_large_vs_step", "teacher_rxnfp", "deepspeed",
+        "wall_s"}  # fmt: skip
 # Runs the script with these top-level packages made unimportable (a GPU node without them).
 BLOCKED = """
 import runpy, sys
