@@ -272,7 +272,7 @@ def online_rate(root: Path, sz: dict[str, Any], device: Any, full: Callable) -> 
     except Exception as exc:  # noqa: BLE001 - reported; the rest stands without it
         return {"status": "skipped", "reason": f"{type(exc).__name__}: {exc}"[:300]}
     from acml_dist.data.loader import make_loader
-    from acml_dist.training.trainer import fill_online, online_inputs
+    from acml_dist.training.online import fill_online, online_inputs
 
     batch, workers = sz["batches"][0], sz["workers"][-1]
     # the product's route (acml_dist.training.trainer): tokens made in the loader workers, the embedding

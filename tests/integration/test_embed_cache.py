@@ -75,7 +75,7 @@ def test_embed_dataset_two_teachers_two_actors(ray_local, tmp_path):
         )
     # Online in training: rxnfp's tokens made in a loader worker, embedded where the batch lives, equal the
     # teacher's own route (sorted-by-length chunks tokenised in this process).
-    from acml_dist.training.trainer import fill_online, online_inputs
+    from acml_dist.training.online import fill_online, online_inputs
 
     worker_made = make_loader(root, "test", 8, num_workers=1, inputs=online_inputs({"rxnfp": rx}))
     for b in worker_made:
