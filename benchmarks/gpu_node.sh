@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # The GPU path on a bare CUDA node that has torch + PyG + numpy but none of our other dependencies (no Ray,
 # no MLflow): wheels for deepspeed, hydra-core, omegaconf, antlr4, pydantic(+core), annotated-types,
-# typing-inspection, hjson and rdkit (rdkit/Contrib left out: 6 MB the 64 MiB carry cannot spare) in .whl/
-# (BENCHMARKS.md says how they were built), the rxnfp BERT in .gpu/rxnfp, a SMILES corpus in
+# typing-inspection, hjson and rdkit (rdkit/Contrib left out: 6 MB the 64 MiB carry cannot spare) in .whl/,
+# the rxnfp BERT in .gpu/rxnfp, a SMILES corpus in
 # .gpu/corpus.csv.gz, the evaluation CSVs (leakage exclusion) in .gpu/datasets, and the X libraries RDKit's
 # drawing links (libX11, libXrender, libXext, libxcb, libXau, libXdmcp, libbsd, libmd) in .gpu/xlibs. Carry
-# .whl and .gpu in the first call only: a carried path replaces the node's copy, outputs under .gpu included.
+# .whl and .gpu in every call: a carried path replaces the node's copy (outputs under .gpu included) and one
+# left out is removed there, so run the phases that share outputs in one call.
+# Building .whl (any x86-64 box with pip): `pip download --no-deps --only-binary=:all: --python-version 3.12
+# --platform manylinux2014_x86_64 -d .whl NAME==VERSION` per package (deepspeed: `DS_BUILD_OPS=0 pip wheel
+# --no-deps --no-build-isolation deepspeed`); then rewrite the rdkit wheel without rdkit/Contrib/ (files and
+# RECORD lines). .gpu/xlibs: `cp -L /lib/x86_64-linux-gnu/lib{X11.so.6,Xrender.so.1,Xext.so.6,xcb.so.1,
+# Xau.so.6,Xdmcp.so.6,bsd.so.0,md.so.0} .gpu/xlibs/`.
 #
 #   OUT=dir bash benchmarks/gpu_node.sh bench     # benchmarks/gpu.py + `trainer=gpu` runs (ZeRO 1, online;
 #                                                 # ZeRO 2 with BENCH_ZERO2=1)
