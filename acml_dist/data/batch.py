@@ -97,10 +97,13 @@ class MolBatch:
         """Every tensor through `fn` as ONE buffer (one pinned copy, one device copy) where the batch is
         still one flat buffer (as it arrives from a loader worker), else tensor by tensor."""
         tensors = self._tensors()
-        if self._flat is not None:
+        views = _unflatten(self._flat, self._layout) if self._flat is not None else {}
+        # the buffer stands for the batch only while no tensor was added or replaced since it arrived
+        if views and tensors.keys() == views.keys() and all(_same(tensors[k], v) for k, v in views.items()):
             self._flat = fn(self._flat)
             self._set_tensors(_unflatten(self._flat, self._layout))
         else:
+            self._flat = None
             self._set_tensors({k: fn(v) for k, v in tensors.items()})
         return self
 
@@ -126,6 +129,11 @@ def _flatten(tensors: dict[str, Any]) -> tuple[Any, list[tuple[str, Any, tuple[i
         nbytes = v.numel() * v.element_size()
         flat[o : o + nbytes] = v.contiguous().view(-1).view(torch.uint8)
     return flat, layout
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Two tensors viewing the same bytes in the same way."""
+    return a.data_ptr() == b.data_ptr() and a.dtype == b.dtype and a.shape == b.shape
 
 
 def _unflatten(flat: Any, layout: list) -> dict[str, Any]:

@@ -109,6 +109,12 @@ def test_batches_from_a_worker_process_equal_in_process_ones(ds: Path) -> None:
         want = _lengths(a.smiles)
         assert len(b.inputs["n"]) == 2 and all(x.equal(y) for x, y in zip(b.inputs["n"], want))
         assert all(x.equal(y) for x, y in zip(a.inputs["n"], want))
+    # A tensor added after arrival (an online teacher's mask) is moved too, not dropped with the buffer.
+    import torch
+
+    late = next(iter(make_loader(ds, "train", 8, teachers=["fp"], num_workers=1)))
+    late.masks["online"] = torch.ones(len(late), dtype=torch.bool)
+    assert late.to("cpu").masks["online"].all() and late._flat is None
     with pytest.raises(ValueError, match="smiles.txt"):
         make_loader(ds, "train", 8, inputs={"n": _lengths}, text=("key",))
 
