@@ -1,13 +1,14 @@
-"""Inputs of the small multimodal run (scripts/multimodal_small.sh) for a featurised dataset:
+"""Inputs of the multimodal run (scripts/multimodal.sh) for a featurised dataset:
 
 - `<out>/nmr_keys.txt`: a random `--nmr` fraction of the molecules (every split), for `acml nmr-predict
   keys_file=...` (csp5-predicted 13C and 1H);
 - `<out>/ms.mgf`: a random `--ms` fraction as an MGF library read by `acml import-spectra`. No measured mass
   spectrum ships offline, so each record is a crude in-silico EI-like spectrum: the molecular ion plus the
   nominal masses of both fragments of every acyclic single bond cut (RDKit), intensity by fragment size. It
-  is a deterministic function of the structure, not a real spectrum: it exercises the MS path end to end.
+  is a deterministic function of the structure, not a real spectrum: it exercises the MS path end to end;
+- `<out>/image_keys.txt`: a random `--images` fraction, for `acml depict keys_file=...`.
 
-    python scripts/multimodal_inputs.py shards/mm_small runs/mm_small --nmr 0.15 --ms 0.1 --seed 0
+    python scripts/multimodal_inputs.py shards/mm_small runs/mm_small --nmr 0.15 --ms 0.1 --images 0 --seed 0
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--nmr", type=float, default=0.15)
     ap.add_argument("--ms", type=float, default=0.1)
+    ap.add_argument("--images", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     from acml_dist.data.modalities import iter_dataset_molecules
@@ -56,7 +58,10 @@ def main() -> None:
         lines += [f"{mz:.1f} {i:.3f}" for mz, i in fragment_peaks(m["smiles"])]
         lines += ["END IONS", ""]
     (out / "ms.mgf").write_text("\n".join(lines))
-    print(f"{len(mols)} molecules: {len(nmr)} NMR keys, {lines.count('BEGIN IONS')} MS records -> {out}")
+    images = [m["key"] for m in mols if rng.random() < args.images]  # drawn last: earlier draws unchanged
+    (out / "image_keys.txt").write_text("".join(k + "\n" for k in images))
+    print(f"{len(mols)} molecules: {len(nmr)} NMR keys, {lines.count('BEGIN IONS')} MS records, "
+          f"{len(images)} image keys -> {out}")
 
 
 if __name__ == "__main__":

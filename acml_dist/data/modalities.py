@@ -200,10 +200,16 @@ def iter_dataset_molecules(root: str | Path, splits: Sequence[str]) -> Iterator[
 SPECTRUM_KINDS = ("cress_nmr13c", "conv1d_spectrum")
 
 
+def reads_modality_output(kind: str, params: dict[str, Any]) -> bool:
+    """Whether a teacher of `kind` reads its input from `modalities/<params.spectra or modality>/`: the
+    spectrum kinds always; the image CNN when it does not draw missing depictions itself (`render: false`),
+    so that only the molecules `acml depict` drew have the image modality."""
+    return kind in SPECTRUM_KINDS or (kind == "image_cnn" and not params.get("render", True))
 
 
 class ModalityLookup:
-    """The spectra of a complete modality output looked up by molecule key, for aligning them to shards.
+    """The spectra (or images) of a complete modality output looked up by molecule key, for aligning them
+    to shards.
 
     Each chunk is read once and kept compressed in memory (a 13C spectrum is ~0.15 KB deflated); its sha256
     is checked against the manifest on that read, and only those verified bytes are decoded afterwards, so
@@ -218,7 +224,8 @@ class ModalityLookup:
         manifest = read_manifest(root, name)
         if manifest is None:
             raise FileNotFoundError(
-                f"no {name} output at {self.dir} (run `acml nmr-predict` or `acml import-spectra` first)"
+                f"no {name} output at {self.dir} (run `acml nmr-predict`, `acml import-spectra` or "
+                "`acml depict` first)"
             )
         if not manifest.get("complete"):
             raise ValueError(f"{self.dir} is incomplete: re-run the stage that writes it (it resumes)")
@@ -251,14 +258,14 @@ class ModalityLookup:
 
         if chunk not in self._decoded:
             with np.load(io.BytesIO(self._raw[chunk]), allow_pickle=False) as z:
-                spectra = z["spectra"]
+                spectra = z["images"] if "images" in z.files else z["spectra"]
             while len(self._decoded) >= self.keep:
                 self._decoded.pop(next(iter(self._decoded)))
             self._decoded[chunk] = spectra
         return self._decoded[chunk]
 
     def get(self, key: str) -> Optional[np.ndarray]:
-        """The binned spectrum (float32, n_bins) of `key`, None when this molecule has none."""
+        """The binned spectrum (float32, n_bins) or image (uint8) of `key`; None if the molecule has none."""
         where = self._where.get(key)
         if where is None:
             return None
@@ -273,4 +280,3 @@ class ModalityLookup:
                 s[member] = spectrum
                 found += 1
         return found
-

@@ -39,9 +39,14 @@ def write_artifacts(teacher: Teacher, folder: Path) -> None:
     (folder / "teacher.json").write_text(json.dumps(info, indent=1, sort_keys=True, default=str))
 
 
+# Params that say where a teacher's input comes from, not what the network is: the caller's win.
+RUNTIME_PARAMS = ("render", "spectra")
+
+
 def config_from_artifacts(folder: Path, overrides: Optional[TeacherConfig] = None) -> TeacherConfig:
     """TeacherConfig of a downloaded `teacher/` folder; weights path made absolute; the caller's run-time
-    settings (device, batch size, weight, source) win over the stored ones."""
+    settings (device, batch size, weight, source, and the input params of RUNTIME_PARAMS) win over the
+    stored ones; the architecture's params stay as trained."""
     info = json.loads((folder / "teacher.json").read_text())
     stored = dict(info["config"])
     if stored.get("path"):
@@ -54,5 +59,6 @@ def config_from_artifacts(folder: Path, overrides: Optional[TeacherConfig] = Non
             batch_size=overrides.batch_size,
             weight=overrides.weight,
             source=overrides.source,
+            params={**cfg.params, **{k: v for k, v in overrides.params.items() if k in RUNTIME_PARAMS}},
         )
     return cfg

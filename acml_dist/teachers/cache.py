@@ -141,9 +141,9 @@ class EmbedWorker:
 def spectrum_lookup(teacher: Any, tcfg: dict[str, Any], root: str) -> Any:
     """The modality output a spectrum teacher reads (`modalities/<params.spectra or modality>/`), else None.
     A spectrum teacher without that output is a clear error, not a cache of nothing but missing rows."""
-    from acml_dist.data.modalities import SPECTRUM_KINDS, ModalityLookup
+    from acml_dist.data.modalities import ModalityLookup, reads_modality_output
 
-    if teacher.kind not in SPECTRUM_KINDS:
+    if not reads_modality_output(teacher.kind, tcfg.get("params") or {}):
         return None
     name = str((tcfg.get("params") or {}).get("spectra") or teacher.modality)
     try:
@@ -155,9 +155,9 @@ def spectrum_lookup(teacher: Any, tcfg: dict[str, Any], root: str) -> Any:
 def precheck_spectra(name: str, tcfg: dict[str, Any], root: Path) -> None:
     """A spectrum teacher's output read and verified once here: a missing, incomplete or altered
     `modalities/<name>/` is one clear error, not an embedding actor that dies in its constructor."""
-    from acml_dist.data.modalities import SPECTRUM_KINDS, ModalityLookup
+    from acml_dist.data.modalities import ModalityLookup, reads_modality_output
 
-    if tcfg.get("kind") not in SPECTRUM_KINDS:
+    if not reads_modality_output(str(tcfg.get("kind")), tcfg.get("params") or {}):
         return
     spectra = str((tcfg.get("params") or {}).get("spectra") or tcfg.get("modality"))
     try:

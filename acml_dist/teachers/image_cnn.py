@@ -101,14 +101,16 @@ def to_resolution(images: np.ndarray, resolution: int, batch: int = 512) -> np.n
 
 
 def sample_image(sample: dict[str, Any]) -> np.ndarray:
-    """A sample's depiction as preprocessed uint8 (S, S): the `image` modality array, else a stored
+    """A sample's depiction as preprocessed uint8 (S, S): the `image` modality array (attached from
+    `modalities/image/` as `image.npy`, or `image`), else a stored
     `image.png` (fitted as Img2Mol does), else drawn from its SMILES."""
     from PIL import Image
 
     from acml_dist.chem.depict import depict_array, fit_image
 
-    if sample.get("image") is not None and not isinstance(sample["image"], bytes):
-        return np.asarray(sample["image"], np.uint8)
+    stored = sample.get("image.npy", sample.get("image"))  # image.npy: from `modalities/image/`
+    if stored is not None and not isinstance(stored, bytes):
+        return np.asarray(stored, np.uint8)
     png = sample.get("image.png") or sample.get("image")
     if png is not None:
         return np.asarray(fit_image(Image.open(io.BytesIO(png))), np.uint8)
@@ -137,7 +139,8 @@ class ImageCNNTeacher(Teacher):
         self.render = bool(cfg.params.get("render", True))
 
     def missing_reason(self, sample: dict[str, Any]) -> Optional[str]:
-        if sample.get("image") is not None or "image.png" in sample or (self.render and sample.get("smiles")):
+        stored = sample.get("image.npy", sample.get("image"))
+        if stored is not None or "image.png" in sample or (self.render and sample.get("smiles")):
             return None
         return "no image"
 

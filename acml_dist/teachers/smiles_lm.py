@@ -9,6 +9,7 @@ straight from the vocab. Other checkpoints (ChemBERTa-like) use their own tokeni
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,11 +60,17 @@ def _model_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     device whether any row is padded (`mask.all()`, masking_utils), a host sync in every online teacher
     call; a prepared 4-D additive mask is used as is. transformers 4.x refuses 4-D masks: 2-D there."""
     import torch
-    import transformers
 
-    if int(transformers.__version__.split(".")[0]) < 5:
+    if _transformers_major() < 5:
         return mask
     return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+@functools.cache
+def _transformers_major() -> int:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
 
 
 @dataclass

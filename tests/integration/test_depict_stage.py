@@ -149,3 +149,46 @@ def test_cli_help_and_one_line_error(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2 and "not a complete featurised dataset" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_embedding_with_the_image_teacher_marks_only_depicted(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`acml embed` with the image CNN reading `modalities/image/` (`render: false`, as in
+    `teachers=multimodal`): the cache's presence is the depicted key set; no output is one clear error."""
+    import shutil
+
+    import torch
+
+    from acml_dist.config import config_dir
+    from acml_dist.data.loader import iter_samples
+    from acml_dist.errors import DataError
+    from acml_dist.teachers.cache import embed_dataset
+    from acml_dist.teachers.image_cnn import build_image_cnn
+
+    root = tmp_path / "ds"
+    shutil.copytree(dataset, root, ignore=shutil.ignore_patterns("modalities"))
+    torch.manual_seed(0)
+    weights = tmp_path / "image.pt"
+    torch.save(build_image_cnn(out_dim=8, width=4, resolution=32).state_dict(), weights)
+    configs = tmp_path / "configs"
+    shutil.copytree(config_dir(), configs)
+    (configs / "teachers" / "img_test.yaml").write_text(
+        f"image: {{kind: image_cnn, modality: image, path: '{weights}',\n"
+        "        params: {width: 4, resolution: 32, out_dim: 8, render: false}}\n"
+    )
+    monkeypatch.setenv("ACML_CONFIG_DIR", str(configs))
+    embed = load_config("embed", [f"shards={root}", "cluster.num_cpus=2", "teachers=img_test"])
+    with pytest.raises(DataError, match="acml depict"):
+        embed_dataset(embed)
+    molecules = [r["key"] for r in iter_dataset_molecules(root, ["train", "val", "test"])]
+    (tmp_path / "keys.txt").write_text("".join(k + "\n" for k in molecules[::3]))
+    depict(root, f"keys_file={tmp_path / 'keys.txt'}", "limit=0")
+    summary = embed_dataset(embed)["teachers"]["image"]
+    assert sum(s["missing"] for s in summary["splits"].values()) == len(molecules) - len(molecules[::3])
+    seen = 0
+    for split in ("train", "val", "test"):
+        for s in iter_samples(root, split, teachers=["image"]):
+            assert (s["embeddings"]["image"] is not None) == (s["key"] in molecules[::3]), s["key"]
+            seen += 1
+    assert seen == len(molecules)

@@ -82,11 +82,68 @@ def test_lookup_aligns_by_key_and_verifies(tmp_path):
         ModalityLookup(tmp_path, "nmr13c")
 
 
+def _write_images(root, keys, size=48, chunk=3):
+    from acml_dist.data.modalities import encode_image_chunk, modality_dir, write_chunk, write_manifest
+
+    out = modality_dir(root, "image")
+    entries = []
+    for c, start in enumerate(range(0, len(keys), chunk)):
+        part = keys[start : start + chunk]
+        images = [np.full((size, size), 255, np.uint8) for _ in part]
+        for i, im in enumerate(images):
+            im[4 + i + start : 20 + i + start, 8:40] = 0  # a bar whose place differs per molecule
+        entries.append(write_chunk(out, c, encode_image_chunk(part, images, size), len(part)))
+    write_manifest(out, {"modality": "image", "kind": "image", "chunks": entries, "complete": True})
+
+
+def test_image_teacher_reads_only_the_depicted_molecules_when_it_does_not_render(tmp_path):
+    """With `render: false` the image CNN reads `modalities/image/` through the same lookup as the spectrum
+    teachers: a molecule `acml depict` did not draw has no image (presence 0), one it drew is encoded from
+    the stored depiction, the same as from the array itself."""
+    from acml_dist.data.modalities import ModalityLookup, reads_modality_output
+    from acml_dist.teachers import load_teacher
+
+    assert reads_modality_output("image_cnn", {"render": False})
+    assert not reads_modality_output("image_cnn", {}) and not reads_modality_output("fingerprint", {})
+    assert reads_modality_output("conv1d_spectrum", {})
+    _write_images(tmp_path, ["m0", "m1", "m2", "m3"])
+    look = ModalityLookup(tmp_path, "image")
+    samples = [{"key": k, "smiles": "CCO"} for k in ("m2", "absent", "m0")]
+    assert look.attach(samples, "image.npy") == 2
+    params = {"width": 4, "resolution": 32, "out_dim": 8, "random_init": True}
+    no_render = {**params, "render": False}
+    teacher = load_teacher("image", {"kind": "image_cnn", "modality": "image", "params": no_render})
+    assert [teacher.missing_reason(s) for s in samples] == [None, "no image", None]
+    got = teacher.encode_samples([samples[0], samples[2]])
+    want = teacher.encode_samples([{"key": "m2", "image": samples[0]["image.npy"]},
+                                   {"key": "m0", "image": samples[2]["image.npy"]}])  # fmt: skip
+    assert torch.equal(got, want) and not torch.equal(got[0], got[1])
+    drawing = load_teacher("image", {"kind": "image_cnn", "modality": "image", "params": params})
+    assert drawing.missing_reason(samples[1]) is None  # render (the default): drawn from its SMILES
+
+
+def test_a_registered_teachers_input_params_follow_the_caller_not_its_architecture(tmp_path):
+    """`render` / `spectra` say where the input comes from: the caller's value wins over the stored one;
+    the architecture (width, out_dim, ...) stays as trained, whatever the caller says."""
+    import json
+
+    from acml_dist.config.teachers import TeacherConfig
+    from acml_dist.teachers.artifacts import config_from_artifacts
+
+    stored = {"kind": "image_cnn", "modality": "image", "path": None,
+              "params": {"width": 4, "out_dim": 8, "render": True}}  # fmt: skip
+    (tmp_path / "teacher.json").write_text(json.dumps({"config": stored}))
+    caller = TeacherConfig(kind="image_cnn", params={"render": False, "width": 64}, weight=2.0)
+    cfg = config_from_artifacts(tmp_path, caller)
+    assert cfg.params == {"width": 4, "out_dim": 8, "render": False} and cfg.weight == 2.0
+
+
 def test_multimodal_teacher_group_composes():
     from acml_dist.config import load_config
 
     cfg = load_config("train", ["teachers=multimodal", "~teachers.ms", "teachers.nmr13c.weight=2"])
-    assert list(cfg.teachers) == ["rxnfp", "morgan", "nmr13c", "nmr1h"]
+    assert list(cfg.teachers) == ["rxnfp", "morgan", "image", "nmr13c", "nmr1h"]
+    assert cfg.teachers.image.kind == "image_cnn" and cfg.teachers.image.params.render is False
     assert cfg.teachers.nmr13c.weight == 2.0 and cfg.teachers.nmr1h.weight == 1.0
     assert cfg.teachers.nmr1h.path == "models:/acml-teacher-nmr1h/latest"
     assert cfg.teachers.nmr13c.kind == "cress_nmr13c" and cfg.teachers.nmr1h.kind == "conv1d_spectrum"
