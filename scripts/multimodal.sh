@@ -5,13 +5,13 @@
 # MS fraction; the image and spectrum teachers trained here and registered; ACML on 2 DeepSpeed ranks (gloo)
 # over every modality each molecule has; evaluation per modality. Each stage resumes / skips what is done.
 #   bash scripts/multimodal.sh                    # the small run: 3,000 molecules, minutes on 2 cores
-#   NAME=mm100k DATA=moses N=100000 NMR=0.053 MS=0.05 IMAGES=0.55 STEPS=1500 IMG_EPOCHS=10 \
+#   NAME=mm100k DATA=moses N=100000 NMR=0.053 MS=0.05 IMAGES=0.55 STEPS=1500 MICRO=128 IMG_EPOCHS=10 \
 #     bash scripts/multimodal.sh                  # the corpus of issue 14: >= 50k images, >= 5k 13C + 1H
 # IMAGES=0 leaves the image modality out (and its teacher).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=${NAME:-mm_small}; DATA=${DATA:-moses_demo}; N=${N:-3000}; NMR=${NMR:-0.15}; MS=${MS:-0.1}
-IMAGES=${IMAGES:-0.5}; STEPS=${STEPS:-400}; EPOCHS=${EPOCHS:-30}; IMG_EPOCHS=${IMG_EPOCHS:-12}
+IMAGES=${IMAGES:-0.5}; STEPS=${STEPS:-400}; MICRO=${MICRO:-64}; EPOCHS=${EPOCHS:-30}; IMG_EPOCHS=${IMG_EPOCHS:-12}
 PY=${PY:-.venv/bin/python}; ACML=${ACML:-.venv/bin/acml}
 RUNS=runs/$NAME
 mkdir -p "$RUNS"
@@ -40,7 +40,7 @@ done
 t $ACML embed name=$NAME teachers=multimodal "${skip[@]}"
 PORT=$($PY -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
 train=(name=$NAME output=$RUNS/train runs_root=$RUNS teachers=multimodal "${skip[@]}" model=gin_small
-       trainer.micro_batch=64 trainer.max_steps=$STEPS trainer.log_every=20 trainer.num_workers=0)
+       trainer.micro_batch=$MICRO trainer.max_steps=$STEPS trainer.log_every=20 trainer.num_workers=0)
 s=$SECONDS
 for r in 1 0; do
   RANK=$r LOCAL_RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$PORT \

@@ -45,6 +45,19 @@ def isomer_ranks(graph: np.ndarray, teacher: np.ndarray, formulas: list[str]) ->
     }
 
 
+def top1_in_sets(
+    graph: np.ndarray, teacher: np.ndarray, formulas: list[str], lo: int = 2, hi: int = 10
+) -> dict[str, float]:
+    """graph -> teacher top-1 over the molecules in isomer sets of `lo`..`hi` members: {"top1",
+    "molecules", "chance_top1"} (top1 and chance NaN when there is no such set)."""
+    ranks = isomer_ranks(graph, teacher, formulas)
+    sel = (ranks["size"] >= lo) & (ranks["size"] <= hi)
+    if not sel.any():
+        return {"top1": float("nan"), "molecules": 0, "chance_top1": float("nan")}
+    top1 = float((ranks["graph->teacher"][sel] == 1).mean())
+    return {"top1": top1, "molecules": int(sel.sum()), "chance_top1": _chance(ranks["size"][sel])[0]}
+
+
 def _chance(sizes: np.ndarray) -> tuple[float, float]:
     harmonic = np.array([np.sum(1.0 / np.arange(1, n + 1)) for n in sizes])
     return float(np.mean(1.0 / sizes)), float(np.mean(harmonic / sizes))

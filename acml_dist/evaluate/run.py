@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from acml_dist.context import MlflowSession, RunContext, use_tracking_store
 from acml_dist.evaluate import plots, report
-from acml_dist.evaluate.isomers import isomer_table
+from acml_dist.evaluate.isomers import isomer_table, top1_in_sets
 from acml_dist.evaluate.modality_probes import probe_section
 from acml_dist.evaluate.probes import descriptor_frame
 from acml_dist.evaluate.properties import (
@@ -206,7 +206,34 @@ def isomer_section(data: dict, teachers: list[str], figures: Path) -> tuple[str,
             plots.isomer_bars(rows, figures / "isomer_top1.png")
         columns = ["direction", "set_size", "molecules", "sets", "top1", "chance_top1", "mrr", "chance_mrr"]
         text.append(f"**{name}**:\n\n" + report.table(rows, columns))
-    return "\n\n".join(text), metrics
+    text.append(sparse_isomer_comparison(data, teachers, metrics))
+    return "\n\n".join(t for t in text if t), metrics
+
+
+def sparse_isomer_comparison(data: dict, teachers: list[str], metrics: dict) -> str:
+    """Each sparse modality beside the first teacher (the SMILES teacher in the shipped groups) on the same
+    molecules, sets of 2-10 isomers: the tables above pool different molecules per modality."""
+    ref, rows = teachers[0], []
+    for name in teachers[1:]:
+        sel = data[f"mask:{name}"].astype(bool) & data[f"mask:{ref}"].astype(bool)
+        if sel.all() or not sel.any():
+            continue
+        formulas = [f for f, s in zip(data["formula"], sel) if s]
+        mine = top1_in_sets(data[f"g:{name}"][sel], data[f"t:{name}"][sel], formulas)
+        theirs = top1_in_sets(data[f"g:{ref}"][sel], data[f"t:{ref}"][sel], formulas)
+        if not mine["molecules"]:
+            continue
+        metrics[key("isomer", name, "sets2_10_top1")] = mine["top1"]
+        metrics[key("isomer", name, "sets2_10", ref, "top1")] = theirs["top1"]
+        rows.append({"modality": name, "molecules": mine["molecules"], "top1": mine["top1"],
+                     "ref": theirs["top1"], "chance": mine["chance_top1"]})  # fmt: skip
+    if not rows:
+        return ""
+    headers = ["modality", "molecules in sets of 2-10", "graph -> modality top-1",
+               f"graph -> {ref} top-1, same molecules", "chance"]  # fmt: skip
+    return (f"Sparse modalities beside **{ref}** on the same molecules (isomer sets of 2-10 among the "
+            "molecules that have the modality):\n\n"
+            + report.table(rows, ["modality", "molecules", "top1", "ref", "chance"], headers))  # fmt: skip
 
 
 def attribution_section(model: Any, data: dict, ecfg: Any, figures: Path) -> str:

@@ -145,6 +145,7 @@ def train(cfg: Any, data: dict[str, Any], on_epoch: Any) -> dict[str, Any]:
 def pretrain_teacher_job(cfg: Any) -> dict[str, Any]:
     """Train, track, save, register; prints the held-out table. Returns the figures and the version."""
     import mlflow
+    from tqdm import tqdm
 
     from acml_dist.context import resolve_tracking_uri, use_tracking_store
     from acml_dist.teachers.registry import log_teacher, registered_name
@@ -165,7 +166,14 @@ def pretrain_teacher_job(cfg: Any) -> dict[str, Any]:
         if cfg.modality == "image":
             params.update({k: cfg[k] for k in IMAGE_PARAMS})
         mlflow.log_params({**params, "dataset": str(data["root"]), "spectra": data["spectra"], "pairs": n})
-        result = train(cfg, data, lambda epoch, loss: mlflow.log_metric("train_loss", loss, step=epoch))
+        with tqdm(total=cfg.epochs, desc=f"pretrain-teacher {name}", unit="epoch") as bar:
+
+            def on_epoch(epoch: int, loss: float) -> None:
+                mlflow.log_metric("train_loss", loss, step=epoch)
+                bar.set_postfix(loss=f"{loss:.3f}")
+                bar.update(1)
+
+            result = train(cfg, data, on_epoch)
         result["pool"] = min(cfg.pool, result["n_val"]) if result["n_val"] else None
         names = ("val_r1", "untrained_val_r1", "chance_r1", "train_r1", "untrained_train_r1")
         names += ("n_train", "n_val", "images_per_s")

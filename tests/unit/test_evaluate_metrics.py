@@ -91,6 +91,27 @@ def test_isomer_table_reports_chance_level():
     assert pair["chance_mrr"] == pytest.approx(1.5 / 2)
 
 
+def test_sparse_modality_isomers_beside_the_reference_on_the_same_molecules():
+    """The comparison pools only the molecules that have the sparse modality, for both columns; sets of
+    more than 10 and molecules without the modality are left out."""
+    from acml_dist.evaluate.run import sparse_isomer_comparison
+
+    rng = np.random.default_rng(0)
+    n = 40
+    formulas = ["A"] * 4 + ["B"] * 2 + ["C"] * 12 + [f"u{i}" for i in range(22)]
+    g = rng.normal(size=(n, 8))
+    has = np.zeros(n, bool)
+    has[[0, 1, 2, 4, 5, *range(6, 18)]] = True  # 3 of A, both of B, all 12 of C (a set past 10)
+    data = {"formula": formulas,
+            "g:smiles": g, "t:smiles": -g, "mask:smiles": np.ones(n, bool),  # the reference: always last
+            "g:nmr": g, "t:nmr": g, "mask:nmr": has}  # fmt: skip
+    metrics: dict = {}
+    text = sparse_isomer_comparison(data, ["smiles", "nmr"], metrics)
+    assert metrics == {"isomer_nmr_sets2_10_top1": 1.0, "isomer_nmr_sets2_10_smiles_top1": 0.0}
+    assert "| nmr | 5 |" in text  # A (3 with nmr) + B (2); C's 12 are past 10
+    assert sparse_isomer_comparison({**data, "mask:nmr": np.ones(n, bool)}, ["smiles", "nmr"], {}) == ""
+
+
 def test_descriptors_and_functional_groups():
     frame = descriptor_frame(["CCO", "c1ccccc1O", "not a smiles"])
     assert frame.loc[0, "fg_alcohol"] == 1.0 and frame.loc[0, "fg_phenol"] == 0.0
