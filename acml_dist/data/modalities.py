@@ -113,7 +113,44 @@ def read_manifest(root: str | Path, modality: str) -> Optional[dict[str, Any]]:
 
 
 def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
+    """Write a modality output's manifest; once it is complete, the corpus's `modalities/manifest.json`."""
     atomic_write(out_dir / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    if manifest.get("complete"):
+        write_corpus_counts(out_dir.parent.parent)
+
+
+def corpus_counts(root: str | Path) -> dict[str, Any]:
+    """How many of a dataset's molecules have each complete modality output: {"dataset", "molecules",
+    "modalities": {name: {"producer", "package", "read", "written", "rejected", "fraction"}}}."""
+    from acml_dist.data.shards import read_manifest as dataset_manifest
+
+    dataset = dataset_manifest(root) or {}
+    molecules = int((dataset.get("counts") or {}).get("written", 0))
+    out: dict[str, Any] = {}
+    base = Path(root) / MODALITIES_DIR
+    for d in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
+        m = read_manifest(root, d.name)
+        if not m or not m.get("complete"):
+            continue
+        counts, producer = m.get("counts") or {}, m.get("producer") or {}
+        written = int(counts.get("written", 0))
+        out[d.name] = {
+            "producer": producer.get("kind"),  # depiction | predicted | measured (files read in)
+            "package": producer.get("package"),
+            "read": int(counts.get("selected", counts.get("records", 0))),  # molecules asked / records read
+            "written": written,
+            "rejected": int(counts.get("rejected", 0)),
+            "fraction": round(written / molecules, 4) if molecules else None,
+        }
+    return {"dataset": dataset.get("name"), "molecules": molecules, "modalities": out}
+
+
+def write_corpus_counts(root: str | Path) -> Path:
+    """`<dataset>/modalities/manifest.json`: the corpus's modality counts in one file, rewritten from the
+    complete outputs on disk whenever one completes (so outputs written side by side all appear)."""
+    path = Path(root) / MODALITIES_DIR / "manifest.json"
+    atomic_write(path, (json.dumps(corpus_counts(root), indent=2, sort_keys=True) + "\n").encode())
+    return path
 
 
 def iter_modality(root: str | Path, modality: str, verify: bool = True) -> Iterator[dict[str, Any]]:

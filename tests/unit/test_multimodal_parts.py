@@ -57,7 +57,9 @@ def _write(root, name, keys, n_bins=8, chunk=3):
         spectra = [np.full(n_bins, i + start, np.float32) for i in range(len(part))]
         peaks = [np.array([1.0], np.float32)] * len(part)
         entries.append(write_chunk(out, c, encode_chunk(part, spectra, peaks, n_bins), len(part)))
-    write_manifest(out, {"modality": name, "bins": {"n_bins": n_bins}, "chunks": entries, "complete": True})
+    counts = {"written": len(keys), "rejected": 0}
+    write_manifest(out, {"modality": name, "bins": {"n_bins": n_bins}, "chunks": entries, "complete": True,
+                         "counts": counts})  # fmt: skip
 
 
 def test_lookup_aligns_by_key_and_verifies(tmp_path):
@@ -82,6 +84,24 @@ def test_lookup_aligns_by_key_and_verifies(tmp_path):
         ModalityLookup(tmp_path, "nmr13c")
 
 
+def test_the_corpus_manifest_counts_every_complete_modality(tmp_path):
+    """`modalities/manifest.json` is rewritten whenever an output completes: each complete output's counts
+    and its fraction of the dataset's molecules; an incomplete one is not listed."""
+    import json
+
+    from acml_dist.data.modalities import modality_dir, write_manifest
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"name": "t", "counts": {"written": 20}}))
+    _write(tmp_path, "ms", [f"m{i}" for i in range(5)])
+    _write_images(tmp_path, ["m0", "m1", "m2", "m3"])
+    write_manifest(modality_dir(tmp_path, "nmr1h"), {"modality": "nmr1h", "complete": False, "chunks": []})
+    counts = json.loads((tmp_path / "modalities" / "manifest.json").read_text())
+    assert counts["dataset"] == "t" and counts["molecules"] == 20
+    assert sorted(counts["modalities"]) == ["image", "ms"]
+    assert counts["modalities"]["ms"]["written"] == 5 and counts["modalities"]["ms"]["fraction"] == 0.25
+    assert counts["modalities"]["image"]["written"] == 4 and counts["modalities"]["image"]["rejected"] == 0
+
+
 def _write_images(root, keys, size=48, chunk=3):
     from acml_dist.data.modalities import encode_image_chunk, modality_dir, write_chunk, write_manifest
 
@@ -93,7 +113,8 @@ def _write_images(root, keys, size=48, chunk=3):
         for i, im in enumerate(images):
             im[4 + i + start : 20 + i + start, 8:40] = 0  # a bar whose place differs per molecule
         entries.append(write_chunk(out, c, encode_image_chunk(part, images, size), len(part)))
-    write_manifest(out, {"modality": "image", "kind": "image", "chunks": entries, "complete": True})
+    write_manifest(out, {"modality": "image", "kind": "image", "chunks": entries, "complete": True,
+                         "counts": {"written": len(keys), "rejected": 0}})  # fmt: skip
 
 
 def test_image_teacher_reads_only_the_depicted_molecules_when_it_does_not_render(tmp_path):
