@@ -139,8 +139,9 @@ class EmbedWorker:
 
 
 def spectrum_lookup(teacher: Any, tcfg: dict[str, Any], root: str) -> Any:
-    """The modality output a spectrum teacher reads (`modalities/<params.spectra or modality>/`), else None.
-    A spectrum teacher without that output is a clear error, not a cache of nothing but missing rows."""
+    """The modality output a teacher reads (`modalities/<params.spectra or modality>/`: a spectrum teacher's,
+    or the image CNN's with `render: false`), else None. Such a teacher without that output is a clear
+    error, not a cache of nothing but missing rows."""
     from acml_dist.data.modalities import ModalityLookup, reads_modality_output
 
     if not reads_modality_output(teacher.kind, tcfg.get("params") or {}):
@@ -153,7 +154,7 @@ def spectrum_lookup(teacher: Any, tcfg: dict[str, Any], root: str) -> Any:
 
 
 def precheck_spectra(name: str, tcfg: dict[str, Any], root: Path) -> None:
-    """A spectrum teacher's output read and verified once here: a missing, incomplete or altered
+    """A modality-reading teacher's output read and verified once here: a missing, incomplete or altered
     `modalities/<name>/` is one clear error, not an embedding actor that dies in its constructor."""
     from acml_dist.data.modalities import ModalityLookup, reads_modality_output
 
