@@ -190,7 +190,9 @@ def retrieval_section(data: dict, teachers: list[str], ecfg: Any, figures: Path)
     return "\n\n".join(text), metrics, curves
 
 
-def isomer_section(data: dict, teachers: list[str], figures: Path) -> tuple[str, dict]:
+def isomer_section(
+    data: dict, teachers: list[str], figures: Path, reference: Optional[str] = None
+) -> tuple[str, dict]:
     text, metrics = [], {}
     for i, name in enumerate(teachers):
         sel = data[f"mask:{name}"].astype(bool)
@@ -206,15 +208,20 @@ def isomer_section(data: dict, teachers: list[str], figures: Path) -> tuple[str,
             plots.isomer_bars(rows, figures / "isomer_top1.png")
         columns = ["direction", "set_size", "molecules", "sets", "top1", "chance_top1", "mrr", "chance_mrr"]
         text.append(f"**{name}**:\n\n" + report.table(rows, columns))
-    text.append(sparse_isomer_comparison(data, teachers, metrics))
+    text.append(sparse_isomer_comparison(data, teachers, metrics, reference))
     return "\n\n".join(t for t in text if t), metrics
 
 
-def sparse_isomer_comparison(data: dict, teachers: list[str], metrics: dict) -> str:
-    """Each sparse modality beside the first teacher (the SMILES teacher in the shipped groups) on the same
-    molecules, sets of 2-10 isomers: the tables above pool different molecules per modality."""
-    ref, rows = teachers[0], []
-    for name in teachers[1:]:
+def sparse_isomer_comparison(
+    data: dict, teachers: list[str], metrics: dict, ref: Optional[str] = None
+) -> str:
+    """Each sparse modality beside the reference teacher `ref` (the SMILES teacher; None: the first teacher
+    every molecule has) on the same molecules, sets of 2-10 isomers: the tables above pool different
+    molecules per modality."""
+    dense = [t for t in teachers if data[f"mask:{t}"].all()]
+    ref = ref if ref in teachers else (dense[0] if dense else None)
+    rows: list[dict] = []
+    for name in (t for t in teachers if ref is not None and t != ref):
         sel = data[f"mask:{name}"].astype(bool) & data[f"mask:{ref}"].astype(bool)
         if sel.all() or not sel.any():
             continue
@@ -258,16 +265,17 @@ def attribution_section(model: Any, data: dict, ecfg: Any, figures: Path) -> str
 
 
 def shard_sections(
-    model: Any, root: Path, ecfg: Any, teachers: list[str], figures: Path
+    model: Any, root: Path, ecfg: Any, teachers: list[str], figures: Path, reference: Optional[str] = None
 ) -> tuple[list, dict]:
-    """Retrieval, isomers, probes, attributions and the map on the featurised test split."""
+    """Retrieval, isomers, probes, attributions and the map on the featurised test split; `reference`: the
+    teacher sparse modalities are compared with (the SMILES teacher)."""
     data = collect(model, root, ecfg, teachers)
     metrics: dict[str, Any] = {"eval_molecules": len(data["smiles"])}
     text, m, _ = retrieval_section(data, teachers, ecfg, figures)
     metrics.update(m)
     sections = [report.RETRIEVAL_INTRO + text + "\n\n![recall@k](figures/retrieval_recall.png)"]
     if ecfg.isomers:
-        text, m = isomer_section(data, teachers, figures)
+        text, m = isomer_section(data, teachers, figures, reference)
         metrics.update(m)
         fig = "\n\n![isomers](figures/isomer_top1.png)" if (figures / "isomer_top1.png").exists() else ""
         sections.append(report.ISOMER_INTRO + text + fig)
@@ -338,6 +346,7 @@ def run_evaluate(cfg: Any) -> dict:
     root = ctx.dataset_dir
     wanted = list(cfg.teachers) if cfg.teachers else []
     teachers = [t for t in model.teachers if not wanted or t in wanted] or list(model.teachers)
+    smiles = [t for t in wanted if t in teachers and cfg.teachers[t].get("modality") == "smiles"]
     metrics: dict[str, Any] = {}
     sections = [
         f"# ACML evaluation: `{cfg.model}`\n\nModel dir `{model_dir}`, architecture "
@@ -347,7 +356,7 @@ def run_evaluate(cfg: Any) -> dict:
     ]
     with cpu_threads(ecfg.num_threads), ctx.mlflow_run(f"evaluate-{cfg.name}") as run:
         if (root / "manifest.json").exists():
-            more, m = shard_sections(model, root, ecfg, teachers, figures)
+            more, m = shard_sections(model, root, ecfg, teachers, figures, smiles[0] if smiles else None)
             sections += more
             metrics.update(m)
         else:

@@ -110,6 +110,14 @@ def test_sparse_modality_isomers_beside_the_reference_on_the_same_molecules():
     assert metrics == {"isomer_nmr_sets2_10_top1": 1.0, "isomer_nmr_sets2_10_smiles_top1": 0.0}
     assert "| nmr | 5 |" in text  # A (3 with nmr) + B (2); C's 12 are past 10
     assert sparse_isomer_comparison({**data, "mask:nmr": np.ones(n, bool)}, ["smiles", "nmr"], {}) == ""
+    # the reference named (the SMILES teacher), wherever it stands in the list
+    data["g:fp"], data["t:fp"], data["mask:fp"] = g, g, np.ones(n, bool)
+    named: dict = {}
+    sparse_isomer_comparison(data, ["fp", "nmr", "smiles"], named, ref="smiles")
+    assert named == metrics  # fp is dense: not compared
+    unnamed: dict = {}  # no reference named: the first teacher every molecule has
+    sparse_isomer_comparison(data, ["fp", "nmr", "smiles"], unnamed)
+    assert unnamed == {"isomer_nmr_sets2_10_top1": 1.0, "isomer_nmr_sets2_10_fp_top1": 1.0}
 
 
 def test_descriptors_and_functional_groups():
