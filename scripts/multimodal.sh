@@ -5,7 +5,7 @@
 # MS fraction; the image and spectrum teachers trained here and registered; ACML on 2 DeepSpeed ranks (gloo)
 # over every modality each molecule has; evaluation per modality. Each stage resumes / skips what is done.
 #   bash scripts/multimodal.sh                    # the small run: 3,000 molecules, minutes on 2 cores
-#   NAME=mm100k DATA=moses N=100000 NMR=0.053 MS=0.05 IMAGES=0.55 STEPS=1500 MICRO=128 IMG_EPOCHS=10 \
+#   NAME=mm100k DATA=moses N=100000 NMR=0.053 MS=0.05 IMAGES=0.55 STEPS=6000 MICRO=128 IMG_EPOCHS=10 \
 #     bash scripts/multimodal.sh                  # the corpus of issue 14: >= 50k images, >= 5k 13C + 1H
 # IMAGES=0 leaves the image modality out (and its teacher).
 set -euo pipefail
