@@ -100,15 +100,20 @@ def to_resolution(images: np.ndarray, resolution: int, batch: int = 512) -> np.n
     return out
 
 
-def sample_image(sample: dict[str, Any]) -> np.ndarray:
-    """A sample's depiction as preprocessed uint8 (S, S): the `image` modality array (attached from
-    `modalities/image/` as `image.npy`, or `image`), else a stored
+def stored_image(sample: dict[str, Any], member: str = "image.npy") -> Any:
+    """The depiction a sample carries: `member` (attached from `modalities/<modality>/` as
+    `<modality>.npy`), else its `image` field (an array, or PNG bytes); None when it has neither."""
+    return sample.get(member, sample.get("image"))
+
+
+def sample_image(sample: dict[str, Any], member: str = "image.npy") -> np.ndarray:
+    """A sample's depiction as preprocessed uint8 (S, S): its stored array (`stored_image`), else a stored
     `image.png` (fitted as Img2Mol does), else drawn from its SMILES."""
     from PIL import Image
 
     from acml_dist.chem.depict import depict_array, fit_image
 
-    stored = sample.get("image.npy", sample.get("image"))  # image.npy: from `modalities/image/`
+    stored = stored_image(sample, member)
     if stored is not None and not isinstance(stored, bytes):
         return np.asarray(stored, np.uint8)
     png = sample.get("image.png") or sample.get("image")
@@ -137,9 +142,10 @@ class ImageCNNTeacher(Teacher):
             load_strict(model, read_state_dict(ckpt), f"the image CNN ({ckpt})")
         self._finish_model(model)
         self.render = bool(cfg.params.get("render", True))
+        self.member = f"{self.modality}.npy"  # where the embedding cache attaches a modality output's image
 
     def missing_reason(self, sample: dict[str, Any]) -> Optional[str]:
-        stored = sample.get("image.npy", sample.get("image"))
+        stored = stored_image(sample, self.member)
         if stored is not None or "image.png" in sample or (self.render and sample.get("smiles")):
             return None
         return "no image"
@@ -147,7 +153,7 @@ class ImageCNNTeacher(Teacher):
     def prepare(self, samples: list[dict[str, Any]]) -> torch.Tensor:
         import torch
 
-        images = np.stack([sample_image(s) for s in samples])
+        images = np.stack([sample_image(s, self.member) for s in samples])
         small = to_resolution(images, self.arch["resolution"])
         return torch.from_numpy(small).float().div_(255.0).unsqueeze(1)
 
