@@ -99,7 +99,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "pretrain-teacher": Command(
         "pretrain_teacher",
-        "acml_dist.teachers.pretrain_job:pretrain_teacher_job",
+        "acml_dist.training.teacher_job:pretrain_teacher_job",
         "Train a spectrum / image teacher against a cached SMILES teacher; MLflow run + registry.",
         (
             ("nmr13c", "CReSS 13C encoder (4,000 bins) on modalities/nmr13c (acml nmr-predict / import)."),

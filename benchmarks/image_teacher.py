@@ -189,7 +189,7 @@ def fit_epochs(
     """The most epochs (<= --epochs) whose training fits `budget` seconds, so that the one-cycle schedule
     runs to its end: the steady images/s of the real model and batch on the device, from the second of two
     passes over a slice of 12 batches (the first pays cuDNN's autotuning and the warm-up)."""
-    from acml_dist.teachers.image_pretrain import train_image_teacher
+    from acml_dist.training.image_pretrain import train_image_teacher
 
     m = min(len(images), 12 * args.batch_size)
     marks: list[float] = []
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     import torch
 
-    from acml_dist.teachers.image_pretrain import train_image_teacher
+    from acml_dist.training.image_pretrain import train_image_teacher
 
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest convolutions

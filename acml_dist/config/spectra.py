@@ -85,8 +85,11 @@ class PretrainTeacherJob:
     image_resolution: int = 96  # px the stored 224x224 depictions are downsampled to (224: Img2Mol's)
     image_blocks: int = 3
     image_convs_per_block: int = 1
-    image_loss: str = "cosine_nce"  # cosine_nce | cosine | mse (teachers/image_pretrain.py)
+    image_loss: str = "cosine_nce"  # cosine_nce | cosine | mse (training/image_pretrain.py)
     nce_weight: float = 1.0
     temperature: float = 0.05
     augment: bool = True  # online rotation, scale and line width
-    device: str = "cpu"  # image teacher: cpu | cuda | auto (spectrum teachers train on the CPU)
+    # DeepSpeed data parallel: one rank here, N under `deepspeed --num_gpus N --no_local_rank --module
+    # acml_dist.cli pretrain-teacher ...`; batch_size is per rank (each rank contrasts its own batch)
+    device: str = "auto"  # auto: each rank's GPU when there is one, else the CPU | cpu: the CPU even so
+    zero_stage: int = 0  # DeepSpeed ZeRO 0-2 (small teachers: 0, a full optimiser per rank)

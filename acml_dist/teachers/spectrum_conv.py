@@ -3,7 +3,7 @@ Conv1d 1->32->16->8->1, kernel 7), as a frozen teacher kind `conv1d_spectrum`.
 
 The published ACML encoders are the encoder halves of 1-D conv autoencoders; here the same conv stack
 (stride 1, padding 3, so the length stays `n_bins`) is followed by Linear(n_bins, out_dim) and an L2 norm,
-and is trained CReSS-style (`teachers/nmr_pretrain.py`). Weights come from `cfg.path` (a state dict file,
+and is trained CReSS-style (`training/nmr_pretrain.py`). Weights come from `cfg.path` (a state dict file,
 e.g. a registered `acml-teacher-<name>`); `params`: n_bins (required), out_dim (768), random_init."""
 
 from __future__ import annotations

@@ -16,17 +16,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def init_distributed(backend: str = "auto") -> tuple[int, int, int]:
-    """Join or start torch.distributed through DeepSpeed; returns (rank, world_size, local_rank)."""
+def init_distributed(backend: str = "auto", accelerator: str = "auto") -> tuple[int, int, int]:
+    """Join or start torch.distributed through DeepSpeed; returns (rank, world_size, local_rank).
+    `accelerator` "cpu": DeepSpeed on the CPU over gloo even where CUDA is (a small model); "auto": CUDA
+    when there is one. Decided once per process: DeepSpeed fixes its accelerator on first use."""
     import torch
 
-    if not torch.cuda.is_available():
+    cuda = torch.cuda.is_available() and accelerator != "cpu"
+    if not cuda:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     import deepspeed
     import torch.distributed as dist
 
     if backend == "auto":
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = "nccl" if cuda else "gloo"
     # DeepSpeed's CPU shared-memory allreduce is a C++ op JIT-compiled on first use (~100 s); gloo does it.
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     alone = not dist.is_initialized() and "MASTER_ADDR" not in os.environ
@@ -44,7 +47,7 @@ def init_distributed(backend: str = "auto") -> tuple[int, int, int]:
             os.environ.setdefault("MASTER_PORT", str(_free_port()))
         deepspeed.init_distributed(dist_backend=backend)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
+    if cuda:
         torch.cuda.set_device(local_rank)
     return dist.get_rank(), dist.get_world_size(), local_rank
 

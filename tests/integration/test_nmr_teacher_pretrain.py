@@ -13,7 +13,7 @@ from acml_dist.config import load_config
 from acml_dist.data.featurize import featurize_corpus
 from acml_dist.data.nmr_stage import predict_dataset
 from acml_dist.teachers.cache import embed_dataset
-from acml_dist.teachers.nmr_pretrain import paired_arrays, save_nmr13c_teacher, train_nmr13c_teacher
+from acml_dist.training.nmr_pretrain import paired_arrays, save_nmr13c_teacher, train_nmr13c_teacher
 
 pytestmark = pytest.mark.integration
 

@@ -3,14 +3,19 @@ Ray), a cached fingerprint teacher as the frozen target, predicted 13C / 1H spec
 mass spectra in an MGF file the test writes (`acml import-spectra`). Each modality trains for a few epochs
 in a real MLflow store (SQLite + artifact folder in a temp dir; MLflow 3 refuses the plain file store),
 is registered as acml-teacher-<name>, and loads back from the registry giving the saved encoder's
-embeddings. Missing inputs give one-line errors."""
+embeddings. Then the 1H teacher trains on two DeepSpeed ranks through the `deepspeed` launcher (gloo):
+one MLflow run and one registration, from rank 0. Missing inputs give one-line errors."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import free_port
 
 from acml_dist.cli import main
 from acml_dist.data.modalities import read_modality
@@ -118,3 +123,29 @@ def test_pretrain_teacher_each_modality_tracks_registers_and_loads_back(
         assert not np.allclose(untrained.encode_samples(samples).numpy(), got, atol=1e-3)
     # the last table lists every trained teacher of this registry
     assert all(f"acml-teacher-{m} v1" in printed for m in ("nmr13c", "nmr1h", "ms"))
+
+    # two data-parallel ranks, launched as a user would; rank 0 alone tracks and registers
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "DS_ACCELERATOR": "cpu",
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    }
+    launcher = [str(bin_dir / "deepspeed"), "--num_gpus", "2", "--master_port", str(free_port()),
+                "--no_local_rank", "--module", "acml_dist.cli"]  # fmt: skip
+    cmd = [*launcher, "pretrain-teacher", "nmr1h", *common, "epochs=40", "batch_size=4", "val_fraction=0.25",
+           "teacher_name=nmr1h_dp", f"tracking_uri={mlflow_store}"]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("acml-teacher-nmr1h_dp v1") == 1  # one table, rank 0's
+    version = client.get_model_version("acml-teacher-nmr1h_dp", "1")
+    run = client.get_run(version.run_id)
+    assert run.data.params["world_size"] == "2"
+    assert len(client.search_runs([run.info.experiment_id], "params.world_size = '2'")) == 1
+    losses = [m.value for m in client.get_metric_history(run.info.run_id, "train_loss")]
+    assert len(losses) == 40 and losses[-1] < 0.5 * losses[0]
+    assert (
+        run.data.metrics["train_r1"] >= 0.8
+        and run.data.metrics["train_r1"] > 2 * run.data.metrics["untrained_train_r1"]
+    )

@@ -10,7 +10,7 @@ import torch
 from acml_dist.chem.depict import depict_array
 from acml_dist.chem.parse import mol_from_smiles
 from acml_dist.teachers.image_cnn import build_image_cnn, to_resolution
-from acml_dist.teachers.image_pretrain import augment, image_loss
+from acml_dist.training.image_pretrain import augment, image_loss
 
 
 def test_depiction_is_preprocessed_uint8_with_a_white_border_and_deterministic() -> None:

@@ -23,11 +23,7 @@ LAYERS = {
     **dict.fromkeys(("cli", "pipeline"), 5),
 }
 # Known upward imports, each with the reason it stays for now.
-ALLOWED_UPWARD = {
-    # `acml pretrain-teacher` is a job that logs to MLflow like the stages: it resolves the tracking URI
-    # the way they do until the run context owns that.
-    ("acml_dist.teachers.pretrain_job", "acml_dist.tracking"),
-}
+ALLOWED_UPWARD: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

@@ -1,5 +1,6 @@
-"""The teachers' shared training loop (`acml_dist.teachers.pair_training`): split, batches (a last batch of
-one row skipped), the schedule, and the held-out report."""
+"""The teachers' shared training loop (`acml_dist.training.pair_training`) on a DeepSpeed world of one
+(gloo, in this process): split, equal batches (rows past the last whole batch wait for the next shuffle),
+the schedule, the early stop, and the held-out report. Two ranks: integration/test_pretrain_teacher.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from acml_dist.teachers.pair_training import fit_pairs, held_out_r1, split_pairs
+from acml_dist.training.pair_training import fit_pairs, held_out_r1, split_pairs
 
 
 def test_split_holds_out_a_seeded_fraction_and_refuses_too_few_to_train() -> None:
@@ -20,7 +21,7 @@ def test_split_holds_out_a_seeded_fraction_and_refuses_too_few_to_train() -> Non
 
 
 @pytest.mark.parametrize("one_cycle", [False, True])
-def test_fit_learns_a_linear_map_and_skips_a_batch_of_one(one_cycle: bool) -> None:
+def test_fit_learns_a_linear_map_in_whole_batches(one_cycle: bool) -> None:
     torch.manual_seed(0)
     x = torch.randn(33, 4)
     y = x @ torch.randn(4, 2)
@@ -32,12 +33,29 @@ def test_fit_learns_a_linear_map_and_skips_a_batch_of_one(one_cycle: bool) -> No
         return torch.nn.functional.mse_loss(model(x[rows]), y[rows])
 
     epochs: list[tuple[int, float]] = []
-    history, seen = fit_pairs(model, 33, batch_loss, epochs=30, batch_size=8, lr=0.05, weight_decay=0.0,
-                              seed=1, one_cycle=one_cycle,
+    history, seen, stopped = fit_pairs(model, 33, batch_loss, epochs=30, batch_size=8, lr=0.05,
+                                       weight_decay=0.0, seed=1, one_cycle=one_cycle, device="cpu",
                               on_epoch=lambda e, v: epochs.append((e, v)))  # fmt: skip
-    assert seen == 30 * 32 and set(calls) == {8}  # 33 = 4 x 8 + 1: the batch of one is skipped
+    assert seen == 30 * 32 and set(calls) == {8} and not stopped  # 33 = 4 x 8 + 1: one row waits
     assert [e for e, _ in epochs] == list(range(30)) and [v for _, v in epochs] == history
     assert history[-1] < 0.1 * history[0]
+
+
+def test_fit_stops_when_asked_and_refuses_batches_of_one() -> None:
+    model = torch.nn.Linear(2, 1)
+    x, y = torch.randn(12, 2), torch.randn(12, 1)
+    steps: list[int] = []
+
+    def batch_loss(rows: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        steps.append(len(rows))
+        return torch.nn.functional.mse_loss(model(x[rows]), y[rows])
+
+    history, seen, stopped = fit_pairs(model, 12, batch_loss, epochs=5, batch_size=4, lr=0.01,
+                                       weight_decay=0.0, seed=0, device="cpu",
+                                       stop=lambda: len(steps) >= 7)  # fmt: skip
+    assert stopped and len(steps) == 7 and seen == 28 and len(history) == 2  # 3 steps an epoch
+    with pytest.raises(ValueError, match="a batch of 2"):
+        fit_pairs(model, 1, batch_loss, epochs=1, batch_size=4, lr=0.01, weight_decay=0.0, seed=0)
 
 
 def test_held_out_report_names_both_models_and_chance() -> None:

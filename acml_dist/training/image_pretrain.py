@@ -12,8 +12,9 @@ Augmentation (online, on the batch, torch): a random rotation (+-`rotation` degr
 (`scale` range) by one affine resampling with white fill, and a random line width (ink dilated or eroded
 by a 3x3 max-pool, blended by a random amount). Held-out retrieval (image -> SMILES teacher, R@1 in pools
 of up to `pool`) is reported for the trained CNN and its untrained twin (same initialisation, no step).
-The loop (split, AdamW with a one-cycle schedule, held-out R@1) is `teachers/pair_training.py`'s, shared
-with the spectrum teachers; the batch loss (augmentation, autocast) and the R@1 pools are this module's."""
+The loop (split, AdamW with a one-cycle schedule on DeepSpeed ranks, held-out R@1) is
+`training/pair_training.py`'s, shared with the spectrum teachers; the batch loss (augmentation, autocast)
+and the R@1 pools are this module's."""
 
 from __future__ import annotations
 
@@ -25,32 +26,21 @@ from typing import Any, Optional
 
 import numpy as np
 
-from acml_dist.teachers.pair_training import fit_pairs, held_out_r1, split_pairs
+from acml_dist.training.pair_training import fit_pairs, held_out_r1, join, paired_embeddings, split_pairs
 
 
 def paired_images(
     root: str | Path, teacher: str, modality: str = "image", splits: Sequence[str] = ("train", "val", "test")
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(keys, images uint8 (N, S, S), teacher embeddings float32 (N, D)) of molecules that have both."""
-    from acml_dist.data.loader import iter_samples
     from acml_dist.data.modalities import read_images
-    from acml_dist.data.shards import read_manifest
 
     img_keys, images = read_images(root, modality)
     row = {k: i for i, k in enumerate(img_keys)}
-    keys, idx, ys = [], [], []
-    for split in splits:
-        if split not in (read_manifest(root) or {}).get("splits", {}):
-            continue
-        for s in iter_samples(root, split, teachers=[teacher]):
-            emb = s["embeddings"].get(teacher)
-            if emb is not None and s["key"] in row:
-                keys.append(s["key"])
-                idx.append(row[s["key"]])
-                ys.append(emb)
+    keys, ys = paired_embeddings(root, teacher, row, splits)
     if not keys:
         raise ValueError(f"no molecule of {root} has both a {modality} depiction and a {teacher} embedding")
-    return keys, images[np.array(idx)], np.stack(ys).astype(np.float32)
+    return keys, images[np.array([row[k] for k in keys])], ys
 
 
 def augment(
@@ -150,16 +140,18 @@ def train_image_teacher(
     pool: int = 1000,
     seed: int = 0,
     threads: Optional[int] = None,
-    device: str = "cpu",
+    device: str = "auto",
+    zero_stage: int = 0,
     on_epoch: Optional[Callable[[int, float], None]] = None,
     max_seconds: Optional[float] = None,
 ) -> dict[str, Any]:
-    """Train the CNN on (uint8 depictions (N, S, S), frozen teacher embeddings (N, D)) on `device` (cpu,
-    cuda: bf16 autocast, the images held on the GPU). Returns {"model" (on the CPU), "history",
-    "val_r1", "untrained_val_r1", "chance_r1", "train_r1", "untrained_train_r1", "n_train", "n_val",
-    "images_per_s", "stopped_early"}; `on_epoch(epoch, mean loss)` after each epoch. `max_seconds`: training
-    stops before the first step past that many seconds (the one-cycle schedule is then cut short; history
-    holds the finished epochs) and the held-out evaluation runs as usual."""
+    """Train the CNN on (uint8 depictions (N, S, S), frozen teacher embeddings (N, D)) on every DeepSpeed rank
+    (`pair_training.fit_pairs`; `device` cpu | auto | cuda: bf16 autocast, the images held on the GPU).
+    Returns {"model" (on the CPU), "history", "n_train", "n_val", "arch", "images_per_s" (all ranks),
+    "stopped_early"} and, on rank 0, the held-out report ("val_r1", "untrained_val_r1", "chance_r1",
+    "train_r1", "untrained_train_r1"); `on_epoch(epoch, mean loss)` after each epoch. `max_seconds`: training
+    stops before the first step past that many seconds on rank 0's clock (the one-cycle schedule is then cut
+    short; history holds the finished epochs) and the held-out evaluation runs as usual."""
     import copy
 
     import torch
@@ -171,7 +163,8 @@ def train_image_teacher(
         raise ValueError(f"images (N, S, S) and y (N, D) must pair row by row, got {images.shape}, {y.shape}")
     if threads:
         torch.set_num_threads(int(threads))
-    torch.manual_seed(seed)
+    rank, _, dev = join(device)
+    torch.manual_seed(seed)  # the same initialisation on every rank
     a = full_arch({**(arch or {}), "out_dim": y.shape[1]})
     x = to_resolution(images, a["resolution"])
     train, val = split_pairs(len(x), val_fraction, seed)
@@ -182,59 +175,25 @@ def train_image_teacher(
     model.target_mean.copy_(torch.from_numpy(mean))
     model.target_std.copy_(torch.from_numpy(std))
     twin = copy.deepcopy(model)  # the untrained twin: same initialisation and standardisation, no step
-    model.to(device)
-    xt, zt = torch.from_numpy(x[train]).to(device), torch.from_numpy(z[train]).to(device)
+    xt, zt = torch.from_numpy(x[train]).to(dev), torch.from_numpy(z[train]).to(dev)
     batch_loss = _batch_loss(model, xt, zt, loss=loss, nce_weight=nce_weight, temperature=temperature,
                              augmentation=augmentation)  # fmt: skip
     t0 = time.time()
     deadline = t0 + (max_seconds if max_seconds is not None else math.inf)
-    history, seen, stopped = _fit_until(model, len(train), batch_loss, deadline, on_epoch, epochs=epochs,
-                                        batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                                        seed=seed)  # fmt: skip
+    stop = None if max_seconds is None else lambda: time.time() >= deadline
+    history, seen, stopped = fit_pairs(model, len(train), batch_loss, epochs=epochs, batch_size=batch_size,
+                                       lr=lr, weight_decay=weight_decay, seed=seed, one_cycle=True,
+                                       zero_stage=zero_stage, device=device, on_epoch=on_epoch,
+                                       stop=stop)  # fmt: skip
     rate = seen / max(1e-9, time.time() - t0)
-    twin.to(device)
     out: dict[str, Any] = {"history": history, "n_train": len(train), "n_val": len(val), "arch": a,
                            "images_per_s": rate, "stopped_early": stopped}  # fmt: skip
-    out.update(held_out_r1(lambda m, rows: retrieval_r1(m, x[rows], z[rows], pool), model, twin,
-                           train[:pool], val, pool))  # fmt: skip
+    if rank == 0:  # the other ranks hold the same weights: one report
+        twin.to(dev)
+        out.update(held_out_r1(lambda m, rows: retrieval_r1(m, x[rows], z[rows], pool), model, twin,
+                               train[:pool], val, pool))  # fmt: skip
     out["model"] = model.cpu().eval()
     return out
-
-
-class _OutOfTime(Exception):
-    """Raised by the batch loss past the deadline, before the step: ends `fit_pairs` cleanly."""
-
-
-def _fit_until(
-    model: Any,
-    n: int,
-    batch_loss: Callable[[Any, Any], Any],
-    deadline: float,
-    on_epoch: Optional[Callable[[int, float], None]],
-    **fit: Any,
-) -> tuple[list[float], int, bool]:
-    """`fit_pairs` (one-cycle) that stops before the first step after `deadline` (time.time()):
-    (mean loss of each finished epoch, rows seen, stopped early)."""
-    history: list[float] = []
-    seen = 0
-
-    def timed_loss(rows: Any, gen: Any) -> Any:
-        nonlocal seen
-        if time.time() >= deadline:
-            raise _OutOfTime
-        seen += len(rows)
-        return batch_loss(rows, gen)
-
-    def epoch_done(epoch: int, loss: float) -> None:
-        history.append(loss)
-        if on_epoch is not None:
-            on_epoch(epoch, loss)
-
-    try:
-        fit_pairs(model, n, timed_loss, one_cycle=True, on_epoch=epoch_done, **fit)
-    except _OutOfTime:
-        return history, seen, True
-    return history, seen, False
 
 
 def _batch_loss(model: Any, xt: Any, zt: Any, *, loss: str, nce_weight: float, temperature: float,
@@ -243,7 +202,7 @@ def _batch_loss(model: Any, xt: Any, zt: Any, *, loss: str, nce_weight: float, t
     device; bf16 autocast on CUDA), augmented with the loop's generator."""
     import torch
 
-    device = xt.device
+    device = xt.device  # the rank's device: the engine put the model there too
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
 
     def batch_loss(rows: Any, gen: Any) -> Any:

@@ -4,13 +4,15 @@ norm) against a frozen SMILES teacher's cached embeddings.
 
 CReSS trained its NMR and SMILES encoders jointly with a CLIP loss; here the SMILES side is the frozen
 teacher (e.g. rxnfp from `acml embed`), so only a linear head on its embedding trains with the NMR encoder.
-`train_nmr13c_teacher(X, Y)` is a plain CPU-trainable function; `paired_arrays(root, ...)` joins a dataset's
-`modalities/nmr13c` output with an embedding cache by molecule key. Held-out retrieval (spectrum -> SMILES
+`train_nmr13c_teacher(X, Y)` is a plain function (on DeepSpeed ranks: a world of one in this process, or a
+launcher's); `paired_arrays(root, ...)` joins a dataset's `modalities/nmr13c` output with an embedding cache
+by molecule key. Held-out retrieval (spectrum -> SMILES
 teacher, R@1 in a pool of up to `pool` molecules) is reported for the trained encoder and its untrained twin
 (same initialisation, no step), so the gain is measured in one run. `train_spectrum_teacher` trains the
-1-D conv encoders of 1H NMR and MS the same way; `acml pretrain-teacher` (`teachers/pretrain_job.py`)
-runs it with MLflow tracking and registration. The loop (split, AdamW, held-out R@1 beside the twin) is
-`teachers/pair_training.py`'s, shared with the image teacher."""
+1-D conv encoders of 1H NMR and MS the same way; `acml pretrain-teacher` (`training/teacher_job.py`)
+runs it with MLflow tracking and registration. The loop (split, data-parallel AdamW, held-out R@1 beside
+the twin) is
+`training/pair_training.py`'s, shared with the image teacher."""
 
 from __future__ import annotations
 
@@ -20,12 +22,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from acml_dist.data.loader import iter_samples
 from acml_dist.data.modalities import read_modality
-from acml_dist.data.shards import read_manifest
-from acml_dist.teachers.pair_training import fit_pairs, held_out_r1, split_pairs
 from acml_dist.teachers.published import NMR_BINS, build_cress_nmr
 from acml_dist.teachers.spectrum_conv import build_conv1d_encoder
+from acml_dist.training.pair_training import fit_pairs, held_out_r1, join, paired_embeddings, split_pairs
 
 
 def paired_arrays(
@@ -36,19 +36,10 @@ def paired_arrays(
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(keys, spectra float32 (N, bins), teacher embeddings float32 (N, D)) of molecules that have both."""
     spectra = read_modality(root, modality)
-    keys, xs, ys = [], [], []
-    for split in splits:
-        if split not in (read_manifest(root) or {}).get("splits", {}):
-            continue
-        for s in iter_samples(root, split, teachers=[teacher]):
-            emb = s["embeddings"].get(teacher)
-            if emb is not None and s["key"] in spectra:
-                keys.append(s["key"])
-                xs.append(spectra[s["key"]])
-                ys.append(emb)
+    keys, ys = paired_embeddings(root, teacher, spectra, splits)
     if not keys:
         raise ValueError(f"no molecule of {root} has both a {modality} spectrum and a {teacher} embedding")
-    return keys, np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
+    return keys, np.stack([spectra[k] for k in keys]).astype(np.float32), ys
 
 
 def build_encoder(modality: str, n_bins: int, out_dim: int = 768) -> Any:
@@ -71,7 +62,8 @@ def build_pair_model(target_dim: int, out_dim: int = 768, encoder: Any = None) -
             super().__init__()
             self.encoder = encoder if encoder is not None else build_cress_nmr(out_dim=out_dim)
             self.target_head = nn.Linear(target_dim, out_dim)
-            self.logit_scale = nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
+            # shape (1,), not 0-d: DeepSpeed broadcasts parameters as bytes, which a 0-d one cannot be
+            self.logit_scale = nn.Parameter(torch.full((1,), float(np.log(1 / 0.07))))
 
         def encode_targets(self, y: torch.Tensor) -> torch.Tensor:
             return nn.functional.normalize(self.target_head(y), dim=-1)
@@ -80,7 +72,7 @@ def build_pair_model(target_dim: int, out_dim: int = 768, encoder: Any = None) -
             """Symmetric CLIP loss over the batch."""
             a, b = self.encoder(x), self.encode_targets(y)
             logits = self.logit_scale.exp().clamp(max=100) * a @ b.T
-            labels = torch.arange(len(x))
+            labels = torch.arange(len(x), device=x.device)
             return (
                 nn.functional.cross_entropy(logits, labels) + nn.functional.cross_entropy(logits.T, labels)
             ) / 2
@@ -125,11 +117,14 @@ def train_spectrum_teacher(
     pool: int = 1000,
     seed: int = 0,
     threads: Optional[int] = None,
+    device: str = "auto",
+    zero_stage: int = 0,
 ) -> dict[str, Any]:
-    """Train the pair on (spectra, frozen teacher embeddings) with the modality's encoder (`build_encoder`);
-    `on_epoch(epoch, mean loss)` after each epoch. Returns {"model" (the pair; `.encoder` is the teacher),
-    "history" (mean loss per epoch), "val_r1", "untrained_val_r1", "chance_r1", "train_r1", "n_train",
-    "n_val"}."""
+    """Train the pair on (spectra, frozen teacher embeddings) with the modality's encoder (`build_encoder`),
+    on every DeepSpeed rank (`pair_training.fit_pairs`; `device` cpu | auto | cuda); `on_epoch(epoch, mean
+    loss)` after each epoch. Returns {"model" (the pair on the CPU; `.encoder` is the teacher), "history"
+    (mean loss per epoch), "n_train", "n_val"} and, on rank 0, the held-out report ("val_r1",
+    "untrained_val_r1", "chance_r1", "train_r1", "untrained_train_r1")."""
     import copy
 
     import torch
@@ -138,25 +133,20 @@ def train_spectrum_teacher(
         raise ValueError(f"x (N, bins) and y (N, D) must pair row by row, got {x.shape} and {y.shape}")
     if threads:
         torch.set_num_threads(int(threads))
-    torch.manual_seed(seed)
+    rank, _, dev = join(device)
+    torch.manual_seed(seed)  # the same initialisation on every rank
     train, val = split_pairs(len(x), val_fraction, seed)
     model = build_pair_model(y.shape[1], out_dim, build_encoder(modality, x.shape[1], out_dim))
     twin = copy.deepcopy(model)  # the untrained twin: same initialisation, no step
-    xt, yt = torch.from_numpy(x[train]), torch.from_numpy(y[train])
-    history, _ = fit_pairs(
-        model,
-        len(train),
-        lambda rows, gen: model(xt[rows], yt[rows]),
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        seed=seed,
-        on_epoch=on_epoch,
-    )
+    xt, yt = torch.from_numpy(x[train]).to(dev), torch.from_numpy(y[train]).to(dev)
+    history, _, _ = fit_pairs(model, len(train), lambda rows, gen: model(xt[rows.to(dev)], yt[rows.to(dev)]),
+                              epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                              seed=seed, zero_stage=zero_stage, device=device, on_epoch=on_epoch)  # fmt: skip
+    model.cpu()
     out: dict[str, Any] = {"model": model, "history": history, "n_train": len(train), "n_val": len(val)}
-    r1 = lambda m, rows: retrieval_r1(m, x[rows], y[rows], pool)  # noqa: E731
-    out.update(held_out_r1(r1, model, twin, train, val, pool))
+    if rank == 0:  # the other ranks hold the same weights: one report
+        r1 = lambda m, rows: retrieval_r1(m, x[rows], y[rows], pool)  # noqa: E731
+        out.update(held_out_r1(r1, model, twin, train, val, pool))
     return out
 
 

@@ -1,16 +1,18 @@
 """`acml pretrain-teacher <modality>`: train a spectrum teacher CReSS-style against a frozen SMILES teacher's
-cached embeddings (`teachers/nmr_pretrain.py`), in one MLflow run (params, loss per epoch, held-out R@1 of
+cached embeddings (`training/nmr_pretrain.py`), in one MLflow run (params, loss per epoch, held-out R@1 of
 the trained teacher and of its untrained twin, a plot), and register it as `acml-teacher-<name>`
 (`teachers/registry.log_teacher`: weights.pt + teacher.json, no pickle), loadable by `load_teacher` with
 `path: models:/acml-teacher-<name>/<version>`.
 
 `acml pretrain-teacher image` trains the Img2Mol-style CNN (`teachers/image_cnn.py`) on the depictions of
-`acml depict` by regression onto the same frozen embeddings (`teachers/image_pretrain.py`), same run,
+`acml depict` by regression onto the same frozen embeddings (`training/image_pretrain.py`), same run,
 same registry, same held-out table.
 
-A single-process torch loop: these encoders are small (CReSS 13C: 2.3 M parameters; the 1-D conv one:
-0.8 M for 1,000 bins; the image CNN 0.8 M at width 16, 3.0 M at width 32) and the pairs fit in memory;
-data-parallel DeepSpeed is not wired here yet (the image teacher stays on this route for consistency)."""
+Training is DeepSpeed data parallel (`training/pair_training.fit_pairs`): `acml pretrain-teacher ...` is a
+world of one; `deepspeed --num_gpus N --no_local_rank --module acml_dist.cli pretrain-teacher ...` runs N
+ranks (on CPU: DS_ACCELERATOR=cpu, gloo), each holding all pairs (they fit in memory: the encoders are
+small, CReSS 13C 2.3 M parameters, the 1-D conv one 0.8 M for 1,000 bins, the image CNN 0.8 M at width 16)
+and training on its slice of each global batch. Rank 0 alone tracks, evaluates, saves and registers."""
 
 from __future__ import annotations
 
@@ -32,14 +34,14 @@ HOW_TO_MAKE = {
     "image": "acml depict name=NAME limit=50000",
 }
 IMAGE_PARAMS = ("image_width", "image_resolution", "image_blocks", "image_convs_per_block", "image_loss",
-                "nce_weight", "temperature", "augment", "device")  # fmt: skip
+                "nce_weight", "temperature", "augment")  # fmt: skip
 
 
 def load_pairs(cfg: Any) -> dict[str, Any]:
     """Check the inputs (one-line errors) and join spectra with the target teacher's embeddings."""
     from acml_dist.data.modalities import modality_dir, read_manifest
     from acml_dist.data.shards import read_manifest as dataset_manifest
-    from acml_dist.teachers.nmr_pretrain import paired_arrays
+    from acml_dist.training.nmr_pretrain import paired_arrays
 
     if cfg.modality not in MODALITIES:
         raise InputError(f"modality must be one of {', '.join(MODALITIES)}, got {cfg.modality!r}")
@@ -61,7 +63,7 @@ def load_pairs(cfg: Any) -> dict[str, Any]:
         )
     try:
         if cfg.modality == "image":
-            from acml_dist.teachers.image_pretrain import paired_images
+            from acml_dist.training.image_pretrain import paired_images
 
             keys, x, y = paired_images(root, cfg.target, spectra)
         else:
@@ -80,7 +82,7 @@ def build_teacher(name: str, modality: str, spectra: str, encoder: Any, folder: 
     import torch
 
     from acml_dist.teachers import load_teacher
-    from acml_dist.teachers.nmr_pretrain import save_nmr13c_teacher
+    from acml_dist.training.nmr_pretrain import save_nmr13c_teacher
 
     if modality == "image":
         from acml_dist.teachers.image_cnn import ARCH_KEYS
@@ -123,34 +125,50 @@ def train(cfg: Any, data: dict[str, Any], on_epoch: Any) -> dict[str, Any]:
     """The modality's trainer: the image CNN (regression) or a spectrum encoder (CReSS-style CLIP)."""
     common = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
               "weight_decay": cfg.weight_decay, "val_fraction": cfg.val_fraction, "pool": cfg.pool,
-              "seed": cfg.seed, "threads": cfg.threads or None, "on_epoch": on_epoch}  # fmt: skip
+              "seed": cfg.seed, "threads": cfg.threads or None, "on_epoch": on_epoch, "device": cfg.device,
+              "zero_stage": cfg.zero_stage}  # fmt: skip
     if cfg.modality == "image":
-        from acml_dist.teachers.base import resolve_device
-        from acml_dist.teachers.image_pretrain import train_image_teacher
+        from acml_dist.training.image_pretrain import train_image_teacher
 
         arch = {"width": cfg.image_width, "resolution": cfg.image_resolution, "blocks": cfg.image_blocks,
                 "convs_per_block": cfg.image_convs_per_block}  # fmt: skip
         result = train_image_teacher(data["x"], data["y"], arch=arch, loss=cfg.image_loss,
-                                     device=resolve_device(cfg.device),
                                      nce_weight=cfg.nce_weight, temperature=cfg.temperature,
                                      augmentation=cfg.augment, **common)  # fmt: skip
         result["model"].arch = result["arch"]  # build_teacher stores it as the teacher's params
         result["model"] = type("Pair", (), {"encoder": result["model"]})()  # the CNN is the encoder
         return result
-    from acml_dist.teachers.nmr_pretrain import train_spectrum_teacher
+    from acml_dist.training.nmr_pretrain import train_spectrum_teacher
 
     return train_spectrum_teacher(data["x"], data["y"], modality=cfg.modality, out_dim=cfg.out_dim, **common)
 
 
 def pretrain_teacher_job(cfg: Any) -> dict[str, Any]:
-    """Train, track, save, register; prints the held-out table. Returns the figures and the version."""
+    """Train on every rank; rank 0 tracks, saves, registers and prints the held-out table. Returns the
+    figures and the version (rank 0), {"ok", "rank"} elsewhere."""
+    import torch.distributed as dist
+
+    from acml_dist.training.pair_training import join
+
+    data = load_pairs(cfg)  # input errors before any rank starts DeepSpeed
+    rank, world, _ = join(cfg.device)
+    try:
+        if rank != 0:
+            train(cfg, data, on_epoch=None)
+            return {"ok": True, "rank": rank}
+        return _track_train_register(cfg, data, world)
+    finally:
+        if world > 1:  # a launched rank leaves its group before exit (gloo's threads die in teardown)
+            dist.destroy_process_group()
+
+
+def _track_train_register(cfg: Any, data: dict[str, Any], world: int) -> dict[str, Any]:
     import mlflow
     from tqdm import tqdm
 
     from acml_dist.context import resolve_tracking_uri, use_tracking_store
     from acml_dist.teachers.registry import log_teacher, registered_name
 
-    data = load_pairs(cfg)
     name = cfg.teacher_name or data["spectra"]
     out = Path(cfg.output or Path(cfg.runs_root) / f"teacher-{name}")
     out.mkdir(parents=True, exist_ok=True)
@@ -160,8 +178,9 @@ def pretrain_teacher_job(cfg: Any) -> dict[str, Any]:
           f"{n - round(n * cfg.val_fraction)} train / {round(n * cfg.val_fraction)} held out")  # fmt: skip
     use_tracking_store(resolve_tracking_uri(cfg, cfg.runs_root))
     mlflow.set_experiment(cfg.experiment)
-    params = {k: cfg[k] for k in ("modality", "target", "epochs", "batch_size", "lr", "weight_decay",
-                                  "val_fraction", "pool", "out_dim", "seed")}  # fmt: skip
+    names = ("modality", "target", "epochs", "batch_size", "lr", "weight_decay", "val_fraction", "pool",
+             "out_dim", "seed", "device", "zero_stage")  # fmt: skip
+    params = {**{k: cfg[k] for k in names}, "world_size": world}
     with mlflow.start_run(run_name=f"pretrain-teacher-{name}") as run:
         if cfg.modality == "image":
             params.update({k: cfg[k] for k in IMAGE_PARAMS})
