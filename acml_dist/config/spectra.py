@@ -89,6 +89,9 @@ class PretrainTeacherJob:
     nce_weight: float = 1.0
     temperature: float = 0.05
     augment: bool = True  # online rotation, scale and line width
+    # spectrum teachers: online augmentation of each batch's peak lists (training/nmr_pretrain.jitter_peaks)
+    peak_shift: int = 0  # each peak moved by a random offset of up to this many bins (13C: 0.1 ppm per bin)
+    peak_drop: float = 0.0  # each peak dropped with this probability
     # DeepSpeed data parallel: one rank here, N under `deepspeed --num_gpus N --no_local_rank --module
     # acml_dist.cli pretrain-teacher ...`; batch_size is per rank (each rank contrasts its own batch)
     device: str = "auto"  # auto: each rank's GPU when there is one, else the CPU | cpu: the CPU even so

@@ -35,6 +35,7 @@ HOW_TO_MAKE = {
 }
 IMAGE_PARAMS = ("image_width", "image_resolution", "image_blocks", "image_convs_per_block", "image_loss",
                 "nce_weight", "temperature", "augment")  # fmt: skip
+SPECTRUM_PARAMS = ("peak_shift", "peak_drop")
 
 
 def load_pairs(cfg: Any) -> dict[str, Any]:
@@ -140,7 +141,8 @@ def train(cfg: Any, data: dict[str, Any], on_epoch: Any) -> dict[str, Any]:
         return result
     from acml_dist.training.nmr_pretrain import train_spectrum_teacher
 
-    return train_spectrum_teacher(data["x"], data["y"], modality=cfg.modality, out_dim=cfg.out_dim, **common)
+    return train_spectrum_teacher(data["x"], data["y"], modality=cfg.modality, out_dim=cfg.out_dim,
+                                  peak_shift=cfg.peak_shift, peak_drop=cfg.peak_drop, **common)  # fmt: skip
 
 
 def pretrain_teacher_job(cfg: Any) -> dict[str, Any]:
@@ -182,8 +184,7 @@ def _track_train_register(cfg: Any, data: dict[str, Any], world: int) -> dict[st
              "out_dim", "seed", "device", "zero_stage")  # fmt: skip
     params = {**{k: cfg[k] for k in names}, "world_size": world}
     with mlflow.start_run(run_name=f"pretrain-teacher-{name}") as run:
-        if cfg.modality == "image":
-            params.update({k: cfg[k] for k in IMAGE_PARAMS})
+        params.update({k: cfg[k] for k in (IMAGE_PARAMS if cfg.modality == "image" else SPECTRUM_PARAMS)})
         mlflow.log_params({**params, "dataset": str(data["root"]), "spectra": data["spectra"], "pairs": n})
         with tqdm(total=cfg.epochs, desc=f"pretrain-teacher {name}", unit="epoch") as bar:
 
