@@ -69,7 +69,8 @@ def main() -> None:
                         encoder = prepare_encoder(fresh_like(template, seed, args.width), mode)
                     started = time.monotonic()
                     fit = _fit(
-                        EncoderView(encoder), view, split, seed, ecfg, f"{name} {method} {mode} {seed}"
+                        EncoderView(encoder), view, split, seed, ecfg, f"{name} {method} {mode} {seed}",
+                        method == "acml",
                     )
                     record = {
                         "dataset": name, "method": method, "width": int(encoder.model_cfg["emb_dim"]),

@@ -35,6 +35,9 @@ class EvalConfig:
     warmup: float = 0.05  # fraction of all steps
     schedule: str = "cosine"  # cosine | linear | constant
     final_lr: float = 0.01  # fraction of lr reached at the last step
+    # The pretrained encoder's rate as a fraction of lr (its head, and a from-scratch encoder, take lr):
+    # MolCLR fine-tunes its pretrained GNN at 0.2 x the head's rate. 1.0: one rate for all.
+    pretrained_lr: float = 1.0
     chirality: str = "zero"  # zero | drop | keep (acml_dist/evaluate/chirality.py; measured in EVALUATION.md)
     scratch_emb_dim: int = 300  # width of the from-scratch baseline (0: the pretrained encoder's width)
     # Atom/bond schema of the from-scratch baseline: hu | ogb | "" (the pretrained encoder's). OGB's 9 atom

@@ -170,10 +170,12 @@ def fit_predictor(
     warmup: float = 0.0,
     schedule: str = "constant",
     final_lr: float = 0.0,
+    encoder_lr: float = 1.0,
     on_epoch: Callable[[int, Any, dict], None] | None = None,
 ) -> FitResult:
     """Train encoder + MLP head end to end (AdamW; lr warm-up over the first `warmup` fraction of steps,
-    then `schedule` decay to `final_lr` x lr, stepped per batch), early stopping on the validation metric
+    then `schedule` decay to `final_lr` x lr, stepped per batch; the encoder at `encoder_lr` x the head's
+    rate throughout), early stopping on the validation metric
     after `patience` epochs without improvement; the best validation epoch's weights are restored and
     tested. `on_epoch(epoch, model, record)` is called after each epoch's validation."""
     import torch
@@ -186,7 +188,10 @@ def fit_predictor(
     mean, std = _standardiser(data, train)  # one lr suits every dataset on standardised targets
     graphs = _attach_labels(data.graphs, (data.y - mean) / std)
     model = build_predictor(encoder, emb_dim, data.y.shape[1])
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    encoder_module, head = model
+    groups = [{"params": head.parameters(), "lr": lr},
+              {"params": encoder_module.parameters(), "lr": lr * encoder_lr}]  # fmt: skip
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     train_loader = DataLoader([graphs[i] for i in train], batch_size=batch_size, shuffle=True, generator=gen)
     total_steps = epochs * len(train_loader)
@@ -218,7 +223,7 @@ def fit_predictor(
             sched.step()  # per batch, skipped or not, so the schedule spans exactly `epochs`
         score = task_metrics(data.y[val], predict(val), task).get(metric, float("nan"))
         record = {"epoch": epoch, "train_loss": total / max(count, 1), f"val_{metric}": score}
-        record["lr"] = opt.param_groups[0]["lr"]
+        record["lr"] = opt.param_groups[0]["lr"]  # the head's
         curve.append(record)
         if best is None or (not np.isnan(score) and (score > best if higher else score < best)):
             best, best_epoch, bad = score, epoch, 0

@@ -202,8 +202,9 @@ def train_mean_scores(data: LabelledSet, split: tuple[np.ndarray, ...]) -> dict[
     return task_metrics(data.y[split[2]], np.tile(mean, (len(split[2]), 1)), data.task)
 
 
-def _fit(encoder: Any, data: LabelledSet, split: Any, seed: int, ecfg: Any, label: str):
-    """One fine-tuning run with a per-epoch progress bar (stderr) and a log line when it ends."""
+def _fit(encoder: Any, data: LabelledSet, split: Any, seed: int, ecfg: Any, label: str, pretrained: bool):
+    """One fine-tuning run with a per-epoch progress bar (stderr) and a log line when it ends; a
+    `pretrained` encoder trains at `ecfg.pretrained_lr` x the rate."""
     from tqdm.auto import tqdm
 
     metric, _ = main_metric(data.task)
@@ -215,7 +216,8 @@ def _fit(encoder: Any, data: LabelledSet, split: Any, seed: int, ecfg: Any, labe
             bar.set_postfix({f"val_{metric}": f"{record[f'val_{metric}']:.3f}"}, refresh=False)
 
         dim = embedding_dim(encoder.model, data.graphs)
-        fit = fit_predictor(encoder, dim, data, split, seed=seed, on_epoch=on_epoch, **recipe_kwargs(ecfg))
+        fit = fit_predictor(encoder, dim, data, split, seed=seed, on_epoch=on_epoch, **recipe_kwargs(ecfg),
+                            encoder_lr=float(ecfg.pretrained_lr) if pretrained else 1.0)  # fmt: skip
     log.info(
         "%s: best epoch %d of %d, val %s %.3f, test %s %.3f (%.0f s)",
         label, fit.best_epoch, len(fit.curve), metric, fit.val.get(metric, np.nan), metric,
@@ -268,7 +270,7 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
         for method, encoder in encoders.items():
             label = f"{data.name} seed {seed} {method} (width {widths[method]}, {schemas[method]} schema)"
             view = scratch_data if method == "scratch_finetune" else data
-            fit = _fit(EncoderView(encoder), view, split, int(seed), ecfg, label)
+            fit = _fit(EncoderView(encoder), view, split, int(seed), ecfg, label, method == "acml_finetune")
             runs.append({"seed": int(seed), "method": method, "best_epoch": fit.best_epoch, **fit.test})
             if seed == ecfg.seeds[0]:
                 curves[method] = fit.curve

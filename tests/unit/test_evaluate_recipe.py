@@ -1,5 +1,6 @@
 """The fine-tuning recipe's pieces, without timing anything: the lr schedule's shape, the best-validation
-checkpoint that is restored, the chirality handling, and the balanced scaffold split."""
+checkpoint that is restored, the encoder's own rate, the chirality handling, and the balanced scaffold
+split."""
 
 from __future__ import annotations
 
@@ -92,6 +93,25 @@ def test_the_restored_weights_are_the_best_validation_epochs():
     assert any(not torch.equal(restored[k], last[k]) for k in last)
     assert fit.val["rmse"] == pytest.approx(vals[fit.best_epoch - 1], rel=1e-6)
     assert set(task_metrics(data.y[split[2]], data.y[split[2]], "regression")) == set(fit.test)
+
+
+def test_the_encoder_trains_at_its_own_fraction_of_the_rate():
+    import torch
+
+    from acml_dist.models.gin import GIN
+
+    data, split = _toy()
+    kwargs = dict(seed=0, epochs=3, patience=100, batch_size=16, lr=1e-2, warmup=0.0, schedule="constant")
+    moved = {}
+    for scale in (1.0, 0.1, 0.0):
+        torch.manual_seed(0)
+        encoder = GIN(emb_dim=16, num_layers=2)
+        before = {k: p.detach().clone() for k, p in encoder.named_parameters()}  # not BatchNorm's statistics
+        fit = fit_predictor(encoder, 16, data, split, encoder_lr=scale, **kwargs)
+        after = dict(fit.model[0].named_parameters())
+        moved[scale] = sum(float((after[k].detach() - before[k]).abs().sum()) for k in before)
+        assert fit.curve[-1]["lr"] == pytest.approx(1e-2)  # the head's rate
+    assert moved[0.0] == 0.0 < moved[0.1] < moved[1.0]
 
 
 def _tagged_and_plain():
