@@ -90,7 +90,10 @@ class PretrainTeacherJob:
     temperature: float = 0.05
     augment: bool = True  # online rotation, scale and line width
     # spectrum teachers: online augmentation of each batch's peak lists (training/nmr_pretrain.jitter_peaks)
-    peak_shift: int = 0  # each peak moved by a random offset of up to this many bins (13C: 0.1 ppm per bin)
+    # each peak moved by a random offset of up to this much, in the spectrum's axis unit (ppm, m/z; turned
+    # into bins with the manifest's binning); None: the modality's default (training/teacher_job.PEAK_SHIFT:
+    # 13C 1 ppm, 1H 0.1 ppm, MS 0)
+    peak_shift: Optional[float] = None
     peak_drop: float = 0.0  # each peak dropped with this probability
     # DeepSpeed data parallel: one rank here, N under `deepspeed --num_gpus N --no_local_rank --module
     # acml_dist.cli pretrain-teacher ...`; batch_size is per rank (each rank contrasts its own batch)

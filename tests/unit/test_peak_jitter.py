@@ -44,3 +44,19 @@ def test_every_spectrum_keeps_a_peak_and_collisions_keep_the_larger() -> None:
 def test_no_augmentation_is_the_identity() -> None:
     x = torch.rand(4, 10)
     assert jitter_peaks(x, torch.Generator(), shift=0, drop=0.0) is x
+
+
+def test_the_jitter_is_asked_in_axis_units_and_defaults_per_modality() -> None:
+    from types import SimpleNamespace
+
+    from acml_dist.training.teacher_job import PEAK_SHIFT, shift_bins
+
+    def cfg(modality: str, shift: float | None = None) -> SimpleNamespace:
+        return SimpleNamespace(modality=modality, peak_shift=shift)
+
+    assert shift_bins(cfg("nmr13c"), 0.1) == round(PEAK_SHIFT["nmr13c"] / 0.1) > 0  # 4,000 bins over 400 ppm
+    assert shift_bins(cfg("nmr1h"), 0.01) == round(PEAK_SHIFT["nmr1h"] / 0.01)
+    assert shift_bins(cfg("ms"), 1.0) == 0  # fragment masses do not drift
+    assert shift_bins(cfg("nmr13c", 0.5), 0.1) == 5 and shift_bins(cfg("nmr1h", 0.0), 0.01) == 0
+    # no binning recorded: no default jitter; an explicit one is taken in bins
+    assert shift_bins(cfg("nmr13c"), None) == 0 and shift_bins(cfg("nmr13c", 3), None) == 3
