@@ -202,6 +202,8 @@ def _track_train_register(cfg: Any, data: dict[str, Any], world: int) -> dict[st
     params = {**{k: cfg[k] for k in names}, "world_size": world}
     with mlflow.start_run(run_name=f"pretrain-teacher-{name}") as run:
         params.update({k: cfg[k] for k in (IMAGE_PARAMS if cfg.modality == "image" else SPECTRUM_PARAMS)})
+        if cfg.modality != "image":  # the jitter as applied (peak_shift None: the modality's default)
+            params["peak_shift_bins"] = shift_bins(cfg, data.get("bin_width"))
         mlflow.log_params({**params, "dataset": str(data["root"]), "spectra": data["spectra"], "pairs": n})
         with tqdm(total=cfg.epochs, desc=f"pretrain-teacher {name}", unit="epoch") as bar:
 

@@ -99,6 +99,8 @@ def test_pretrain_teacher_each_modality_tracks_registers_and_loads_back(
         version = client.get_model_version(name, "1")
         run = client.get_run(version.run_id)
         assert run.data.params["modality"] == modality and run.data.params["target"] == "morgan"
+        bins = {"nmr13c": 10, "nmr1h": 10, "ms": 0}[modality]  # the default jitter: 1 ppm, 0.1 ppm, none
+        assert run.data.params["peak_shift_bins"] == str(bins)
         losses = [m.value for m in client.get_metric_history(run.info.run_id, "train_loss")]
         assert len(losses) == 40 and losses[-1] < 0.5 * losses[0]
         m = run.data.metrics
