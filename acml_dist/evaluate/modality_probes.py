@@ -51,7 +51,8 @@ def probe_section(data: dict, teachers: list[str], ecfg: Any, figures: Path) -> 
         + report.table(rows, ["property", "metric"] + names)
     ]
     for t in sparse:
-        sub = np.flatnonzero(masks[t])[: ecfg.probe_molecules]
+        have = np.flatnonzero(masks[t])
+        sub = have[: ecfg.probe_molecules]
         if len(sub) < MIN_MOLECULES:
             text.append(
                 f"**teacher {t}**: {len(sub)} evaluated molecules have this modality, too few to probe."
@@ -64,7 +65,8 @@ def probe_section(data: dict, teachers: list[str], ecfg: Any, figures: Path) -> 
             for src in sub_names[:2]:
                 metrics[_key("probe", row["property"], f"{src} on {t}")] = row[src]
         text.append(
-            f"**teacher {t}** (only {len(sub)} molecules have this modality; the GINs on the same molecules):"
+            f"**teacher {t}** ({len(have)} evaluated molecules have this modality, {len(sub)} probed; "
+            "the GINs on the same molecules):"
             "\n\n" + report.table(sub_rows, ["property", "metric"] + sub_names)
         )
     return "\n\n".join(text), metrics, table
