@@ -83,9 +83,10 @@ def load_model(directory: str | Path, map_location: str = "cpu"):
     from acml_dist.models.acml import ACMLModel
 
     config = read_config(directory)
+    dims = config["teacher_dims"]  # written with sorted keys: the training order is "teachers"
     model = ACMLModel(
         config["model"],
-        config["teacher_dims"],
+        {name: dims[name] for name in config.get("teachers") or dims},
         max_logit_scale=config.get("max_logit_scale", 100.0),
         learnable_scale=config.get("learnable_scale", True),
     )

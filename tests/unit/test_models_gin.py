@@ -88,6 +88,22 @@ def test_save_load_roundtrip(tmp_path):
     assert read_config(tmp_path / "m")["extra"]["loss"] == "clip"
 
 
+def test_load_keeps_the_teachers_training_order_and_their_logit_scales(tmp_path):
+    """The per-teacher logit scales are one vector in the training order of the teachers; config.json sorts
+    its keys, so a load that took the dims' order would hand morgan rxnfp's scale (and make evaluate's
+    headline teacher another one than training's)."""
+    from acml_dist.models import ACMLModel
+    from acml_dist.models.io import load_model, save_model
+
+    model = ACMLModel(dict(num_layers=1, emb_dim=8, proj_dim=4), {"rxnfp": 6, "morgan": 3})
+    with torch.no_grad():
+        model.log_logit_scale.copy_(torch.tensor([1.0, 2.0]))
+    loaded = load_model(save_model(model, tmp_path / "m"))
+    assert loaded.teachers == ["rxnfp", "morgan"]
+    for name in ("rxnfp", "morgan"):
+        assert loaded.logit_scale(name).item() == pytest.approx(model.logit_scale(name).item())
+
+
 def test_batchnorm_normalises_bf16_in_fp32_like_batchnorm1d():
     """bf16 activations and affine parameters with fp32 running statistics (what DeepSpeed's bf16 leaves):
     torch's CPU batch_norm refuses that mix; models.gin.BatchNorm computes in fp32, returns bf16, and
