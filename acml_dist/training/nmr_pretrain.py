@@ -6,13 +6,12 @@ CReSS trained its NMR and SMILES encoders jointly with a CLIP loss; here the SMI
 teacher (e.g. rxnfp from `acml embed`), so only a linear head on its embedding trains with the NMR encoder.
 `train_nmr13c_teacher(X, Y)` is a plain function (on DeepSpeed ranks: a world of one in this process, or a
 launcher's); `paired_arrays(root, ...)` joins a dataset's `modalities/nmr13c` output with an embedding cache
-by molecule key. Held-out retrieval (spectrum -> SMILES
-teacher, R@1 in a pool of up to `pool` molecules) is reported for the trained encoder and its untrained twin
-(same initialisation, no step), so the gain is measured in one run. `train_spectrum_teacher` trains the
-1-D conv encoders of 1H NMR and MS the same way; `acml pretrain-teacher` (`training/teacher_job.py`)
-runs it with MLflow tracking and registration. The loop (split, data-parallel AdamW, held-out R@1 beside
-the twin) is
-`training/pair_training.py`'s, shared with the image teacher."""
+by molecule key. Held-out retrieval (spectrum -> SMILES teacher, R@1 in a pool of up to `pool` molecules) is
+reported for the trained encoder and its untrained twin (same initialisation, no step), so the gain is
+measured in one run. `train_spectrum_teacher` trains the 1-D conv encoders of 1H NMR and MS the same way;
+`acml pretrain-teacher` (`training/teacher_job.py`) runs it with MLflow tracking and registration. The loop
+(split, data-parallel AdamW, held-out R@1 beside the twin) is `training/pair_training.py`'s, shared with the
+image teacher; the online peak jitter (`jitter_peaks`) is this module's."""
 
 from __future__ import annotations
 
