@@ -21,6 +21,7 @@ from acml_dist.redact import redact, redact_value
 
 log = get_logger("register")
 
+
 def _flatten(data: Any, prefix: str = "") -> dict[str, str]:
     if isinstance(data, dict):
         out: dict[str, str] = {}
@@ -87,7 +88,8 @@ class RunLogger:
                 log.warning(
                     "MLflow tracking failed at step %d (%s); training goes on, metrics are kept in %s "
                     "and pushed when the run finishes if the server is back",
-                    step, _first_line(exc),
+                    step,
+                    _first_line(exc),
                     self.offline_file,
                 )
         self.offline_file.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +111,8 @@ class RunLogger:
         except Exception as exc:  # noqa: BLE001
             log.warning(
                 "MLflow is still unreachable (%s): the run's metrics stay in %s, the model in the run folder",
-                _first_line(exc), self.offline_file,
+                _first_line(exc),
+                self.offline_file,
             )
             return False
         log.warning("MLflow is back: %d metric values kept during the outage were pushed", len(batch))

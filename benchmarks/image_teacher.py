@@ -190,13 +190,15 @@ def fit_epochs(
     runs to its end: the steady images/s of the real model and batch on the device, from the second of two
     passes over a slice of 12 batches (the first pays cuDNN's autotuning and the warm-up)."""
     from acml_dist.training.image_pretrain import train_image_teacher
+    from acml_dist.training.pair_training import FitOptions
 
     m = min(len(images), 12 * args.batch_size)
     marks: list[float] = []
     t = time.perf_counter()
-    train_image_teacher(images[:m], y[:m], arch=arch, epochs=2, batch_size=args.batch_size, lr=args.lr,
-                        val_fraction=0.0, pool=256, seed=args.seed, device=args.device,
-                        on_epoch=lambda e, loss: marks.append(time.perf_counter()))  # fmt: skip
+    fit = FitOptions(epochs=2, batch_size=args.batch_size, lr=args.lr, val_fraction=0.0, pool=256,
+                     seed=args.seed, device=args.device,
+                     on_epoch=lambda e, loss: marks.append(time.perf_counter()))  # fmt: skip
+    train_image_teacher(images[:m], y[:m], fit, arch=arch)
     rate = m / max(1e-9, marks[1] - marks[0])
     n_train = len(images) - args.val
     left = budget - (time.perf_counter() - t)
@@ -212,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from acml_dist.training.image_pretrain import train_image_teacher
+    from acml_dist.training.pair_training import FitOptions
 
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest convolutions
@@ -246,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         took = time.perf_counter() - t
         print(f"epoch {epoch + 1}/{epochs} loss {loss:.4f} ({took:.0f} s)", flush=True)
 
-    r = train_image_teacher(images, y, arch=arch, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
-                            val_fraction=args.val / len(images), pool=1000, seed=args.seed,
-                            device=args.device, on_epoch=on_epoch, max_seconds=budget)  # fmt: skip
+    fit = FitOptions(epochs=epochs, batch_size=args.batch_size, lr=args.lr, pool=1000, seed=args.seed,
+                     val_fraction=args.val / len(images), device=args.device, on_epoch=on_epoch)  # fmt: skip
+    r = train_image_teacher(images, y, fit, arch=arch, max_seconds=budget)
     times["train_s"] = time.perf_counter() - t
     if r["stopped_early"]:
         print(f"training stopped at the budget after {len(r['history'])} full epochs", flush=True)

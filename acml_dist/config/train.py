@@ -36,6 +36,9 @@ class TrainerConfig:
     max_bad_steps: int = 5  # consecutive NaN/Inf losses before the run stops
     seed: int = 0
     num_workers: int = 0  # loader worker processes per rank (they live across epochs)
+    # Batches grouped by which modalities their molecules have (`acml_dist.data.loader`): sparse modalities
+    # contrast against a full batch of negatives. EVALUATION.md "Multimodal ACML" has the measurement.
+    modality_batches: bool = False
     # A shard or cache whose sha256 / rows / keys differ from its manifest: error (stop, naming it) | skip
     # (log a warning naming it, count it, train on the rest)
     on_bad_shard: str = "error"

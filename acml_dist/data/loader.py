@@ -7,7 +7,11 @@ Python object. Shard order is shuffled per epoch; rows left over at the end of a
 `make_loader` gives every rank the same number of batches: one pass over all rows when a single rank reads
 without a budget (evaluation), otherwise exactly `batches_per_epoch` (default: floor(rows / (world_size *
 batch_size))) batches per rank, the stream repeating if needed. Worker processes live across epochs
-(`set_epoch`). Imports torch and PyG only (no Ray, MLflow or RDKit)."""
+(`set_epoch`). `modality_batches` groups each pool's rows by which teachers' modalities they have (the
+rarest modality contiguous, random within a group), then shuffles the order of the batches: a sparse
+modality (13C for 5% of molecules) meets its in-batch contrast with ~a batch of negatives instead of a
+handful, as when the authors trained one modality at a time; every row is still read once per pass.
+Imports torch and PyG only (no Ray, MLflow or RDKit)."""
 
 from __future__ import annotations
 
@@ -45,14 +49,16 @@ class ShardStream:
 
     def __init__(self, root: str | Path, split: str, batch_size: int, *, schema: str,
                  teachers: dict[str, int], rank: int, world_size: int, shuffle: bool, seed: int,
-                 finite: bool, buffer_shards: int, on_bad_shard: str,
-                 text: Sequence[str], inputs: Optional[dict[str, Callable]] = None) -> None:  # fmt: skip
+                 finite: bool, buffer_shards: int, on_bad_shard: str, text: Sequence[str],
+                 inputs: Optional[dict[str, Callable]] = None,
+                 modality_batches: bool = False) -> None:  # fmt: skip
         if on_bad_shard not in ("error", "skip"):
             raise DataError(f"on_bad_shard={on_bad_shard!r}: expected error | skip")
         self.root, self.split, self.batch_size = Path(root), split, batch_size
         self.schema, self.dims, self.rank, self.world = schema, dict(teachers), rank, world_size
         self.shuffle, self.seed, self.finite, self.buffer = shuffle, seed, finite, max(1, buffer_shards)
         self.on_bad_shard, self.text = on_bad_shard, tuple(text)
+        self.modality_batches = modality_batches
         self.inputs = dict(inputs or {})
         if self.inputs and "smiles.txt" not in self.text:
             raise ValueError("make_loader(inputs=...) reads SMILES: text must include 'smiles.txt'")
@@ -98,6 +104,22 @@ class ShardStream:
             batch.inputs = {name: tuple(fn(batch.smiles)) for name, fn in self.inputs.items()}
         return batch
 
+    def order(self, pool: Packed, rng: np.random.Generator) -> np.ndarray:
+        """The shuffled order of a pool's rows; under `modality_batches`, grouped (module docstring)."""
+        perm = rng.permutation(pool.n)
+        if not self.modality_batches or not self.dims:
+            return perm
+        present = {t: pool.rows[f"present:{t}"][perm].astype(bool) for t in self.dims}
+        # the rarest modality weighs most in the sort key, so its rows are contiguous whatever else they have
+        rarest_last = sorted(present, key=lambda t: -int(present[t].sum()))
+        signature = np.zeros(pool.n, dtype=np.int64)
+        for bit, t in enumerate(rarest_last):
+            signature |= present[t].astype(np.int64) << bit
+        perm = perm[np.argsort(-signature, kind="stable")]
+        full = pool.n // self.batch_size
+        head = perm[: full * self.batch_size].reshape(full, self.batch_size)[rng.permutation(full)]
+        return np.concatenate([head.reshape(-1), perm[full * self.batch_size :]])
+
     def __iter__(self) -> Iterator[MolBatch]:
         import torch.utils.data
 
@@ -122,7 +144,7 @@ class ShardStream:
                 pool = concat(carry + loaded) if carry + loaded else None
                 if pool is None or pool.n == 0:
                     continue
-                order_rows = rng.permutation(pool.n) if self.shuffle else None
+                order_rows = self.order(pool, rng) if self.shuffle else None
                 full = pool.n // self.batch_size * self.batch_size
                 for a in range(0, full, self.batch_size):
                     rows = (
@@ -228,12 +250,14 @@ def make_loader(
     on_bad_shard: str = "error",
     text: Sequence[str] = TEXT,
     inputs: Optional[dict[str, Callable[[list[str]], Any]]] = None,
+    modality_batches: bool = False,
 ) -> Loader:
     """Batches of one rank (module docstring). `teacher_hashes`: expected weights_hash per teacher (a cache
     built by other weights is refused); `text`: the bytes columns batches carry (training needs "key" only);
     `on_bad_shard`: error (stop, naming the shard) | skip (log, go on; the names in `loader.skipped`, from
     every worker process); `inputs`: {online teacher: picklable SMILES -> tuple of tensors} run where the
-    batch is made (a worker process), the results in `batch.inputs` (moved by `batch.to`)."""
+    batch is made (a worker process), the results in `batch.inputs` (moved by `batch.to`);
+    `modality_batches`: group shuffled rows by the modalities they have (module docstring)."""
     dims = {t: int(cache_manifest(root, t, (teacher_hashes or {}).get(t))["dim"]) for t in teachers}
     total = count_samples(root, split)
     finite = world_size == 1 and batches_per_epoch is None
@@ -247,7 +271,7 @@ def make_loader(
     stream = ShardStream(
         root, split, batch_size, schema=schema, teachers=dims, rank=rank, world_size=world_size,
         shuffle=shuffle, seed=seed, finite=finite, buffer_shards=buffer_shards, on_bad_shard=on_bad_shard,
-        text=text, inputs=inputs,
+        text=text, inputs=inputs, modality_batches=modality_batches,
     )  # fmt: skip
     if not stream.entries:
         raise DataError(f"{root}: split {split!r} has no shards")

@@ -106,8 +106,6 @@ def _attach_labels(graphs: list, y: np.ndarray) -> list:
     return out
 
 
-
-
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str = "cosine", final: float = 0.0):
     """Multiplier of the base lr at optimizer step `step` (0-based): linear warm-up from 1/warmup to 1 over
     `warmup_steps`, then cosine or linear decay to `final` at `total_steps` (constant: stays 1)."""

@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from acml_dist.training.pair_training import fit_pairs, held_out_r1, join, paired_embeddings, split_pairs
+from acml_dist.training.pair_training import FitOptions, fit_pairs, held_out_r1, paired_embeddings, start_fit
 
 
 def paired_images(
@@ -126,30 +126,21 @@ def retrieval_r1(model: Any, x: np.ndarray, z: np.ndarray, pool: int = 1000, see
 def train_image_teacher(
     images: np.ndarray,
     y: np.ndarray,
+    fit: Optional[FitOptions] = None,
     *,
     arch: Optional[dict[str, int]] = None,
-    epochs: int = 10,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
     loss: str = "cosine_nce",
     nce_weight: float = 1.0,
     temperature: float = 0.05,
     augmentation: bool = True,
-    val_fraction: float = 0.2,
-    pool: int = 1000,
-    seed: int = 0,
-    threads: Optional[int] = None,
-    device: str = "auto",
-    zero_stage: int = 0,
-    on_epoch: Optional[Callable[[int, float], None]] = None,
     max_seconds: Optional[float] = None,
 ) -> dict[str, Any]:
     """Train the CNN on (uint8 depictions (N, S, S), frozen teacher embeddings (N, D)) on every DeepSpeed rank
-    (`pair_training.fit_pairs`; `device` cpu | auto | cuda: bf16 autocast, the images held on the GPU).
+    (`pair_training.fit_pairs` with `fit`, default 10 epochs; on CUDA bf16 autocast, the images held on the
+    GPU).
     Returns {"model" (on the CPU), "history", "n_train", "n_val", "arch", "images_per_s" (all ranks),
     "stopped_early"} and, on rank 0, the held-out report ("val_r1", "untrained_val_r1", "chance_r1",
-    "train_r1", "untrained_train_r1"); `on_epoch(epoch, mean loss)` after each epoch. `max_seconds`: training
+    "train_r1", "untrained_train_r1"). `max_seconds`: training
     stops before the first step past that many seconds on rank 0's clock (the one-cycle schedule is then cut
     short; history holds the finished epochs) and the held-out evaluation runs as usual."""
     import copy
@@ -161,13 +152,10 @@ def train_image_teacher(
 
     if images.ndim != 3 or y.ndim != 2 or len(images) != len(y):
         raise ValueError(f"images (N, S, S) and y (N, D) must pair row by row, got {images.shape}, {y.shape}")
-    if threads:
-        torch.set_num_threads(int(threads))
-    rank, _, dev = join(device)
-    torch.manual_seed(seed)  # the same initialisation on every rank
+    fit = fit or FitOptions(epochs=10)
+    rank, dev, train, val = start_fit(fit, len(images))
     a = full_arch({**(arch or {}), "out_dim": y.shape[1]})
     x = to_resolution(images, a["resolution"])
-    train, val = split_pairs(len(x), val_fraction, seed)
     mean, std = y[train].mean(0), y[train].std(0)
     std = np.where(std < 1e-6, 1.0, std).astype(np.float32)  # a dimension constant in training: unscaled
     z = ((y - mean) / std).astype(np.float32)
@@ -181,17 +169,14 @@ def train_image_teacher(
     t0 = time.time()
     deadline = t0 + (max_seconds if max_seconds is not None else math.inf)
     stop = None if max_seconds is None else lambda: time.time() >= deadline
-    history, seen, stopped = fit_pairs(model, len(train), batch_loss, epochs=epochs, batch_size=batch_size,
-                                       lr=lr, weight_decay=weight_decay, seed=seed, one_cycle=True,
-                                       zero_stage=zero_stage, device=device, on_epoch=on_epoch,
-                                       stop=stop)  # fmt: skip
+    history, seen, stopped = fit_pairs(model, len(train), batch_loss, fit, one_cycle=True, stop=stop)
     rate = seen / max(1e-9, time.time() - t0)
     out: dict[str, Any] = {"history": history, "n_train": len(train), "n_val": len(val), "arch": a,
                            "images_per_s": rate, "stopped_early": stopped}  # fmt: skip
     if rank == 0:  # the other ranks hold the same weights: one report
         twin.to(dev)
-        out.update(held_out_r1(lambda m, rows: retrieval_r1(m, x[rows], z[rows], pool), model, twin,
-                               train[:pool], val, pool))  # fmt: skip
+        out.update(held_out_r1(lambda m, rows: retrieval_r1(m, x[rows], z[rows], fit.pool), model, twin,
+                               train[: fit.pool], val, fit.pool))  # fmt: skip
     out["model"] = model.cpu().eval()
     return out
 

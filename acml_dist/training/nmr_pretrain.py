@@ -15,7 +15,7 @@ image teacher; the online peak jitter (`jitter_peaks`) is this module's."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,7 +24,7 @@ import numpy as np
 from acml_dist.data.modalities import read_modality
 from acml_dist.teachers.published import NMR_BINS, build_cress_nmr
 from acml_dist.teachers.spectrum_conv import build_conv1d_encoder
-from acml_dist.training.pair_training import fit_pairs, held_out_r1, join, paired_embeddings, split_pairs
+from acml_dist.training.pair_training import FitOptions, fit_pairs, held_out_r1, paired_embeddings, start_fit
 
 
 def paired_arrays(
@@ -118,35 +118,26 @@ def retrieval_r1(model: Any, x: np.ndarray, y: np.ndarray, pool: int = 1000, see
     return hits / max(1, total)
 
 
-def train_nmr13c_teacher(x: np.ndarray, y: np.ndarray, **kwargs: Any) -> dict[str, Any]:
+def train_nmr13c_teacher(x: np.ndarray, y: np.ndarray, fit: Optional[FitOptions] = None,
+                         **kwargs: Any) -> dict[str, Any]:  # fmt: skip
     """`train_spectrum_teacher` with the CReSS 13C encoder."""
-    return train_spectrum_teacher(x, y, modality="nmr13c", **kwargs)
+    return train_spectrum_teacher(x, y, fit, modality="nmr13c", **kwargs)
 
 
 def train_spectrum_teacher(
     x: np.ndarray,
     y: np.ndarray,
+    fit: Optional[FitOptions] = None,
     *,
     modality: str = "nmr13c",
     out_dim: int = 768,
-    on_epoch: Optional[Callable[[int, float], None]] = None,
-    epochs: int = 30,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    val_fraction: float = 0.2,
-    pool: int = 1000,
-    seed: int = 0,
-    threads: Optional[int] = None,
-    device: str = "auto",
-    zero_stage: int = 0,
     peak_shift: int = 0,
     peak_drop: float = 0.0,
 ) -> dict[str, Any]:
     """Train the pair on (spectra, frozen teacher embeddings) with the modality's encoder (`build_encoder`),
-    on every DeepSpeed rank (`pair_training.fit_pairs`; `device` cpu | auto | cuda), each batch's peaks
-    jittered by up to `peak_shift` bins and dropped with probability `peak_drop` (`jitter_peaks`; 0: as
-    stored); `on_epoch(epoch, mean loss)` after each epoch. Returns {"model" (the pair on the CPU;
+    on every DeepSpeed rank (`pair_training.fit_pairs` with `fit`, default `FitOptions()`), each batch's
+    peaks jittered by up to `peak_shift` bins and dropped with probability `peak_drop` (`jitter_peaks`; 0:
+    as stored). Returns {"model" (the pair on the CPU;
     `.encoder` is the teacher), "history" (mean loss per epoch), "n_train", "n_val"} and, on rank 0, the
     held-out report ("val_r1", "untrained_val_r1", "chance_r1", "train_r1", "untrained_train_r1")."""
     import copy
@@ -155,11 +146,8 @@ def train_spectrum_teacher(
 
     if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
         raise ValueError(f"x (N, bins) and y (N, D) must pair row by row, got {x.shape} and {y.shape}")
-    if threads:
-        torch.set_num_threads(int(threads))
-    rank, _, dev = join(device)
-    torch.manual_seed(seed)  # the same initialisation on every rank
-    train, val = split_pairs(len(x), val_fraction, seed)
+    fit = fit or FitOptions()
+    rank, dev, train, val = start_fit(fit, len(x))
     model = build_pair_model(y.shape[1], out_dim, build_encoder(modality, x.shape[1], out_dim))
     twin = copy.deepcopy(model)  # the untrained twin: same initialisation, no step
     xt, yt = torch.from_numpy(x[train]).to(dev), torch.from_numpy(y[train]).to(dev)
@@ -168,14 +156,12 @@ def train_spectrum_teacher(
         rows = rows.to(dev)
         return model(jitter_peaks(xt[rows], gen, peak_shift, peak_drop), yt[rows])
 
-    history, _, _ = fit_pairs(model, len(train), batch_loss,
-                              epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                              seed=seed, zero_stage=zero_stage, device=device, on_epoch=on_epoch)  # fmt: skip
+    history, _, _ = fit_pairs(model, len(train), batch_loss, fit)
     model.cpu()
     out: dict[str, Any] = {"model": model, "history": history, "n_train": len(train), "n_val": len(val)}
     if rank == 0:  # the other ranks hold the same weights: one report
-        r1 = lambda m, rows: retrieval_r1(m, x[rows], y[rows], pool)  # noqa: E731
-        out.update(held_out_r1(r1, model, twin, train, val, pool))
+        r1 = lambda m, rows: retrieval_r1(m, x[rows], y[rows], fit.pool)  # noqa: E731
+        out.update(held_out_r1(r1, model, twin, train, val, fit.pool))
     return out
 
 

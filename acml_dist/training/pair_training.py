@@ -9,6 +9,7 @@ the loss itself) and how R@1 is counted (its pools)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Sequence
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Optional
 
@@ -16,6 +17,24 @@ import numpy as np
 
 from acml_dist.training.distributed import init_distributed, rank0_says
 from acml_dist.training.ds_config import build_ds_config, initialize_engine
+
+
+@dataclass
+class FitOptions:
+    """How a teacher is fitted, whatever its modality: the loop's settings (`fit_pairs`), the held-out split
+    (`val_fraction`) and its R@1 pool, torch's CPU threads, the device and the ZeRO stage."""
+
+    epochs: int = 30
+    batch_size: int = 128  # per rank
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.2
+    pool: int = 1000
+    seed: int = 0
+    threads: Optional[int] = None
+    device: str = "auto"  # auto | cpu | cuda
+    zero_stage: int = 0
+    on_epoch: Optional[Callable[[int, float], None]] = None  # (epoch, mean loss over ranks) after each
 
 
 def paired_embeddings(
@@ -47,6 +66,20 @@ def split_pairs(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.
     return perm[n_val:], perm[:n_val]
 
 
+def start_fit(fit: FitOptions, n: int) -> tuple[int, Any, np.ndarray, np.ndarray]:
+    """Before building a model: torch's threads, the rank's world (`join`), the same seed on every rank (the
+    same initial weights) and the split of the `n` pairs. Returns (rank, device, train rows, held-out
+    rows)."""
+    import torch
+
+    if fit.threads:
+        torch.set_num_threads(int(fit.threads))
+    rank, _, dev = join(fit.device)
+    torch.manual_seed(fit.seed)
+    train, val = split_pairs(n, fit.val_fraction, fit.seed)
+    return rank, dev, train, val
+
+
 def join(device: str = "auto") -> tuple[int, int, Any]:
     """(rank, world size, the torch device this rank trains on): joins torch.distributed through DeepSpeed
     (`init_distributed`: a world of one when launched plainly, the launcher's ranks under `deepspeed`).
@@ -63,47 +96,41 @@ def fit_pairs(
     model: Any,
     n: int,
     batch_loss: Callable[[Any, Any], Any],
+    fit: FitOptions,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    seed: int,
     one_cycle: bool = False,
-    zero_stage: int = 0,
-    device: str = "auto",
-    on_epoch: Optional[Callable[[int, float], None]] = None,
     stop: Optional[Callable[[], bool]] = None,
 ) -> tuple[list[float], int, bool]:
     """Data-parallel DeepSpeed training over the ranks `join` finds: every epoch one seeded shuffle of the
-    `n` training rows (the same on every rank), cut into global batches of `batch_size` rows per rank;
+    `n` training rows (the same on every rank), cut into global batches of `fit.batch_size` rows per rank;
     rank r takes the r-th slice of each. Every rank runs the same number of steps: rows past the last whole
     global batch wait for the next epoch's shuffle (fewer than 2 rows per rank: ValueError). AdamW (no decay
     on biases and scalars, as the ACML trainer: `ds_config.param_groups`), a constant rate or (`one_cycle`)
     warm-up over 15% of the steps and cosine decay; fp32 weights (a batch loss may autocast), ZeRO stage
-    `zero_stage`, on `join(device)`'s device (the engine moves the model there).
+    `fit.zero_stage`, on `join(fit.device)`'s device (the engine moves the model there).
 
     `batch_loss(rows, gen)` is the scalar loss of a rank's rows (a CPU index tensor); in-batch contrast sees
     the rank's own rows, so `batch_size` is per rank, as on one process. `gen` is a CPU generator seeded per
-    rank, for random augmentation. `on_epoch(epoch, mean loss over ranks)` after each epoch; `stop()`, asked
-    before each step (rank 0's answer holds on every rank), ends training early. Returns (mean loss per
+    rank, for random augmentation. `fit.on_epoch(epoch, mean loss over ranks)` after each epoch; `stop()`,
+    asked before each step (rank 0's answer holds on every rank), ends training early. Returns (mean loss per
     finished epoch, rows seen on all ranks, stopped early)."""
     import torch
     import torch.distributed as dist
 
-    rank, world, device = join(device)
-    per_rank = min(batch_size, n // world)
+    rank, world, device = join(fit.device)
+    epochs, seed = fit.epochs, fit.seed
+    per_rank = min(fit.batch_size, n // world)
     if per_rank < 2:
         raise ValueError(f"{n} training rows cannot give each of {world} ranks a batch of 2")
     steps = n // (per_rank * world)
     warmup = int(0.15 * epochs * steps) if one_cycle else 0
     section = SimpleNamespace(precision="fp32", warmup_steps=warmup, micro_batch=per_rank, grad_accum=1,
-                              grad_clip=0.0, lr=lr, weight_decay=weight_decay, zero_stage=zero_stage,
-                              extra_ds_config=None)  # fmt: skip
+                              grad_clip=0.0, lr=fit.lr, weight_decay=fit.weight_decay,
+                              zero_stage=fit.zero_stage, extra_ds_config=None)  # fmt: skip
     config = build_ds_config(section, epochs * steps, on_gpu=device.type == "cuda")
     if not one_cycle:
         del config["scheduler"]  # a constant rate
-    engine, _ = initialize_engine(model, config, weight_decay)
+    engine, _ = initialize_engine(model, config, fit.weight_decay)
     order_gen = torch.Generator().manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1 + rank)
     history: list[float] = []
@@ -125,8 +152,8 @@ def fit_pairs(
         if world > 1:
             dist.all_reduce(total)
         history.append(float(total[0] / total[1]))
-        if on_epoch is not None:
-            on_epoch(epoch, history[-1])
+        if fit.on_epoch is not None:
+            fit.on_epoch(epoch, history[-1])
     return history, seen, False
 
 

@@ -140,26 +140,27 @@ def plot(history: list[float], result: dict[str, Any], title: str) -> Any:
 
 def train(cfg: Any, data: dict[str, Any], on_epoch: Any) -> dict[str, Any]:
     """The modality's trainer: the image CNN (regression) or a spectrum encoder (CReSS-style CLIP)."""
-    common = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
-              "weight_decay": cfg.weight_decay, "val_fraction": cfg.val_fraction, "pool": cfg.pool,
-              "seed": cfg.seed, "threads": cfg.threads or None, "on_epoch": on_epoch, "device": cfg.device,
-              "zero_stage": cfg.zero_stage}  # fmt: skip
+    from acml_dist.training.pair_training import FitOptions
+
+    fit = FitOptions(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                     val_fraction=cfg.val_fraction, pool=cfg.pool, seed=cfg.seed, threads=cfg.threads or None,
+                     device=cfg.device, zero_stage=cfg.zero_stage, on_epoch=on_epoch)  # fmt: skip
     if cfg.modality == "image":
         from acml_dist.training.image_pretrain import train_image_teacher
 
         arch = {"width": cfg.image_width, "resolution": cfg.image_resolution, "blocks": cfg.image_blocks,
                 "convs_per_block": cfg.image_convs_per_block}  # fmt: skip
-        result = train_image_teacher(data["x"], data["y"], arch=arch, loss=cfg.image_loss,
+        result = train_image_teacher(data["x"], data["y"], fit, arch=arch, loss=cfg.image_loss,
                                      nce_weight=cfg.nce_weight, temperature=cfg.temperature,
-                                     augmentation=cfg.augment, **common)  # fmt: skip
+                                     augmentation=cfg.augment)  # fmt: skip
         result["model"].arch = result["arch"]  # build_teacher stores it as the teacher's params
         result["model"] = type("Pair", (), {"encoder": result["model"]})()  # the CNN is the encoder
         return result
     from acml_dist.training.nmr_pretrain import train_spectrum_teacher
 
-    return train_spectrum_teacher(data["x"], data["y"], modality=cfg.modality, out_dim=cfg.out_dim,
-                                  peak_shift=shift_bins(cfg, data.get("bin_width")), peak_drop=cfg.peak_drop,
-                                  **common)  # fmt: skip
+    return train_spectrum_teacher(data["x"], data["y"], fit, modality=cfg.modality, out_dim=cfg.out_dim,
+                                  peak_shift=shift_bins(cfg, data.get("bin_width")),
+                                  peak_drop=cfg.peak_drop)  # fmt: skip
 
 
 def pretrain_teacher_job(cfg: Any) -> dict[str, Any]:

@@ -111,7 +111,7 @@ class Trainer:
             rank=self.rank, world_size=self.world, batches_per_epoch=self.per_epoch, shuffle=True,
             seed=tr.seed, epoch=self.epoch, num_workers=tr.num_workers, pin_memory=torch.cuda.is_available(),
             on_bad_shard=tr.on_bad_shard, text=("key", "smiles.txt") if self.online else ("key",),
-            inputs=online_inputs(self.online),
+            inputs=online_inputs(self.online), modality_batches=tr.modality_batches,
         )  # fmt: skip
         return self
 

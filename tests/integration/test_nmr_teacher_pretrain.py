@@ -14,6 +14,7 @@ from acml_dist.data.featurize import featurize_corpus
 from acml_dist.data.nmr_stage import predict_dataset
 from acml_dist.teachers.cache import embed_dataset
 from acml_dist.training.nmr_pretrain import paired_arrays, save_nmr13c_teacher, train_nmr13c_teacher
+from acml_dist.training.pair_training import FitOptions
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ def test_13c_teacher_learns_from_predicted_spectra_and_rxnfp_cache(tmp_path: Pat
     keys, x, y = paired_arrays(root, "rxnfp")
     assert len(keys) == len(SMILES) - 1  # sulfamide has no carbon: no 13C spectrum
     assert x.shape == (len(keys), 4000) and y.shape == (len(keys), 256)
-    out = train_nmr13c_teacher(x, y, epochs=25, batch_size=32, val_fraction=0.0, seed=0, threads=1)
+    out = train_nmr13c_teacher(x, y, FitOptions(epochs=25, batch_size=32, val_fraction=0.0, threads=1))
     assert out["history"][-1] < 0.5 * out["history"][0]
     assert out["train_r1"] >= 0.8 and out["train_r1"] > 3 * out["untrained_train_r1"]
     emb = out["model"].encoder(__import__("torch").from_numpy(x[:3])).detach().numpy()

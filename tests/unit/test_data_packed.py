@@ -140,6 +140,29 @@ def test_shuffle_random_across_shards_and_ranks_equal(ds: Path) -> None:
         assert counts == [total // (2 * world)] * world, (world, workers, counts)
 
 
+def test_modality_batches_group_rows_by_presence_and_read_each_once(ds: Path) -> None:
+    """A quarter of the rows lack the "fp" modality. Grouped, nearly every batch is all-with or all-without
+    (one mixed batch at most per pool of shards); ungrouped, most batches mix. Every row is read once."""
+
+    def batches(grouped: bool, seed: int = 3) -> list:
+        kw = dict(teachers=["fp"], shuffle=True, seed=seed, modality_batches=grouped)
+        return list(make_loader(ds, "train", 4, **kw))
+
+    def mixed(bs: list) -> int:
+        return sum(0 < int(b.masks["fp"].sum()) < len(b) for b in bs)
+
+    grouped, plain = batches(True), batches(False)
+    keys = [k for b in grouped for k in b.keys]
+    assert sorted(keys) == sorted(k for b in plain for k in b.keys) and len(set(keys)) == len(keys)
+    pools = -(-len(keys) // (4 * 7))  # buffer_shards=4 shards of 7 rows
+    assert mixed(grouped) <= pools < mixed(plain)
+    assert [b.keys for b in batches(True)] == [b.keys for b in grouped]  # deterministic
+    assert [b.keys for b in batches(True, seed=4)] != [b.keys for b in grouped]
+    # batch order is shuffled: the batches without the modality are not all at the end of a pool
+    empty = [i for i, b in enumerate(grouped) if int(b.masks["fp"].sum()) == 0]
+    assert empty and empty != list(range(len(grouped) - len(empty), len(grouped)))
+
+
 def _expect(ds: Path, match: str, teachers: tuple[str, ...] = ("fp",), exc: type = ShardError) -> None:
     with pytest.raises(exc, match=match):
         list(make_loader(ds, "train", 4, teachers=teachers))

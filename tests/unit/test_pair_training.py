@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from acml_dist.training.pair_training import fit_pairs, held_out_r1, split_pairs
+from acml_dist.training.pair_training import FitOptions, fit_pairs, held_out_r1, split_pairs
 
 
 def test_split_holds_out_a_seeded_fraction_and_refuses_too_few_to_train() -> None:
@@ -33,9 +33,9 @@ def test_fit_learns_a_linear_map_in_whole_batches(one_cycle: bool) -> None:
         return torch.nn.functional.mse_loss(model(x[rows]), y[rows])
 
     epochs: list[tuple[int, float]] = []
-    history, seen, stopped = fit_pairs(model, 33, batch_loss, epochs=30, batch_size=8, lr=0.05,
-                                       weight_decay=0.0, seed=1, one_cycle=one_cycle, device="cpu",
-                              on_epoch=lambda e, v: epochs.append((e, v)))  # fmt: skip
+    fit = FitOptions(epochs=30, batch_size=8, lr=0.05, weight_decay=0.0, seed=1, device="cpu",
+                     on_epoch=lambda e, v: epochs.append((e, v)))  # fmt: skip
+    history, seen, stopped = fit_pairs(model, 33, batch_loss, fit, one_cycle=one_cycle)
     assert seen == 30 * 32 and set(calls) == {8} and not stopped  # 33 = 4 x 8 + 1: one row waits
     assert [e for e, _ in epochs] == list(range(30)) and [v for _, v in epochs] == history
     assert history[-1] < 0.1 * history[0]
@@ -50,12 +50,11 @@ def test_fit_stops_when_asked_and_refuses_batches_of_one() -> None:
         steps.append(len(rows))
         return torch.nn.functional.mse_loss(model(x[rows]), y[rows])
 
-    history, seen, stopped = fit_pairs(model, 12, batch_loss, epochs=5, batch_size=4, lr=0.01,
-                                       weight_decay=0.0, seed=0, device="cpu",
-                                       stop=lambda: len(steps) >= 7)  # fmt: skip
+    fit = FitOptions(epochs=5, batch_size=4, lr=0.01, weight_decay=0.0, seed=0, device="cpu")
+    history, seen, stopped = fit_pairs(model, 12, batch_loss, fit, stop=lambda: len(steps) >= 7)
     assert stopped and len(steps) == 7 and seen == 28 and len(history) == 2  # 3 steps an epoch
     with pytest.raises(ValueError, match="a batch of 2"):
-        fit_pairs(model, 1, batch_loss, epochs=1, batch_size=4, lr=0.01, weight_decay=0.0, seed=0)
+        fit_pairs(model, 1, batch_loss, FitOptions(epochs=1, batch_size=4))
 
 
 def test_held_out_report_names_both_models_and_chance() -> None:
