@@ -38,6 +38,9 @@ class EvalConfig:
     # The pretrained encoder's rate as a fraction of lr (its head, and a from-scratch encoder, take lr):
     # MolCLR fine-tunes its pretrained GNN at 0.2 x the head's rate. 1.0: one rate for all.
     pretrained_lr: float = 1.0
+    # Epochs at the start with the pretrained encoder frozen (the head alone learns on its features: LP-FT,
+    # Kumar et al. 2022); 0: end to end from the first step. A from-scratch encoder is never frozen.
+    pretrained_frozen_epochs: int = 0
     chirality: str = "zero"  # zero | drop | keep (acml_dist/evaluate/chirality.py; measured in EVALUATION.md)
     scratch_emb_dim: int = 300  # width of the from-scratch baseline (0: the pretrained encoder's width)
     # Atom/bond schema of the from-scratch baseline: hu | ogb | "" (the pretrained encoder's). OGB's 9 atom

@@ -169,11 +169,13 @@ def fit_predictor(
     schedule: str = "constant",
     final_lr: float = 0.0,
     encoder_lr: float = 1.0,
+    frozen_epochs: int = 0,
     on_epoch: Callable[[int, Any, dict], None] | None = None,
 ) -> FitResult:
     """Train encoder + MLP head end to end (AdamW; lr warm-up over the first `warmup` fraction of steps,
     then `schedule` decay to `final_lr` x lr, stepped per batch; the encoder at `encoder_lr` x the head's
-    rate throughout), early stopping on the validation metric
+    rate throughout, and frozen, BatchNorm statistics included, for the first `frozen_epochs`: the head
+    first learns on the encoder's features as they are, as in LP-FT), early stopping on the validation metric
     after `patience` epochs without improvement; the best validation epoch's weights are restored and
     tested. `on_epoch(epoch, model, record)` is called after each epoch's validation."""
     import torch
@@ -210,6 +212,10 @@ def fit_predictor(
     best, best_state, best_epoch, bad, curve = None, None, 0, 0, []
     for epoch in range(1, epochs + 1):
         model.train()
+        frozen = epoch <= frozen_epochs  # no gradient, no step, no BatchNorm update: AdamW skips it
+        encoder_module.train(not frozen)
+        for p in encoder_module.parameters():
+            p.requires_grad_(not frozen)
         total, count = 0.0, 0
         for batch in train_loader:
             if batch.num_graphs >= 2:  # BatchNorm needs two graphs' worth of statistics to be meaningful

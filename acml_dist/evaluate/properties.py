@@ -204,7 +204,7 @@ def train_mean_scores(data: LabelledSet, split: tuple[np.ndarray, ...]) -> dict[
 
 def _fit(encoder: Any, data: LabelledSet, split: Any, seed: int, ecfg: Any, label: str, pretrained: bool):
     """One fine-tuning run with a per-epoch progress bar (stderr) and a log line when it ends; a
-    `pretrained` encoder trains at `ecfg.pretrained_lr` x the rate."""
+    `pretrained` encoder trains at `ecfg.pretrained_lr` x the rate, after `ecfg.pretrained_frozen_epochs`."""
     from tqdm.auto import tqdm
 
     metric, _ = main_metric(data.task)
@@ -216,8 +216,9 @@ def _fit(encoder: Any, data: LabelledSet, split: Any, seed: int, ecfg: Any, labe
             bar.set_postfix({f"val_{metric}": f"{record[f'val_{metric}']:.3f}"}, refresh=False)
 
         dim = embedding_dim(encoder.model, data.graphs)
+        own = {"encoder_lr": float(ecfg.pretrained_lr), "frozen_epochs": int(ecfg.pretrained_frozen_epochs)}
         fit = fit_predictor(encoder, dim, data, split, seed=seed, on_epoch=on_epoch, **recipe_kwargs(ecfg),
-                            encoder_lr=float(ecfg.pretrained_lr) if pretrained else 1.0)  # fmt: skip
+                            **(own if pretrained else {}))  # fmt: skip
     log.info(
         "%s: best epoch %d of %d, val %s %.3f, test %s %.3f (%.0f s)",
         label, fit.best_epoch, len(fit.curve), metric, fit.val.get(metric, np.nan), metric,

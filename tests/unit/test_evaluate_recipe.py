@@ -114,6 +114,33 @@ def test_the_encoder_trains_at_its_own_fraction_of_the_rate():
     assert moved[0.0] == 0.0 < moved[0.1] < moved[1.0]
 
 
+def test_a_frozen_encoder_keeps_its_weights_and_statistics_then_trains():
+    import torch
+
+    from acml_dist.models.gin import GIN
+
+    data, split = _toy()
+    kwargs = dict(seed=0, epochs=3, patience=100, batch_size=16, lr=1e-2, warmup=0.0, schedule="constant")
+    torch.manual_seed(0)
+    encoder = GIN(emb_dim=16, num_layers=2)
+    before = {k: v.detach().clone() for k, v in encoder.state_dict().items()}  # BatchNorm's statistics too
+    moved: list[float] = []
+    head_moved: list[float] = []
+    head_before = {}
+
+    def on_epoch(epoch: int, model, record: dict) -> None:
+        now = model[0].state_dict()
+        moved.append(sum(float((now[k].double() - before[k].double()).abs().sum()) for k in before))
+        head = {k: v.detach().clone() for k, v in model[1].state_dict().items()}
+        change = sum(float((head[k] - head_before[k]).abs().sum()) for k in head) if head_before else 1.0
+        head_moved.append(change)
+        head_before.update(head)
+
+    fit_predictor(encoder, 16, data, split, frozen_epochs=2, on_epoch=on_epoch, **kwargs)
+    assert moved[0] == moved[1] == 0.0 < moved[2]  # frozen for epochs 1 and 2, trained in epoch 3
+    assert all(m > 0 for m in head_moved)  # the head learns throughout
+
+
 def _tagged_and_plain():
     from rdkit import Chem
 
