@@ -115,6 +115,8 @@ class ShardStream:
         signature = np.zeros(pool.n, dtype=np.int64)
         for bit, t in enumerate(rarest_last):
             signature |= present[t].astype(np.int64) << bit
+        if signature.min() == signature.max():  # every row has the same modalities: nothing to group
+            return perm
         perm = perm[np.argsort(-signature, kind="stable")]
         full = pool.n // self.batch_size
         head = perm[: full * self.batch_size].reshape(full, self.batch_size)[rng.permutation(full)]

@@ -34,8 +34,9 @@ def _dataset(root: Path, smiles: list[str], per_shard: int = 7) -> Path:
     return root
 
 
-def _cache(root: Path, teacher: str, dim: int) -> None:
-    """A bit cache through the format's writer: row i of a shard has bit (i mod dim) set."""
+def _cache(root: Path, teacher: str, dim: int, sparse: bool = True) -> None:
+    """A bit cache through the format's writer: row i of a shard has bit (i mod dim) set; with `sparse`,
+    every fourth row (i mod 4 = 0) is missing."""
     import hashlib
 
     from acml_dist.data.shards import atomic_write, encode_cache_shard
@@ -46,7 +47,8 @@ def _cache(root: Path, teacher: str, dim: int) -> None:
         for e in info["shards"]:
             keys = load_graph_shard(root, e).blobs["key"]
             emb = np.eye(dim, dtype=np.float32)[np.arange(e["samples"]) % dim]
-            data = encode_cache_shard(keys, emb, np.arange(e["samples"]) % 4 != 0, bits=True)
+            present = (np.arange(e["samples"]) % 4 != 0) | (not sparse)
+            data = encode_cache_shard(keys, emb, present, bits=True)
             atomic_write(cache_dir(root, teacher) / e["name"], data)
             entries.append({**e, "sha256": hashlib.sha256(data).hexdigest(), "graph_sha256": e["sha256"]})
         splits[split] = {"shards": entries}
@@ -161,6 +163,11 @@ def test_modality_batches_group_rows_by_presence_and_read_each_once(ds: Path) ->
     # batch order is shuffled: the batches without the modality are not all at the end of a pool
     empty = [i for i, b in enumerate(grouped) if int(b.masks["fp"].sum()) == 0]
     assert empty and empty != list(range(len(grouped) - len(empty), len(grouped)))
+    # a modality every molecule has leaves nothing to group: the same batches as without the option
+    _cache(ds, "dense", 16, sparse=False)
+    kw = dict(teachers=["dense"], shuffle=True, seed=3)
+    dense = [[b.keys for b in make_loader(ds, "train", 4, **kw, modality_batches=g)] for g in (False, True)]
+    assert dense[0] == dense[1]
 
 
 def _expect(ds: Path, match: str, teachers: tuple[str, ...] = ("fp",), exc: type = ShardError) -> None:
