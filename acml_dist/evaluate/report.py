@@ -133,9 +133,16 @@ def recipe_text(ecfg: Any, split_kind: str) -> str:
     stopping = f"early stopping after {ecfg.patience} epochs without a better validation score"
     if ecfg.patience >= ecfg.finetune_epochs:
         stopping = "the whole budget trained (patience >= epochs)"
+    tuned = "fine-tuned end to end"
+    frozen = int(getattr(ecfg, "pretrained_frozen_epochs", 0))
+    rate = float(getattr(ecfg, "pretrained_lr", 1.0))
+    if frozen:
+        tuned += f" after its first {frozen} epochs with the encoder frozen (the head alone learns)"
+    if rate != 1.0:
+        tuned += f", the encoder at {rate:g} x the rate"
     return (
         "Recipe (the default of `acml finetune` and of this section; `eval.*` keys): for each seed, the "
-        "pretrained GIN with a 2-layer MLP head, fine-tuned end to end, and the same architecture trained "
+        f"pretrained GIN with a 2-layer MLP head, {tuned}, and the same architecture trained "
         f"from scratch at width {scratch} {width}, "
         f"both with AdamW (lr {ecfg.lr}, weight decay {ecfg.weight_decay}), batch {ecfg.batch_size}, up to "
         f"{ecfg.finetune_epochs} epochs, linear warm-up over {100 * ecfg.warmup:g}% of the steps then "
