@@ -36,9 +36,11 @@ class TrainerConfig:
     max_bad_steps: int = 5  # consecutive NaN/Inf losses before the run stops
     seed: int = 0
     num_workers: int = 0  # loader worker processes per rank (they live across epochs)
-    # Batches grouped by which modalities their molecules have (`acml_dist.data.loader`): sparse modalities
-    # contrast against a full batch of negatives. EVALUATION.md "Multimodal ACML" has the measurement.
-    modality_batches: bool = False
+    # Batches grouped by which modalities their molecules have (`acml_dist.data.loader`): a sparse modality
+    # contrasts against a batch of negatives, not a handful. On mm100k (6,000 steps) it raised graph -> 13C
+    # R@1 from 0.740 to 0.827 and every other modality too (EVALUATION.md "Batches grouped by modality").
+    # Where every molecule has every modality it changes nothing.
+    modality_batches: bool = True
     # A shard or cache whose sha256 / rows / keys differ from its manifest: error (stop, naming it) | skip
     # (log a warning naming it, count it, train on the rest)
     on_bad_shard: str = "error"
