@@ -152,7 +152,26 @@ def _batch_loss(model, batch, task: str):
     return (loss_el * mask).sum() / mask.sum().clamp(min=1)
 
 
-# ~85 lines: the whole recipe (schedule, best-validation restore, patience, progress) read top to bottom.
+def _train_epoch(model, loader, opt, sched, task: str, frozen: bool) -> float:
+    """One pass over the training batches; the mean loss. A `frozen` encoder (model[0]) takes no gradient,
+    no step and no BatchNorm update (AdamW skips parameters without a gradient)."""
+    model.train()
+    model[0].train(not frozen)
+    for p in model[0].parameters():
+        p.requires_grad_(not frozen)
+    total, count = 0.0, 0
+    for batch in loader:
+        if batch.num_graphs >= 2:  # BatchNorm needs two graphs' worth of statistics to be meaningful
+            loss = _batch_loss(model, batch, task)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total, count = total + float(loss.detach()) * batch.num_graphs, count + batch.num_graphs
+        sched.step()  # per batch, skipped or not, so the schedule spans exactly the epochs
+    return total / max(count, 1)
+
+
+# ~80 lines: the whole recipe (schedule, best-validation restore, patience, progress) read top to bottom.
 def fit_predictor(
     encoder,
     emb_dim: int,
@@ -211,22 +230,9 @@ def fit_predictor(
 
     best, best_state, best_epoch, bad, curve = None, None, 0, 0, []
     for epoch in range(1, epochs + 1):
-        model.train()
-        frozen = epoch <= frozen_epochs  # no gradient, no step, no BatchNorm update: AdamW skips it
-        encoder_module.train(not frozen)
-        for p in encoder_module.parameters():
-            p.requires_grad_(not frozen)
-        total, count = 0.0, 0
-        for batch in train_loader:
-            if batch.num_graphs >= 2:  # BatchNorm needs two graphs' worth of statistics to be meaningful
-                loss = _batch_loss(model, batch, task)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total, count = total + float(loss.detach()) * batch.num_graphs, count + batch.num_graphs
-            sched.step()  # per batch, skipped or not, so the schedule spans exactly `epochs`
+        train_loss = _train_epoch(model, train_loader, opt, sched, task, frozen=epoch <= frozen_epochs)
         score = task_metrics(data.y[val], predict(val), task).get(metric, float("nan"))
-        record = {"epoch": epoch, "train_loss": total / max(count, 1), f"val_{metric}": score}
+        record = {"epoch": epoch, "train_loss": train_loss, f"val_{metric}": score}
         record["lr"] = opt.param_groups[0]["lr"]  # the head's
         curve.append(record)
         if best is None or (not np.isnan(score) and (score > best if higher else score < best)):
