@@ -137,12 +137,11 @@ def train_image_teacher(
 ) -> dict[str, Any]:
     """Train the CNN on (uint8 depictions (N, S, S), frozen teacher embeddings (N, D)) on every DeepSpeed rank
     (`pair_training.fit_pairs` with `fit`, default 10 epochs; on CUDA bf16 autocast, the images held on the
-    GPU).
-    Returns {"model" (on the CPU), "history", "n_train", "n_val", "arch", "images_per_s" (all ranks),
+    GPU). Returns {"model" (on the CPU), "history", "n_train", "n_val", "arch", "images_per_s" (all ranks),
     "stopped_early"} and, on rank 0, the held-out report ("val_r1", "untrained_val_r1", "chance_r1",
-    "train_r1", "untrained_train_r1"). `max_seconds`: training
-    stops before the first step past that many seconds on rank 0's clock (the one-cycle schedule is then cut
-    short; history holds the finished epochs) and the held-out evaluation runs as usual."""
+    "train_r1", "untrained_train_r1"). `max_seconds`: training stops before the first step past that many
+    seconds on rank 0's clock (the one-cycle schedule is then cut short; history holds the finished epochs)
+    and the held-out evaluation runs as usual."""
     import copy
 
     import torch
