@@ -79,6 +79,7 @@ def main() -> None:
                         "best_epoch": fit.best_epoch, "epochs": len(fit.curve),
                         "seconds": round(time.monotonic() - started, 1),
                         "floor_rmse": floor.get("rmse", np.nan),
+                        **{f"val_{k}": v for k, v in fit.val.items()},
                     }  # fmt: skip
                     print(json.dumps(record), flush=True)
 
