@@ -251,9 +251,10 @@ class ModalityLookup:
     Each chunk is read once and kept compressed in memory (a 13C spectrum is ~0.15 KB deflated); its sha256
     is checked against the manifest on that read, and only those verified bytes are decoded afterwards, so
     what is embedded is what the manifest lists. Decoded spectra of the last chunks used are kept
-    (`keep` chunks): shards and chunks both follow dataset order, so a shard touches one or two chunks."""
+    (`keep` chunks): shards and chunks both follow dataset order, so a shard touches a few chunks (more when
+    a subset grew: its new molecules are in chunks of their own)."""
 
-    def __init__(self, root: str | Path, name: str, keep: int = 2) -> None:
+    def __init__(self, root: str | Path, name: str, keep: int = 8) -> None:
         import hashlib
         import io
 

@@ -5,9 +5,9 @@ data/modalities.py) with a manifest (sha256 per chunk).
 
 The driver (subset, work plan, resume, progress, rejects, counts that add up, manifest) is the one of every
 subset stage, `data/subset_stage.py`; this module brings the prediction, the spectrum encoding and the
-manifest's NMR fields. Resume: the subset and its chunking are fixed by the config (splits, limit,
-keys_file, chunk_size); a killed run skips every chunk whose `_nmr_work/c<i>.done.json` exists and whose
-files verify. Counts add up per modality: selected = written + rejected."""
+manifest's NMR fields. Resume: a killed run skips every chunk whose `_nmr_work/c<i>.done.json` exists and
+whose files verify; a grown subset (splits, limit, keys_file) predicts only its new molecules, in chunks
+appended to the plan. Counts add up per modality: selected = written + rejected."""
 
 from __future__ import annotations
 

@@ -6,9 +6,15 @@ A stage module gives only what differs (`SubsetStage`): its parameters, its outp
 (the chemistry and the encoding of one chunk) and the manifest fields of its kind. This module owns the rest:
 the subset, the fixed work plan, resume, progress, rejects with reasons, counts that add up, the manifest.
 
-Work folder `modalities/<work>/`: plan.json (the config hash), then per chunk the task writes its npz per
-modality, its rejects (`c<i>.rejects.jsonl`, under `<work>/<modality>/` when the stage is `nested`) and last
-`c<i>.done.json`; a rerun skips each chunk whose done record exists and whose files verify.
+Work folder `modalities/<work>/`: plan.json (the config hash and the molecule keys of every chunk), then
+per chunk the task writes its npz per modality, its rejects (`c<i>.rejects.jsonl`, under `<work>/<modality>/`
+when the stage is `nested`) and last `c<i>.done.json`; a rerun skips each chunk whose done record exists and
+whose files verify.
+
+The plan grows and never moves: a rerun whose subset holds every planned molecule and more (a larger
+`limit`, a keys file with more keys) appends chunks for the new molecules only, so more spectra or images
+cost only the new ones. A subset that drops planned molecules, or other parameters, is refused unless
+`overwrite=true` (which discards the work folder): computed work is never silently thrown away.
 A done record is {"index", "selected", "compute_s", and per modality an entry {"name", "samples", "sha256",
 "rejected", "reasons", extra sums...}}: the entry is the record itself for a single-modality stage, or
 `record["modalities"][modality]` for a `nested` one."""
@@ -62,21 +68,37 @@ class SubsetStage:
 
 
 def fix_stage_plan(
-    work: Path, chash: str, n_chunks: int, overwrite: bool, what: str, error: type[Exception]
-) -> None:
-    """Fix the plan of a subset stage's work folder (`acml nmr-predict`, `acml depict`): another config's
-    work refuses with `error` naming `what` it holds, unless `overwrite` (which clears it)."""
+    work: Path, chash: str, items: list[Item], size: int, overwrite: bool, what: str, error: type[Exception]
+) -> list[list[Item]]:
+    """The chunks of a subset stage's work folder (`acml nmr-predict`, `acml depict`) for the subset `items`:
+    the chunks planned before, unchanged, then chunks of `size` for the molecules they lack. Another config's
+    work, or a subset without some planned molecule, refuses with `error` naming `what` it holds, unless
+    `overwrite` (which clears it)."""
     plan_file = work / "plan.json"
+    planned: list[list[str]] = []
     if plan_file.exists():
         old = json.loads(plan_file.read_text())
-        if old.get("config_hash") != chash:
-            if not overwrite:
-                raise error(
-                    f"{work.parent} holds {what} of another configuration ({old.get('config_hash')} != "
-                    f"{chash}): pass overwrite=true or change the dataset name"
-                )
+        if overwrite:
             shutil.rmtree(work)
-    atomic_write(plan_file, json.dumps({"config_hash": chash, "chunks": n_chunks}).encode())
+        elif old.get("config_hash") != chash or not isinstance(old.get("chunks"), list):
+            raise error(
+                f"{work.parent} holds {what} of another configuration ({old.get('config_hash')} != "
+                f"{chash}): pass overwrite=true or change the dataset name"
+            )
+        else:
+            planned = old["chunks"]
+    smiles = dict(items)
+    dropped = sum(k not in smiles for chunk in planned for k in chunk)
+    if dropped:
+        raise error(
+            f"{work.parent} holds {what} of {dropped} molecules that are not in this subset (a subset may "
+            "only grow: widen limit= / keys_file=, or pass overwrite=true to discard them)"
+        )
+    seen = {k for chunk in planned for k in chunk}
+    new = [k for k, _ in items if k not in seen]
+    planned = planned + [new[i : i + size] for i in range(0, len(new), size)]
+    atomic_write(plan_file, json.dumps({"config_hash": chash, "chunks": planned}).encode())
+    return [[(k, smiles[k]) for k in chunk] for chunk in planned]
 
 
 # ------------------------------------------------------------------ inside a task
@@ -153,16 +175,12 @@ def run_subset_stage(cfg: Any, stage: SubsetStage) -> dict[str, dict[str, Any]]:
     mod_root = root / "modalities"
     items = select_molecules(root, cfg, stage.error)
     size = int(cfg.chunk_size)
-    chunks = [items[i : i + size] for i in range(0, len(items), size)]
-    keys = [k for k, _ in items]
-    chash = config_hash(
-        {"dataset": dataset.get("config_hash"), "params": params, "chunk_size": size, "keys": keys}
-    )
+    chash = config_hash({"dataset": dataset.get("config_hash"), "params": params, "chunk_size": size})
     overwrite = bool(cfg.get("overwrite"))
     if overwrite:
         for m in modalities:
             shutil.rmtree(modality_dir(root, m), ignore_errors=True)
-    fix_stage_plan(mod_root / stage.work, chash, len(chunks), overwrite, stage.what, stage.error)
+    chunks = fix_stage_plan(mod_root / stage.work, chash, items, size, overwrite, stage.what, stage.error)
     t0 = time.time()
     dones = {i: d for i in range(len(chunks)) if (d := _chunk_done(stage, mod_root, i, modalities))}
     todo = [i for i in range(len(chunks)) if i not in dones]

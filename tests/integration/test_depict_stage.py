@@ -1,6 +1,6 @@
 """`acml depict` on real local Ray: a featurised dataset's subset -> the `image` modality (uint8 chunks +
 manifest), counts that add up, rejects with reasons, resume after a partial run, refusal of another
-configuration, the CLI."""
+configuration, a subset that grows, the CLI."""
 
 from __future__ import annotations
 
@@ -122,6 +122,28 @@ def test_resume_recomputes_only_the_missing_chunks_and_refuses_another_config(da
         depict(dataset, "limit=0", "border=5")
     with pytest.raises(DepictStageError, match="store_size"):
         depict(dataset, "store_size=300")
+
+
+def test_a_grown_subset_computes_only_its_new_molecules_and_a_shrunk_one_is_refused(
+    dataset: Path, tmp_path: Path
+) -> None:
+    full = depict(dataset, "limit=0", "overwrite=true")
+    full_images = dict(zip(*read_images(dataset)))
+    order = [r["key"] for r in iter_dataset_molecules(dataset, ["train", "val", "test"])]
+    (tmp_path / "keys.txt").write_text("\n".join(order[::3]) + "\n")  # every third molecule
+    small = depict(dataset, f"keys_file={tmp_path / 'keys.txt'}", "limit=0", "overwrite=true")
+    first_chunks = [e["sha256"] for e in small["chunks"]]
+    grown = depict(dataset, "limit=0")  # every molecule: the planned ones stay, the rest are added
+    assert grown["molecules_computed_now"] == len(SMILES) - small["counts"]["selected"]
+    assert grown["counts"] == full["counts"] and grown["counts"]["selected"] == len(SMILES)
+    assert [e["sha256"] for e in grown["chunks"]][: len(first_chunks)] == first_chunks  # never moved
+    grown_images = dict(zip(*read_images(dataset)))  # the same image for every molecule as drawn at once
+    assert grown_images.keys() == full_images.keys()
+    assert all(np.array_equal(grown_images[k], full_images[k]) for k in full_images)
+    assert depict(dataset, "limit=0")["molecules_computed_now"] == 0
+    with pytest.raises(DepictStageError, match="not in this subset"):
+        depict(dataset, "limit=5")
+    assert depict(dataset, "limit=5", "overwrite=true")["counts"]["selected"] == 5
 
 
 def test_a_bad_smiles_is_a_counted_reject_not_a_crash(tmp_path: Path) -> None:

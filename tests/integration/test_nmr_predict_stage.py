@@ -120,8 +120,10 @@ def test_resume_recomputes_only_the_missing_chunks(dataset: Path) -> None:
 
 def test_another_configuration_is_refused_unless_overwrite(dataset: Path, tmp_path: Path) -> None:
     nmr(dataset, "limit=0")
-    with pytest.raises(NmrStageError, match="another configuration"):
+    with pytest.raises(NmrStageError, match="not in this subset"):  # a subset may grow, never shrink
         nmr(dataset, "limit=10")
+    with pytest.raises(NmrStageError, match="another configuration"):
+        nmr(dataset, "limit=0", "h1_bins=600")
     keys = [r["key"] for r in iter_modality(dataset, "nmr1h")][:3]
     (tmp_path / "keys.txt").write_text("\n".join(keys) + "\n")
     m = nmr(dataset, f"keys_file={tmp_path / 'keys.txt'}", "nuclei=[1H]", "limit=0", "overwrite=true")
