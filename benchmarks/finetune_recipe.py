@@ -69,7 +69,12 @@ def main() -> None:
                         encoder = prepare_encoder(fresh_like(template, seed, args.width), mode)
                     started = time.monotonic()
                     fit = _fit(
-                        EncoderView(encoder), view, split, seed, ecfg, f"{name} {method} {mode} {seed}",
+                        EncoderView(encoder),
+                        view,
+                        split,
+                        seed,
+                        ecfg,
+                        f"{name} {method} {mode} {seed}",
                         method == "acml",
                     )
                     record = {

@@ -47,7 +47,7 @@ def read_smiles(path: Path, n: int) -> list[str]:
     import gzip
 
     out: list[str] = []
-    with (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)) as fh:
+    with gzip.open(path, "rt") if path.suffix == ".gz" else open(path) as fh:
         for line in fh:
             first = line.strip().split(",")[0].split()[0] if line.strip() else ""
             if first and first.lower() != "smiles":
@@ -67,7 +67,6 @@ def prepare(root: Path, molecules: int, per_shard: int, smiles_file: Path | None
         smiles = read_smiles(smiles_file, molecules)
     else:
         from acml_dist.data.datasets import moses_smiles
-
 
         smiles = moses_smiles(molecules)
     info = build(root, smiles, per_shard)
@@ -477,4 +476,3 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -60,8 +60,10 @@ def main() -> None:
     (out / "ms.mgf").write_text("\n".join(lines))
     images = [m["key"] for m in mols if rng.random() < args.images]  # drawn last: earlier draws unchanged
     (out / "image_keys.txt").write_text("".join(k + "\n" for k in images))
-    print(f"{len(mols)} molecules: {len(nmr)} NMR keys, {lines.count('BEGIN IONS')} MS records, "
-          f"{len(images)} image keys -> {out}")
+    print(
+        f"{len(mols)} molecules: {len(nmr)} NMR keys, {lines.count('BEGIN IONS')} MS records, "
+        f"{len(images)} image keys -> {out}"
+    )
 
 
 if __name__ == "__main__":

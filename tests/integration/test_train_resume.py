@@ -16,6 +16,7 @@ from helpers import REPO, free_port, kill_group, rank_env, tiny_train_overrides
 
 pytestmark = pytest.mark.integration
 
+
 def _launch(overrides: list[str], port: int, logs: Path, tag: str) -> list[subprocess.Popen]:
     procs = []
     for rank in range(2):
@@ -125,9 +126,22 @@ def test_mlflow_server_killed_during_training_the_run_completes(tiny_shards, tmp
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path}/mlflow.db",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         stdout=open(tmp_path / "mlflow.log", "w"),  # noqa: SIM115 - closed with the process
         stderr=subprocess.STDOUT,
@@ -149,11 +163,20 @@ def test_mlflow_server_killed_during_training_the_run_completes(tiny_shards, tmp
         "trainer.log_every=5",
         f"tracking.tracking_uri={uri}",
     ]
-    env = {**rank_env(0, 1, free_port()), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-           "MLFLOW_HTTP_REQUEST_TIMEOUT": "5", "MLFLOW_TRACKING_URI": uri}
+    env = {
+        **rank_env(0, 1, free_port()),
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+        "MLFLOW_TRACKING_URI": uri,
+    }
     with open(tmp_path / "rank0.log", "w") as out:
-        rank = subprocess.Popen([sys.executable, str(REPO / "acml_dist/train.py"), *overrides], env=env,
-                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        rank = subprocess.Popen(
+            [sys.executable, str(REPO / "acml_dist/train.py"), *overrides],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
         try:
             logged: list = []
             deadline = time.time() + 240

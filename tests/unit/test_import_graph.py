@@ -18,8 +18,20 @@ LAYERS = {
     "chem": 1,
     "data": 2,
     **dict.fromkeys(("teachers", "models"), 3),
-    **dict.fromkeys(("losses", "train", "training", "engine", "train_metrics", "evaluate", "tracking",
-                     "embedder", "serving"), 4),  # fmt: skip
+    **dict.fromkeys(
+        (
+            "losses",
+            "train",
+            "training",
+            "engine",
+            "train_metrics",
+            "evaluate",
+            "tracking",
+            "embedder",
+            "serving",
+        ),
+        4,
+    ),  # fmt: skip
     **dict.fromkeys(("cli", "pipeline"), 5),
 }
 # Known upward imports, each with the reason it stays for now.
