@@ -8,6 +8,8 @@
 #   NAME=mm100k DATA=moses N=100000 NMR=0.053 MS=0.05 IMAGES=0.55 STEPS=6000 MICRO=128 IMG_EPOCHS=10 \
 #     bash scripts/multimodal.sh                  # the corpus of issue 14: >= 50k images, >= 5k 13C + 1H
 # IMAGES=0 leaves the image modality out (and its teacher).
+# Raising NMR= or IMAGES= on a finished run draws a superset of its keys (same seed), so `acml nmr-predict`
+# and `acml depict` compute only the new molecules; the teachers are then retrained on all of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=${NAME:-mm_small}; DATA=${DATA:-moses_demo}; N=${N:-3000}; NMR=${NMR:-0.15}; MS=${MS:-0.1}
