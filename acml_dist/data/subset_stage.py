@@ -80,7 +80,9 @@ def fix_stage_plan(
         old = json.loads(plan_file.read_text())
         if overwrite:
             shutil.rmtree(work)
-        elif old.get("config_hash") != chash or not isinstance(old.get("chunks"), list):
+        elif not isinstance(old.get("chunks"), list):
+            raise error(f"{work} was planned by an earlier acml-dist: pass overwrite=true to recompute it")
+        elif old.get("config_hash") != chash:
             raise error(
                 f"{work.parent} holds {what} of another configuration ({old.get('config_hash')} != "
                 f"{chash}): pass overwrite=true or change the dataset name"
@@ -175,7 +177,8 @@ def run_subset_stage(cfg: Any, stage: SubsetStage) -> dict[str, dict[str, Any]]:
     mod_root = root / "modalities"
     items = select_molecules(root, cfg, stage.error)
     size = int(cfg.chunk_size)
-    chash = config_hash({"dataset": dataset.get("config_hash"), "params": params, "chunk_size": size})
+    # chunk_size is not in the hash: the chunks planned before keep their size, new ones take this one
+    chash = config_hash({"dataset": dataset.get("config_hash"), "params": params})
     overwrite = bool(cfg.get("overwrite"))
     if overwrite:
         for m in modalities:

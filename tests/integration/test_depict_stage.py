@@ -133,8 +133,10 @@ def test_a_grown_subset_computes_only_its_new_molecules_and_a_shrunk_one_is_refu
     (tmp_path / "keys.txt").write_text("\n".join(order[::3]) + "\n")  # every third molecule
     small = depict(dataset, f"keys_file={tmp_path / 'keys.txt'}", "limit=0", "overwrite=true")
     first_chunks = [e["sha256"] for e in small["chunks"]]
-    grown = depict(dataset, "limit=0")  # every molecule: the planned ones stay, the rest are added
+    grown = depict(dataset, "limit=0", "chunk_size=4")  # every molecule: planned chunks stay, new ones of 4
     assert grown["molecules_computed_now"] == len(SMILES) - small["counts"]["selected"]
+    new_chunks = [e["samples"] for e in grown["chunks"][len(first_chunks) :]]
+    assert max(new_chunks) == 4 and sum(new_chunks) == grown["molecules_computed_now"]
     assert grown["counts"] == full["counts"] and grown["counts"]["selected"] == len(SMILES)
     assert [e["sha256"] for e in grown["chunks"]][: len(first_chunks)] == first_chunks  # never moved
     grown_images = dict(zip(*read_images(dataset)))  # the same image for every molecule as drawn at once
@@ -144,6 +146,10 @@ def test_a_grown_subset_computes_only_its_new_molecules_and_a_shrunk_one_is_refu
     with pytest.raises(DepictStageError, match="not in this subset"):
         depict(dataset, "limit=5")
     assert depict(dataset, "limit=5", "overwrite=true")["counts"]["selected"] == 5
+    plan = dataset / "modalities" / "_image_work" / "plan.json"
+    plan.write_text(json.dumps({"config_hash": "0", "chunks": 1}))  # the plan format before subsets grew
+    with pytest.raises(DepictStageError, match="earlier acml-dist: pass overwrite=true"):
+        depict(dataset, "limit=5")
 
 
 def test_a_bad_smiles_is_a_counted_reject_not_a_crash(tmp_path: Path) -> None:
