@@ -93,8 +93,8 @@ def fix_stage_plan(
     dropped = sum(k not in smiles for chunk in planned for k in chunk)
     if dropped:
         raise error(
-            f"{work.parent} holds {what} of {dropped} molecules that are not in this subset (a subset may "
-            "only grow: widen limit= / keys_file=, or pass overwrite=true to discard them)"
+            f"{work.parent} has {what} planned for {dropped} molecules that are not in this subset (a "
+            "subset may only grow: widen limit= / keys_file=, or pass overwrite=true to discard them)"
         )
     seen = {k for chunk in planned for k in chunk}
     new = [k for k, _ in items if k not in seen]
