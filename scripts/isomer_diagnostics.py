@@ -15,18 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 from types import SimpleNamespace
 
 import numpy as np
-
-
-def isomer_sets(formulas: list[str], lo: int = 2, hi: int = 10) -> list[list[int]]:
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, f in enumerate(formulas):
-        if f:
-            groups[f].append(i)
-    return [g for g in groups.values() if lo <= len(g) <= hi]
 
 
 def oracle_top1(arrays: list[np.ndarray], sets: list[list[int]], merge: int) -> float:
@@ -64,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--merges", nargs="+", type=int, default=[1, 10, 20, 40], help="bins merged")
     args = ap.parse_args(argv)
     from acml_dist.data.modalities import ModalityLookup
-    from acml_dist.evaluate.isomers import top1_in_sets
+    from acml_dist.evaluate.isomers import isomer_groups, top1_in_sets
     from acml_dist.evaluate.run import collect
     from acml_dist.models.io import load_model
 
@@ -73,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                    teachers, baseline=False)  # fmt: skip
     sel = data[f"mask:{args.modality}"].astype(bool)
     formulas = [f for f, s in zip(data["formula"], sel) if s]
-    sets = isomer_sets(formulas)
+    sets = [g.tolist() for g in isomer_groups(formulas) if len(g) <= 10]  # sets of 2-10, as evaluate
     look = ModalityLookup(args.shards, args.modality, keep=64)
     smiles = [s for s, keep in zip(data["smiles"], sel) if keep]
     keys = _keys_by_smiles(args.shards, args.split)

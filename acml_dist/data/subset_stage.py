@@ -90,13 +90,13 @@ def fix_stage_plan(
         else:
             planned = old["chunks"]
     smiles = dict(items)
-    dropped = sum(k not in smiles for chunk in planned for k in chunk)
+    seen = {k for chunk in planned for k in chunk}
+    dropped = len(seen - smiles.keys())
     if dropped:
         raise error(
             f"{work.parent} has {what} planned for {dropped} molecules that are not in this subset (a "
             "subset may only grow: widen limit= / keys_file=, or pass overwrite=true to discard them)"
         )
-    seen = {k for chunk in planned for k in chunk}
     new = [k for k, _ in items if k not in seen]
     planned = planned + [new[i : i + size] for i in range(0, len(new), size)]
     atomic_write(plan_file, json.dumps({"config_hash": chash, "chunks": planned}).encode())
