@@ -158,6 +158,33 @@ def unrepresentable(mol: Chem.Mol) -> str:
     return ""
 
 
+def stereoisomers(res: StandardResult, limit: int, seed: int = 0) -> list[StandardResult]:
+    """Up to `limit` stereoisomers of a standardised molecule, with every stereocentre and double bond it
+    leaves unassigned assigned (RDKit's enumeration; assigned elements are kept; a random draw fixed by
+    `seed` where there are more). [] when nothing is unassigned. Each isomer has its own SMILES and InChIKey;
+    formula, heavy atoms and scaffold are the parent's, so a scaffold split keeps the isomers together.
+    Geometrically impossible isomers (some bridged rings) are not weeded out: that needs a 3-D embedding
+    per isomer (`tryEmbedding`), too slow for a corpus."""
+    from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
+
+    if limit <= 0:
+        return []
+    options = StereoEnumerationOptions(
+        onlyUnassigned=True, unique=True, maxIsomers=limit, rand=seed, tryEmbedding=False
+    )
+    out = []
+    for isomer in EnumerateStereoisomers(res.mol, options=options):
+        smiles = Chem.MolToSmiles(isomer)
+        if smiles == res.smiles:  # nothing was left unassigned: the enumeration returns the molecule itself
+            continue
+        inchikey = Chem.MolToInchiKey(isomer)
+        if inchikey and inchikey != res.inchikey:
+            out.append(
+                StandardResult(isomer, smiles, inchikey, res.formula, res.scaffold, res.heavy_atoms, None)
+            )
+    return out
+
+
 def scaffold_smiles(mol: Chem.Mol) -> str:
     """Bemis-Murcko scaffold as canonical SMILES; "" when the molecule has no ring."""
     if mol.GetRingInfo().NumRings() == 0:

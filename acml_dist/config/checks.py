@@ -80,6 +80,7 @@ RULES: list[Rule] = [
     ("data.limit", _optional(POSITIVE_INT), "null or an integer >= 1"),
     ("data.samples_per_shard", POSITIVE_INT, "an integer >= 1"),
     ("data.chunk_size", POSITIVE_INT, "an integer >= 1"),
+    ("data.stereoisomers", NON_NEGATIVE_INT, "an integer >= 0 (0: molecules as read)"),
     ("data.split", _one_of("scaffold", "random"), "scaffold or random"),
     ("data.dedupe_by", _one_of("inchikey", "smiles"), "inchikey or smiles"),
     ("data.task", _one_of("regression", "classification"), "regression or classification"),

@@ -41,4 +41,10 @@ class DataConfig:
     seed: int = 0
     samples_per_shard: int = 1000
     images: bool = False
+    # Up to this many stereoisomers written beside each molecule whose stereocentres or double bonds are
+    # unassigned (0: none). A corpus without stereo (MOSES) never trains the encoder's chirality rows, and
+    # datasets downstream carry tags (FreeSolv's scaffold test split: 21.5% of molecules). The isomers share
+    # their parent's split group; the counts gain `stereoisomers` (read + stereoisomers = written + rejected
+    # + duplicates + excluded).
+    stereoisomers: int = 0
     chunk_size: int = 20000  # records per Ray work unit

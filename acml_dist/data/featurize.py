@@ -92,7 +92,9 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
     spec = resolve_source(cfg)
     files = [str(Path(f).resolve()) for f in source_files(spec)]
     check_sources(spec, files)
-    chash = config_hash({"schema_version": SCHEMA_VERSION, "data": data, "input": files})
+    # stereoisomers=0 (the default) stays out of the hash: shards made before the option keep verifying
+    hashed = {k: v for k, v in data.items() if k != "stereoisomers" or v}
+    chash = config_hash({"schema_version": SCHEMA_VERSION, "data": hashed, "input": files})
     old = _previous_run(out, chash, bool(cfg.get("overwrite")))
     if old and old.get("complete"):
         log.info("%s: complete and verified, nothing to do", out)
@@ -121,7 +123,10 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
             "duplicates": duplicates,
             "excluded": sum(c["excluded"] for c in counts.values()),
         }
-        if read != totals["written"] + totals["rejected"] + totals["duplicates"] + totals["excluded"]:
+        if data.get("stereoisomers"):  # molecules the corpus gained: read + stereoisomers = the rest
+            totals["stereoisomers"] = sum(c.get("stereoisomers", 0) for c in counts.values())
+        gone = totals["rejected"] + totals["duplicates"] + totals["excluded"]
+        if read + totals.get("stereoisomers", 0) != totals["written"] + gone:
             raise FeaturizeError(f"counts do not add up: {totals}")
         manifest = _manifest_head(cfg.name, chash, data, files, totals, counts)
         plan = _plan_shards(per_chunk, int(data["samples_per_shard"]))

@@ -39,8 +39,8 @@ def assign_split(group: str, seed: int, fractions: list[float]) -> int:
     return len(fractions) - 1
 
 
-# ~95 lines on purpose: one pass over the records whose batch flush (`write_accepted`) shares its lists; split
-# apart, the state would travel through a class for no reader's gain.
+# ~105 lines on purpose: one pass over the records whose batch flush (`write_accepted`) shares its lists;
+# split apart, the state would travel through a class for no reader's gain.
 def process_chunk(
     index: int,
     seq0: int,
@@ -52,7 +52,7 @@ def process_chunk(
 ) -> dict[str, Any]:
     """Featurise one chunk of records; returns its counts (also saved in `c<i>.done.json`)."""
     from acml_dist.chem.featurize import mols_to_graphs
-    from acml_dist.chem.standardize import Reject, standardize
+    from acml_dist.chem.standardize import Reject, standardize, stereoisomers
     from acml_dist.data.sources import sanitize_key
 
     wdir = Path(work)
@@ -61,6 +61,9 @@ def process_chunk(
     random_split = data.get("split", "scaffold") == "random"
     seed, fractions = int(data.get("seed", 0)), list(data.get("split_fractions", [0.8, 0.1, 0.1]))
     source = str(data.get("source", "file"))
+    # Stereoisomers written beside each molecule with unassigned stereo; their seqs follow the parent's.
+    stereo = int(data.get("stereoisomers") or 0)
+    stride = stereo + 1
     rejects: list[str] = []
     reasons: dict[str, int] = {}
     graphs: list[dict] = []
@@ -68,15 +71,13 @@ def process_chunk(
     if data.get("images"):
         columns["image.png"] = []
     seqs, splits, digests = [], [], []
-    excluded_n = 0
-    accepted: list = []  # (record position, id, shown input, StandardResult), up to GRAPH_BATCH at a time
+    excluded_n = added = 0
+    accepted: list = []  # (seq, id, shown input, StandardResult, split group, parent), up to GRAPH_BATCH
 
     def write_accepted() -> None:
         """Graphs of the accepted batch in one call (numpy work once per batch), then the tar members."""
         batch = mols_to_graphs([a[3].mol for a in accepted], [a[3].hint for a in accepted])
-        for (pos, rid, shown, res), graph in zip(accepted, batch):
-            dkey = res.smiles if by_smiles else res.inchikey
-            group = dkey if random_split else res.scaffold
+        for (seq, rid, shown, res, group, parent), graph in zip(accepted, batch):
             meta = {
                 "inchikey": res.inchikey,
                 "formula": res.formula,
@@ -85,6 +86,7 @@ def process_chunk(
                 "source": source,
                 "source_id": rid,
                 "input": shown,
+                **({"stereo_parent": parent} if parent else {}),
             }
             graphs.append(graph)
             columns["key"].append(sanitize_key(rid).encode())
@@ -94,9 +96,9 @@ def process_chunk(
                 from acml_dist.chem.depict import depict_png
 
                 columns["image.png"].append(depict_png(res.mol))
-            seqs.append(seq0 + pos)
+            seqs.append(seq)
             splits.append(assign_split(group, seed, fractions))
-            digests.append(digest(dkey))
+            digests.append(digest(res.smiles if by_smiles else res.inchikey))
         accepted.clear()
 
     for j, (rid, text, fmt) in enumerate(records):
@@ -109,8 +111,18 @@ def process_chunk(
         elif res.inchikey in excluded:
             excluded_n += 1
         else:
-            accepted.append((j, rid, shown, res))
-            if len(accepted) == GRAPH_BATCH:
+            # A molecule's stereoisomers share its split group: none lands in another split than its parent.
+            group = (res.smiles if by_smiles else res.inchikey) if random_split else res.scaffold
+            accepted.append(((seq0 + j) * stride, rid, shown, res, group, None))
+            draw = int.from_bytes(digest(f"{seed}:{res.inchikey}")[:4], "big")
+            for k, isomer in enumerate(stereoisomers(res, stereo, draw), 1):
+                added += 1
+                if isomer.inchikey in excluded:
+                    excluded_n += 1
+                else:
+                    seq = (seq0 + j) * stride + k
+                    accepted.append((seq, f"{rid}-stereo{k}", shown, isomer, group, res.inchikey))
+            if len(accepted) >= GRAPH_BATCH:
                 write_accepted()
     if accepted:
         write_accepted()
@@ -131,6 +143,7 @@ def process_chunk(
         "accepted": len(seqs),
         "rejected": len(rejects),
         "excluded": excluded_n,
+        "stereoisomers": added,
         "reasons": reasons,
     }
     atomic_write(cdir / f"c{index:06d}.done.json", json.dumps(counts, sort_keys=True).encode())

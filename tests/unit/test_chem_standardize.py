@@ -84,3 +84,30 @@ def test_cxsmiles_kept_or_rejected_with_reason() -> None:
         assert isinstance(res, Reject) and res.reason.startswith(reason), (text, res)
     res = standardize("C[C@H](O)F |a:1|", StandardizeConfig())  # absolute: what plain SMILES says
     assert isinstance(res, StandardResult) and res.smiles == "C[C@H](O)F"
+
+
+def test_stereoisomers_assign_only_what_is_unassigned_within_the_limit() -> None:
+    from acml_dist.chem.standardize import stereoisomers
+
+    parent = standardize("OC(Cl)C(F)C=CC")  # two centres and a double bond: 8 isomers
+    every = stereoisomers(parent, 64)
+    assert len(every) == 8 and len({r.inchikey for r in every}) == 8
+    assert all(r.inchikey != parent.inchikey and r.formula == parent.formula for r in every)
+    drawn = stereoisomers(parent, 3, seed=5)
+    assert len(drawn) == 3 and [r.smiles for r in drawn] == [
+        r.smiles for r in stereoisomers(parent, 3, seed=5)
+    ]
+    assert {r.smiles for r in drawn} <= {r.smiles for r in every}
+    # an assigned centre is kept: only the other one varies
+    assigned = standardize("O[C@H](Cl)C(F)CC")
+    centre = next(
+        a.GetIdx() for a in assigned.mol.GetAtoms() if a.GetChiralTag() != Chem.ChiralType.CHI_UNSPECIFIED
+    )
+    half = stereoisomers(assigned, 64)  # isomers are the parent's atoms with tags set: indices line up
+    assert len(half) == 2
+    assert {r.mol.GetAtomWithIdx(centre).GetChiralTag() for r in half} == {
+        assigned.mol.GetAtomWithIdx(centre).GetChiralTag()
+    }
+    assert stereoisomers(standardize("c1ccccc1O"), 4) == []
+    assert stereoisomers(standardize("C[C@H](N)C(=O)O"), 4) == []
+    assert stereoisomers(parent, 0) == []
