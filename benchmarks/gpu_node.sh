@@ -25,11 +25,18 @@
 # trainer.max_minutes, default 3: with ~90 s featurisation the whole `release` fits ~6 minutes on 16 cores),
 # RELEASE_STEPS (cosine schedule length; default: what RELEASE_MINUTES holds at the rate of a `bench` online run
 # on this node, else 1200), RELEASE_BATCH (default 2048), RELEASE_WORKERS (loader
-# workers, default 8), EMBED_WORKERS (Morgan processes, default: every core).
+# workers, default 8), EMBED_WORKERS (Morgan processes, default: every core), RELEASE_STEREO (stereoisomers
+# written beside each molecule with unassigned stereo, `data.stereoisomers`, default 2; MOSES has no stereo,
+# so without them the encoder's chirality rows never train; with them the Morgan teacher reads chirality,
+# so isomers get told apart by both teachers; 0: the corpus as read, Morgan without chirality).
 # Rehearsal on a CPU box: NO_INSTALL=1 uses the python on PATH as it is (no wheels installed), TRAINER=cpu.
 set -euo pipefail
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
+
+STEREO=${RELEASE_STEREO:-2}
+MORGAN_ARGS=()
+[ "$STEREO" = 0 ] || MORGAN_ARGS=("+teachers.morgan.params.chirality=true")
 
 setup_env() {  # the cp312 wheels into /tmp/site (once per machine) unless NO_INSTALL=1; the shared env
     if [ "${NO_INSTALL:-0}" != 1 ] && [ ! -f /tmp/site/.installed ]; then
@@ -92,10 +99,12 @@ release-data)  # featurise the corpus + the Morgan cache (both resume); log: $OU
     python3 -m acml_dist.cli featurize data=file data.path=.gpu/corpus.csv.gz data.smiles_column=SMILES \
         "data.limit=${RELEASE_LIMIT:-1000000}" "data.exclude=[esol,freesolv,lipophilicity]" \
         "data.split_fractions=[0.98,0.01,0.01]" data.samples_per_shard=8192 cluster.address=processes \
+        "data.stereoisomers=$STEREO" \
         output=.gpu/corpus name=acml-release 2>&1 | tail -16 | tee -a "$log"
     echo "phase featurise: $((SECONDS - t0)) s" | tee -a "$log"
     t0=$SECONDS
     python3 -m acml_dist.cli embed shards=.gpu/corpus teachers=fingerprint cluster.address=processes \
+        "${MORGAN_ARGS[@]}" \
         "cluster.embed_actors=${EMBED_WORKERS:-$(nproc)}" 2>&1 | tail -8 | tee -a "$log"
     echo "phase morgan: $((SECONDS - t0)) s" | tee -a "$log"
     ;;
@@ -120,7 +129,7 @@ release-train)  # pretrain on what release-data made; $OUT/release.txt, $OUT/rel
     echo "schedule: $steps steps of ${RELEASE_BATCH:-2048}" | tee -a "$OUT/release.txt"
     rc=0
     train release shards=.gpu/corpus name=acml-release model=gin model.schema=ogb teachers=smiles_fp \
-        teachers.rxnfp.source=online teachers.rxnfp.path=.gpu/rxnfp "${RXNFP_TOKENS[@]}" \
+        teachers.rxnfp.source=online teachers.rxnfp.path=.gpu/rxnfp "${RXNFP_TOKENS[@]}" "${MORGAN_ARGS[@]}" \
         "teachers.rxnfp.batch_size=${RELEASE_BATCH:-2048}" \
         "trainer.micro_batch=${RELEASE_BATCH:-2048}" "trainer.max_steps=$steps" \
         "trainer.max_minutes=${RELEASE_MINUTES:-3}" trainer.warmup_steps=100 \
