@@ -26,6 +26,12 @@ def digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
+def stereo_draw(seed: int, inchikey: str) -> int:
+    """The random draw that picks a molecule's stereoisomers where there are more than asked: fixed by the
+    molecule, so it gets the same isomers wherever it sits in the input."""
+    return int.from_bytes(digest(f"{seed}:{inchikey}")[:4], "big")
+
+
 def assign_split(group: str, seed: int, fractions: list[float]) -> int:
     """Split index from a stable hash of the group (scaffold, or the molecule key for random splits)."""
     h = int.from_bytes(hashlib.blake2b(f"{seed}:{group}".encode(), digest_size=8).digest(), "big")
@@ -114,8 +120,8 @@ def process_chunk(
             # A molecule's stereoisomers share its split group: none lands in another split than its parent.
             group = (res.smiles if by_smiles else res.inchikey) if random_split else res.scaffold
             accepted.append(((seq0 + j) * stride, rid, shown, res, group, None))
-            draw = int.from_bytes(digest(f"{seed}:{res.inchikey}")[:4], "big")
-            for k, isomer in enumerate(stereoisomers(res, stereo, draw), 1):
+            draw = stereo_draw(seed, res.inchikey)
+            for k, isomer in enumerate(stereoisomers(res, stereo, draw) if stereo else [], 1):
                 added += 1
                 if isomer.inchikey in excluded:
                     excluded_n += 1

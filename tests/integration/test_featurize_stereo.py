@@ -107,7 +107,7 @@ def test_stereoisomers_are_written_counted_split_with_their_parent_and_checked_f
 
 def stereoisomers_of(smiles: str) -> list:
     """The isomers featurisation drew for one molecule (its draw is seeded by the molecule's InChIKey)."""
-    from acml_dist.data.featurize_tasks import digest
+    from acml_dist.data.featurize_tasks import stereo_draw
 
     res = standardize(smiles)
-    return stereoisomers(res, LIMIT, int.from_bytes(digest(f"0:{res.inchikey}")[:4], "big"))
+    return stereoisomers(res, LIMIT, stereo_draw(0, res.inchikey))
