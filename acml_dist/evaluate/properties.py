@@ -287,6 +287,7 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
         log.info("%s seed %s: %s", data.name, seed, ", ".join(done))
     return {
         "summary": summarise(runs),
+        "paired": paired_comparison(runs, *main_metric(data.task)),
         "runs": runs,
         "curves": curves,
         "split": sizes,
@@ -305,3 +306,30 @@ def summarise(runs: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
         values = {m: np.array([r.get(m, np.nan) for r in records], dtype=float) for m in metrics}
         out[method] = {m: (float(np.nanmean(v)), float(np.nanstd(v))) for m, v in values.items()}
     return out
+
+
+def paired_comparison(
+    runs: list[dict], metric: str, higher: bool, a: str = "acml_finetune", b: str = "scratch_finetune"
+) -> dict[str, Any] | None:
+    """`a` against `b` seed by seed: each seed fits both on the same split, so the runs pair. The mean and
+    sample std of the per-seed difference a - b, the seeds where `a` is better, and a paired t-test's
+    two-sided p-value (scipy); the verdict names the better method only where p < 0.05, else says the seeds
+    do not resolve it. None without a seed that has both."""
+    from scipy.stats import ttest_rel
+
+    scores: dict[Any, dict[str, float]] = {}
+    for r in runs:
+        if r["method"] in (a, b) and np.isfinite(r.get(metric, np.nan)):
+            scores.setdefault(r["seed"], {})[r["method"]] = float(r[metric])
+    pairs = np.array([(v[a], v[b]) for v in scores.values() if len(v) == 2], dtype=float).reshape(-1, 2)
+    if not len(pairs):
+        return None
+    diff = pairs[:, 0] - pairs[:, 1]
+    spread = float(np.std(diff, ddof=1)) if len(diff) > 1 else float("nan")
+    p = float(ttest_rel(pairs[:, 0], pairs[:, 1]).pvalue) if len(diff) > 1 and spread > 0 else float("nan")
+    verdict = f"not resolved by {len(diff)} seed{'s' * (len(diff) > 1)}"
+    if p < 0.05:
+        verdict = ("fine-tuned" if (diff.mean() > 0) == higher else "from scratch") + " better"
+    wins = int((diff > 0).sum() if higher else (diff < 0).sum())
+    return {"metric": metric, "seeds": len(diff), "mean_diff": float(diff.mean()), "std_diff": spread,
+            "wins": wins, "p": p, "verdict": verdict}  # fmt: skip

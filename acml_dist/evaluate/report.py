@@ -105,6 +105,34 @@ def property_section(results: dict[str, dict], seeds: list[int], split_kind: str
     return "\n\n".join(out)
 
 
+def paired_rows(results: dict[str, dict]) -> list[dict]:
+    """Per dataset: the fine-tuned encoder against from scratch, seed by seed (`paired_comparison`)."""
+    rows = []
+    for name, res in results.items():
+        pc = res.get("paired")
+        if pc:
+            rows.append({
+                "dataset": name,
+                "metric": pc["metric"].upper(),
+                "fine-tuned - scratch": f"{pc['mean_diff']:+.3f} ± {pc['std_diff']:.3f}",
+                "fine-tuned better in": f"{pc['wins']} of {pc['seeds']} seeds",
+                "paired t-test p": "n/a" if math.isnan(pc["p"]) else f"{pc['p']:.2g}",
+                "verdict": pc["verdict"],
+            })  # fmt: skip
+    return rows
+
+
+def paired_section(results: dict[str, dict]) -> str:
+    rows = paired_rows(results)
+    if not rows:
+        return ""
+    return (
+        "Fine-tuned against from scratch, seed by seed (each seed fits both on the same split; mean ± std of "
+        "the per-seed difference; a method is named better only where p < 0.05):\n\n"
+        + table(rows, list(rows[0]))
+    )
+
+
 def dataset_notes(results: dict[str, dict]) -> str:
     rows = [
         {
@@ -163,6 +191,7 @@ def property_report(results: dict, failures: dict, ecfg: Any, split_kind: str) -
     parts = [
         "## Property prediction\n\n" + recipe_text(ecfg, split_kind),
         property_section(results, list(ecfg.seeds), split_kind),
+        paired_section(results),
         ("Datasets:\n\n" + dataset_notes(results)) if results else "",
     ]
     parts += [f"![{n}](figures/{r['figure'].name})" for n, r in results.items()]
@@ -204,3 +233,8 @@ def print_property_table(title: str, name: str, result: dict, caption: str = "")
     console = Console()
     console.width = max(console.width, 104)  # one line per method even in an 80-column terminal or a log
     console.print(t)
+    for row in paired_rows({name: result}):
+        console.print(
+            f"fine-tuned - scratch ({row['metric']}): {row['fine-tuned - scratch']}, better in "
+            f"{row['fine-tuned better in']}, paired t-test p {row['paired t-test p']}: {row['verdict']}"
+        )

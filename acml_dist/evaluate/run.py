@@ -104,6 +104,10 @@ def property_metrics(name: str, result: dict) -> dict[str, float]:
         for metric, (mean, std) in scores.items():
             out[key(name, method, metric, "mean")] = mean
             out[key(name, method, metric, "std")] = std
+    paired = result.get("paired")
+    if paired:  # fine-tuned - scratch per seed, and whether the seeds resolve it
+        out[key(name, "paired", paired["metric"], "diff")] = paired["mean_diff"]
+        out[key(name, "paired", paired["metric"], "p")] = paired["p"]
     return out
 
 

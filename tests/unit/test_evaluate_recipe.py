@@ -302,3 +302,33 @@ def test_scratch_baseline_reads_the_same_molecules_in_its_own_schema():
     scratch = fresh_like(model, 0, 32, "ogb")
     assert scratch.model_cfg["schema"] == "ogb" and scratch.model_cfg["emb_dim"] == 32
     assert scratch.encode(Batch.from_data_list(ogb.graphs)).shape == (3, 32)
+
+
+def test_paired_comparison_names_a_winner_only_where_the_seeds_resolve_it() -> None:
+    from acml_dist.evaluate.properties import paired_comparison
+    from acml_dist.evaluate.report import paired_rows
+
+    def runs(ft: list[float], scratch: list[float], metric: str = "rmse") -> list[dict]:
+        out = [{"seed": s, "method": "acml_finetune", metric: v} for s, v in enumerate(ft)]
+        out += [{"seed": s, "method": "scratch_finetune", metric: v} for s, v in enumerate(scratch)]
+        return out + [{"seed": 0, "method": "train_mean", metric: 9.0}]
+
+    # differences -1, -2, -3: t = -2 / (1 / sqrt 3) = -3.464 with 2 degrees of freedom, p = 0.0742
+    pc = paired_comparison(runs([1.0, 1.0, 1.0], [2.0, 3.0, 4.0]), "rmse", higher=False)
+    assert pc["seeds"] == 3 and pc["wins"] == 3
+    assert pc["mean_diff"] == pytest.approx(-2.0) and pc["std_diff"] == pytest.approx(1.0)
+    assert pc["p"] == pytest.approx(0.0742, abs=1e-4)
+    assert pc["verdict"] == "not resolved by 3 seeds"
+    # the same differences over more seeds resolve it, and the direction follows the metric
+    many = runs([1.0] * 6, [2.0, 3.0, 4.0, 2.0, 3.0, 4.0])
+    assert paired_comparison(many, "rmse", higher=False)["verdict"] == "fine-tuned better"
+    assert paired_comparison(many, "rmse", higher=True)["verdict"] == "from scratch better"
+    auc = paired_comparison(runs([0.7, 0.72, 0.71, 0.69], [0.8, 0.81, 0.83, 0.8], "roc_auc"), "roc_auc", True)
+    assert auc["verdict"] == "from scratch better" and auc["wins"] == 0
+    # one seed: no test; seeds missing a method are left out
+    one = paired_comparison(runs([1.0], [2.0]), "rmse", higher=False)
+    assert one["seeds"] == 1 and np.isnan(one["p"]) and one["verdict"] == "not resolved by 1 seed"
+    assert paired_comparison(runs([1.0], []), "rmse", higher=False) is None
+    row = paired_rows({"esol": {"paired": pc}})[0]
+    assert row["fine-tuned - scratch"] == "-2.000 ± 1.000" and row["paired t-test p"] == "0.074"
+    assert row["fine-tuned better in"] == "3 of 3 seeds"
