@@ -2,7 +2,8 @@
 # The GPU path on a bare CUDA node that has torch + PyG + numpy but none of our other dependencies (no Ray,
 # no MLflow): wheels for deepspeed, hydra-core, omegaconf, antlr4, pydantic(+core), annotated-types,
 # typing-inspection, hjson and rdkit (rdkit/Contrib left out: 6 MB the 64 MiB carry cannot spare) in .whl/,
-# the rxnfp BERT in .gpu/rxnfp, a SMILES corpus in
+# the rxnfp BERT in .gpu/rxnfp (a copy of rxnfp/models/transformers/bert_pretrained, the offline default
+# that the shipped release was trained and evaluated against), a SMILES corpus in
 # .gpu/corpus.csv.gz, the evaluation CSVs (leakage exclusion) in .gpu/datasets, and the X libraries RDKit's
 # drawing links (libX11, libXrender, libXext, libxcb, libXau, libXdmcp, libbsd, libmd) in .gpu/xlibs. Carry
 # .whl and .gpu in every call: a carried path replaces the node's copy (outputs under .gpu included) and one
