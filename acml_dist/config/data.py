@@ -45,6 +45,6 @@ class DataConfig:
     # unassigned (0: none). A corpus without stereo (MOSES) never trains the encoder's chirality rows, and
     # datasets downstream carry tags (FreeSolv's scaffold test split: 21.5% of molecules). The isomers share
     # their parent's split group; the counts gain `stereoisomers` (read + stereoisomers = written + rejected
-    # + duplicates + excluded).
+    # + duplicates + excluded). Corpus featurisation only: labelled datasets (finetune) are read as they are.
     stereoisomers: int = 0
     chunk_size: int = 20000  # records per Ray work unit
