@@ -23,6 +23,10 @@ ROWS = [
     ("later_isomer", "C[C@@H](O)CC"),  # the same molecule as an isomer of one_centre: a duplicate
     ("decalol", "OC1CCC2CCCCC2C1"),  # 8 isomers, 2 kept; their own scaffolds carry stereo, the parent's not
 ]
+# fused rings of four other scaffolds, 2 isomers kept each: with their own (stereo) scaffolds as split groups,
+# some of these isomers would land in another split than their parent
+FUSED = ["OC1CCC2CCCC2C1", "OC1CC2CCCC2C1", "OC1CCC2CCCCCC2C1", "OC1CCC2CCC2C1"]
+ROWS += [(f"fused{i}", smi) for i, smi in enumerate(FUSED)]
 LIMIT = 2
 
 
@@ -35,6 +39,7 @@ def run(out: Path, inputs: Path, stereo: int) -> dict:
             "data.id_column=id",
             f"data.exclude=[{inputs / 'leak.txt'}]",
             f"data.stereoisomers={stereo}",
+            "data.split_fractions=[0.34,0.33,0.33]",  # isomers in another group than the parent would scatter
             "data.chunk_size=3",
             "data.samples_per_shard=4",
             "cluster.address=processes",
@@ -66,17 +71,17 @@ def test_stereoisomers_are_written_counted_split_with_their_parent_and_checked_f
 
     manifest = run(tmp_path / "stereo", inputs, LIMIT)
     c = manifest["counts"]
-    # 2 (one_centre) + 2 of 4 (two_centres) + 2 (alkene) + 2 of 8 (decalol) isomers; the alkene's leaked
-    # isomer is excluded; later_isomer repeats an isomer written earlier
-    assert c["stereoisomers"] == 8
+    # 2 (one_centre) + 2 of 4 (two_centres) + 2 (alkene) + 2 of 8 (decalol) + 4 x 2 (fused) isomers; the
+    # alkene's leaked isomer is excluded; later_isomer repeats an isomer written earlier
+    assert c["stereoisomers"] == 16
     assert c["excluded"] == 1 and c["duplicates"] == 1 and c["rejected"] == 0
     assert c["read"] + c["stereoisomers"] == c["written"] + c["rejected"] + c["duplicates"] + c["excluded"]
-    assert c["written"] == 7 + 7 - 1
+    assert c["written"] == 11 + 15 - 1
 
     by_key = samples(tmp_path / "stereo")
     assert len(by_key) == c["written"]
     isomers = {k: v for k, v in by_key.items() if "-stereo" in k}
-    assert len(isomers) == 7
+    assert len(isomers) == 15
     parents = {v[1]["meta"]["inchikey"]: (k, v[0]) for k, v in by_key.items() if "-stereo" not in k}
     for key, (split, sample) in isomers.items():
         parent_key, parent_split = parents[sample["meta"]["stereo_parent"]]
@@ -86,15 +91,17 @@ def test_stereoisomers_are_written_counted_split_with_their_parent_and_checked_f
         assert "@" in sample["smiles"] or "/" in sample["smiles"] or "\\" in sample["smiles"]
         assert sample["smiles"] != leaked.smiles
     tagged = [k for k, (_, s) in isomers.items() if (s["arrays"]["ogb_x"][:, 1] != 0).any()]
-    assert len(tagged) == 6  # the centres' isomers carry CW/CCW in the graph; the alkene's do not
+    assert len(tagged) == 14  # the centres' isomers carry CW/CCW in the graph; the alkene's do not
     assert {by_key[k][1]["smiles"] for k in isomers} == {
         r.smiles
-        for smi in ("CC(O)CC", "OC(Cl)C(F)CC", "CC=CCO", "OC1CCC2CCCCC2C1")
+        for smi in ("CC(O)CC", "OC(Cl)C(F)CC", "CC=CCO", "OC1CCC2CCCCC2C1", *FUSED)
         for r in stereoisomers_of(smi)
     } - {leaked.smiles}
     # the split group is the parent's scaffold, not the isomer's own (which differs here)
     decalols = [
-        s for _, s in isomers.values() if s["meta"]["stereo_parent"] == standardize(ROWS[-1][1]).inchikey
+        s
+        for _, s in isomers.values()
+        if s["meta"]["stereo_parent"] == standardize("OC1CCC2CCCCC2C1").inchikey
     ]
     assert len(decalols) == 2
     assert all(scaffold_smiles(standardize(s["smiles"]).mol) != s["meta"]["scaffold"] for s in decalols)
@@ -102,7 +109,7 @@ def test_stereoisomers_are_written_counted_split_with_their_parent_and_checked_f
     # the same inputs without the option: the molecules as read, and the counts without the new term
     plain = run(tmp_path / "plain", inputs, 0)["counts"]
     assert "stereoisomers" not in plain
-    assert plain["written"] == 7 and plain["duplicates"] == 0 and plain["excluded"] == 0
+    assert plain["written"] == 11 and plain["duplicates"] == 0 and plain["excluded"] == 0
 
 
 def stereoisomers_of(smiles: str) -> list:
