@@ -90,32 +90,22 @@ def main() -> None:
                         **{f"val_{k}": v for k, v in fit.val.items()},
                     }  # fmt: skip
                     if args.by_chirality:
-                        record.update(_scores_by_chirality(fit.model, view, data, split))
+                        record.update(_scores_by_chirality(fit, data, split))
                     print(json.dumps(record), flush=True)
 
 
-def _scores_by_chirality(model, view, data, split) -> dict:
-    """Test scores of the molecules that carry a CW/CCW tag as featurised, and of the rest: where a corpus
-    without stereo (MOSES) leaves the pretrained encoder short, the gap shows in the first group. `view` holds
-    the graphs the model saw (tags dropped or not), `data` the graphs as featurised."""
-    import torch
-    from torch_geometric.loader import DataLoader
+def _scores_by_chirality(fit, data, split) -> dict:
+    """Test scores of the molecules that carry a CW/CCW tag as featurised (`data`), and of the rest: where a
+    corpus without stereo (MOSES) leaves the pretrained encoder short, the gap shows in the first group."""
+    from acml_dist.evaluate.chirality import is_tagged
+    from acml_dist.evaluate.finetuning import task_metrics
 
-    from acml_dist.evaluate.chirality import tagged_fraction
-    from acml_dist.evaluate.finetuning import _standardiser, task_metrics
-
-    train, _, test = split
-    mean, std = _standardiser(data, train)
-    model.eval()
-    with torch.no_grad():
-        pred = np.concatenate([model(b).numpy() for b in DataLoader([view.graphs[i] for i in test], 256)])
-    if data.task == "regression":
-        pred = pred * std + mean
-    tagged = np.array([tagged_fraction([data.graphs[i]]) > 0 for i in test])
+    test = split[2]
+    tagged = np.array([is_tagged(data.graphs[i]) for i in test], dtype=bool)
     out = {"test_tagged": int(tagged.sum()), "test_untagged": int((~tagged).sum())}
     for name, mask in (("tagged", tagged), ("untagged", ~tagged)):
         if mask.any():
-            scores = task_metrics(data.y[test][mask], pred[mask], data.task)
+            scores = task_metrics(data.y[test][mask], fit.test_pred[mask], data.task)
             out.update({f"{name}_{k}": v for k, v in scores.items()})
     return out
 

@@ -120,8 +120,8 @@ def process_chunk(
             # A molecule's stereoisomers share its split group: none lands in another split than its parent.
             group = (res.smiles if by_smiles else res.inchikey) if random_split else res.scaffold
             accepted.append(((seq0 + j) * stride, rid, shown, res, group, None))
-            draw = stereo_draw(seed, res.inchikey)
-            for k, isomer in enumerate(stereoisomers(res, stereo, draw) if stereo else [], 1):
+            isomers = stereoisomers(res, stereo, stereo_draw(seed, res.inchikey)) if stereo else []
+            for k, isomer in enumerate(isomers, 1):
                 added += 1
                 if isomer.inchikey in excluded:
                     excluded_n += 1

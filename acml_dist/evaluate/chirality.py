@@ -40,11 +40,16 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+def is_tagged(graph: Any) -> bool:
+    """Whether a molecule has at least one atom whose chirality tag is not 0."""
+    return bool((graph.x[:, CHIRALITY_COLUMN] != 0).any())
+
+
 def tagged_fraction(graphs: list) -> float:
     """Share of molecules with at least one atom whose chirality tag is not 0."""
     if not graphs:
         return 0.0
-    return sum(bool((g.x[:, CHIRALITY_COLUMN] != 0).any()) for g in graphs) / len(graphs)
+    return sum(is_tagged(g) for g in graphs) / len(graphs)
 
 
 def prepare_graphs(graphs: list, mode: str) -> list:

@@ -127,6 +127,7 @@ class FitResult:
     best_epoch: int
     curve: list[dict]  # per epoch: epoch, train_loss, val_<metric>, lr
     model: Any = None  # the predictor with the best epoch's weights restored
+    test_pred: Any = None  # (n_test, tasks) predictions of that predictor, in label units (probabilities)
 
 
 def _standardiser(data: LabelledSet, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -246,12 +247,14 @@ def fit_predictor(
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+    test_pred = predict(test)
     return FitResult(
-        test=task_metrics(data.y[test], predict(test), task),
+        test=task_metrics(data.y[test], test_pred, task),
         val=task_metrics(data.y[val], predict(val), task),
         best_epoch=best_epoch,
         curve=curve,
         model=model,
+        test_pred=test_pred,
     )
 
 
