@@ -64,6 +64,7 @@ RULES: list[Rule] = [
     ("trainer.eval_every", NON_NEGATIVE_INT, "an integer >= 0"),
     ("trainer.max_bad_steps", POSITIVE_INT, "an integer >= 1"),
     ("trainer.num_workers", NON_NEGATIVE_INT, "an integer >= 0"),
+    ("trainer.buffer_shards", POSITIVE_INT, "an integer >= 1"),
     ("trainer.backend", _one_of("auto", "nccl", "gloo"), "auto, nccl or gloo"),
     ("loss.kind", _one_of("clip", "acml_soft"), "clip or acml_soft"),
     ("loss.init_logit_scale", POSITIVE, "a number > 0"),

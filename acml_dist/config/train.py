@@ -41,6 +41,11 @@ class TrainerConfig:
     # R@1 from 0.740 to 0.827 and every other modality too (EVALUATION.md "Batches grouped by modality").
     # Where every molecule has every modality it changes nothing.
     modality_batches: bool = True
+    # Batches that also group molecules by heavy-atom composition, so isomers are each other's in-batch
+    # negatives (hard negatives; `acml_dist.data.loader`). Pools hold `buffer_shards` shards per reader: a
+    # larger buffer puts more isomers together. EVALUATION.md "Isomer batches" measures it.
+    isomer_batches: bool = False
+    buffer_shards: int = 4
     # A shard or cache whose sha256 / rows / keys differ from its manifest: error (stop, naming it) | skip
     # (log a warning naming it, count it, train on the rest)
     on_bad_shard: str = "error"

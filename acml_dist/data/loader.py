@@ -11,6 +11,8 @@ batch_size))) batches per rank, the stream repeating if needed. Worker processes
 rarest modality contiguous, random within a group), then shuffles the order of the batches: a sparse
 modality (13C for 5% of molecules) meets its in-batch contrast with ~a batch of negatives instead of a
 handful, as when the authors trained one modality at a time; every row is still read once per pass.
+`isomer_batches` also groups rows by heavy-atom composition (within each modality group): isomers in one
+pool meet in one batch, so the contrast is between molecules a formula cannot tell apart (hard negatives).
 Imports torch and PyG only (no Ray, MLflow or RDKit)."""
 
 from __future__ import annotations
@@ -51,14 +53,14 @@ class ShardStream:
                  teachers: dict[str, int], rank: int, world_size: int, shuffle: bool, seed: int,
                  finite: bool, buffer_shards: int, on_bad_shard: str, text: Sequence[str],
                  inputs: Optional[dict[str, Callable]] = None,
-                 modality_batches: bool = False) -> None:  # fmt: skip
+                 modality_batches: bool = False, isomer_batches: bool = False) -> None:  # fmt: skip
         if on_bad_shard not in ("error", "skip"):
             raise DataError(f"on_bad_shard={on_bad_shard!r}: expected error | skip")
         self.root, self.split, self.batch_size = Path(root), split, batch_size
         self.schema, self.dims, self.rank, self.world = schema, dict(teachers), rank, world_size
         self.shuffle, self.seed, self.finite, self.buffer = shuffle, seed, finite, max(1, buffer_shards)
         self.on_bad_shard, self.text = on_bad_shard, tuple(text)
-        self.modality_batches = modality_batches
+        self.modality_batches, self.isomer_batches = modality_batches, isomer_batches
         self.inputs = dict(inputs or {})
         if self.inputs and "smiles.txt" not in self.text:
             raise ValueError("make_loader(inputs=...) reads SMILES: text must include 'smiles.txt'")
@@ -105,19 +107,21 @@ class ShardStream:
         return batch
 
     def order(self, pool: Packed, rng: np.random.Generator) -> np.ndarray:
-        """The shuffled order of a pool's rows; under `modality_batches`, grouped (module docstring)."""
+        """The shuffled order of a pool's rows; under `modality_batches` / `isomer_batches`, grouped (module
+        docstring)."""
         perm = rng.permutation(pool.n)
-        if not self.modality_batches or not self.dims:
+        keys = []  # np.lexsort: the last key is the primary one
+        if self.isomer_batches:
+            groups = composition_groups(pool, self.schema, rng)
+            if len(np.unique(groups)) < pool.n:
+                keys.append(groups[perm])
+        if self.modality_batches and self.dims:
+            signature = modality_signature(pool, self.dims)
+            if signature.min() != signature.max():
+                keys.append(-signature[perm])
+        if not keys:  # every row alike: nothing to group
             return perm
-        present = {t: pool.rows[f"present:{t}"][perm].astype(bool) for t in self.dims}
-        # the rarest modality weighs most in the sort key, so its rows are contiguous whatever else they have
-        rarest_last = sorted(present, key=lambda t: -int(present[t].sum()))
-        signature = np.zeros(pool.n, dtype=np.int64)
-        for bit, t in enumerate(rarest_last):
-            signature |= present[t].astype(np.int64) << bit
-        if signature.min() == signature.max():  # every row has the same modalities: nothing to group
-            return perm
-        perm = perm[np.argsort(-signature, kind="stable")]
+        perm = perm[np.lexsort(keys)]  # stable: random within a group
         full = pool.n // self.batch_size
         head = perm[: full * self.batch_size].reshape(full, self.batch_size)[rng.permutation(full)]
         return np.concatenate([head.reshape(-1), perm[full * self.batch_size :]])
@@ -165,6 +169,33 @@ class ShardStream:
             if not produced and not carry:
                 raise ShardError(f"{self.root}/{self.split}: no usable rows for reader {reader} of {readers}")
             round_ += 1
+
+
+# one fixed 64-bit code per atomic-number index: a molecule's composition is the (wrapping) sum of its atoms'
+_ELEMENT_CODE = np.random.default_rng(20231106).integers(1, 2**63, 256, dtype=np.uint64)
+
+
+def composition_groups(pool: Packed, schema: str, rng: np.random.Generator) -> np.ndarray:
+    """Per row, a random rank shared by the rows with the same heavy-atom composition (the element counts
+    of the graph's atoms; hydrogens are not nodes): isomers, and molecules that differ only in hydrogens,
+    share a group. Ranks are drawn afresh per pool, so groups land in random batches."""
+    codes = _ELEMENT_CODE[pool.atoms[f"{schema}_x"][:, 0]]
+    csum = np.zeros(len(codes) + 1, dtype=np.uint64)
+    np.cumsum(codes, out=csum[1:])  # uint64 wraps: differences of the running sum are still exact sums
+    composition = csum[pool.atom_ptr[1:]] - csum[pool.atom_ptr[:-1]]
+    _, group = np.unique(composition, return_inverse=True)
+    return rng.permutation(int(group.max()) + 1)[group.reshape(-1)] if pool.n else group
+
+
+def modality_signature(pool: Packed, dims: dict[str, int]) -> np.ndarray:
+    """Per row, a bit per teacher whose modality it has; the rarest modality is the highest bit, so its
+    rows sort contiguous whatever else they have."""
+    present = {t: pool.rows[f"present:{t}"].astype(bool) for t in dims}
+    rarest_last = sorted(present, key=lambda t: -int(present[t].sum()))
+    signature = np.zeros(pool.n, dtype=np.int64)
+    for bit, t in enumerate(rarest_last):
+        signature |= present[t].astype(np.int64) << bit
+    return signature
 
 
 def _dataset(stream: ShardStream):
@@ -253,13 +284,15 @@ def make_loader(
     text: Sequence[str] = TEXT,
     inputs: Optional[dict[str, Callable[[list[str]], Any]]] = None,
     modality_batches: bool = False,
+    isomer_batches: bool = False,
 ) -> Loader:
     """Batches of one rank (module docstring). `teacher_hashes`: expected weights_hash per teacher (a cache
     built by other weights is refused); `text`: the bytes columns batches carry (training needs "key" only);
     `on_bad_shard`: error (stop, naming the shard) | skip (log, go on; the names in `loader.skipped`, from
     every worker process); `inputs`: {online teacher: picklable SMILES -> tuple of tensors} run where the
     batch is made (a worker process), the results in `batch.inputs` (moved by `batch.to`);
-    `modality_batches`: group shuffled rows by the modalities they have (module docstring)."""
+    `modality_batches` / `isomer_batches`: group shuffled rows by the modalities they have / by their
+    heavy-atom composition (module docstring)."""
     dims = {t: int(cache_manifest(root, t, (teacher_hashes or {}).get(t))["dim"]) for t in teachers}
     total = count_samples(root, split)
     finite = world_size == 1 and batches_per_epoch is None
@@ -273,7 +306,7 @@ def make_loader(
     stream = ShardStream(
         root, split, batch_size, schema=schema, teachers=dims, rank=rank, world_size=world_size,
         shuffle=shuffle, seed=seed, finite=finite, buffer_shards=buffer_shards, on_bad_shard=on_bad_shard,
-        text=text, inputs=inputs, modality_batches=modality_batches,
+        text=text, inputs=inputs, modality_batches=modality_batches, isomer_batches=isomer_batches,
     )  # fmt: skip
     if not stream.entries:
         raise DataError(f"{root}: split {split!r} has no shards")

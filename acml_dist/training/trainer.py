@@ -112,6 +112,7 @@ class Trainer:
             seed=tr.seed, epoch=self.epoch, num_workers=tr.num_workers, pin_memory=torch.cuda.is_available(),
             on_bad_shard=tr.on_bad_shard, text=("key", "smiles.txt") if self.online else ("key",),
             inputs=online_inputs(self.online), modality_batches=tr.modality_batches,
+            isomer_batches=tr.isomer_batches, buffer_shards=tr.buffer_shards,
         )  # fmt: skip
         return self
 

@@ -170,6 +170,54 @@ def test_modality_batches_group_rows_by_presence_and_read_each_once(ds: Path) ->
     assert dense[0] == dense[1]
 
 
+# five heavy-atom compositions, six molecules each (isomers, or the same heavy atoms with fewer hydrogens)
+ISOMER_SETS = [
+    ["CCCCO", "CCOCC", "CC(C)CO", "CC(O)CC", "COCCC", "CC(C)(C)O"],
+    ["CCCCCC", "CC(C)CCC", "CCC(C)CC", "CC(C)C(C)C", "CC(C)(C)CC", "C1CCCCC1"],
+    ["CCCCCN", "CCCNCC", "CC(C)CCN", "C1CCNCC1", "CCN(C)CC", "CC(N)CCC"],
+    ["c1ccccc1O", "Cc1ccco1", "OC1=CCCC=C1", "C1=CC(=O)CCC1", "O=C1CCCCC1", "CC1=CC=CO1"],
+    ["CCCl", "ClCCC", "CC(C)Cl", "C1CC1Cl", "C=CCCl", "CC=CCl"],
+]
+
+
+def _composition(smiles: str) -> str:
+    from rdkit import Chem
+    from rdkit.Chem.rdMolDescriptors import CalcMolFormula
+
+    return CalcMolFormula(Chem.RemoveHs(Chem.MolFromSmiles(smiles)), False, False).rstrip("H0123456789")
+
+
+def test_isomer_batches_put_each_composition_in_adjacent_batches(tmp_path: Path) -> None:
+    """One pool holds the whole split. With isomer batches each heavy-atom composition is contiguous before
+    the batch order is shuffled, so a group of 6 spans at most 3 batches of 4 (two if aligned); shuffled
+    rows spread most groups over 4-6 batches. Within the rows that have the sparse "fp" modality, the
+    same holds for each (modality, composition) block. Every row is read once."""
+    rng = np.random.default_rng(0)
+    smiles = [s for group in ISOMER_SETS for s in group]
+    smiles = [smiles[i] for i in rng.permutation(len(smiles))]
+    root = _dataset(tmp_path / "iso", smiles, per_shard=6)
+    kw: dict = dict(teachers=["fp"], shuffle=True, seed=1, buffer_shards=10)
+
+    def spans(batches: list, by_modality: bool) -> list[int]:
+        where: dict[tuple, set[int]] = {}
+        for i, b in enumerate(batches):
+            for smi, has in zip(b.smiles, b.masks["fp"].tolist()):
+                where.setdefault((_composition(smi), bool(has) and by_modality), set()).add(i)
+        return sorted(len(v) for v in where.values())
+
+    plain = list(make_loader(root, "train", 4, **kw, modality_batches=False))
+    grouped = list(make_loader(root, "train", 4, **kw, modality_batches=False, isomer_batches=True))
+    both = list(make_loader(root, "train", 4, **kw, modality_batches=True, isomer_batches=True))
+    for bs in (grouped, both):
+        keys = [k for b in bs for k in b.keys]
+        assert sorted(keys) == sorted(k for b in plain for k in b.keys) and len(set(keys)) == len(keys)
+    assert max(spans(grouped, False)) <= 3 < max(spans(plain, False))
+    assert max(spans(both, True)) <= 3  # blocks of <= 6 rows (a composition's rows with / without fp)
+    assert sum(0 < int(b.masks["fp"].sum()) < len(b) for b in both) <= 2  # still grouped by modality
+    again = list(make_loader(root, "train", 4, **kw, modality_batches=False, isomer_batches=True))
+    assert [b.keys for b in again] == [b.keys for b in grouped]
+
+
 def _expect(ds: Path, match: str, teachers: tuple[str, ...] = ("fp",), exc: type = ShardError) -> None:
     with pytest.raises(exc, match=match):
         list(make_loader(ds, "train", 4, teachers=teachers))
