@@ -8,7 +8,8 @@
 #   NAME=mm100k DATA=moses N=100000 NMR=0.053 MS=0.05 IMAGES=0.55 STEPS=6000 MICRO=128 IMG_EPOCHS=10 \
 #     bash scripts/multimodal.sh                  # the corpus of issue 14: >= 50k images, >= 5k 13C + 1H
 # IMAGES=0 / MS=0 leave that modality out (and its teacher); NUCLEI=13C predicts 13C only (no 1H teacher).
-# TRAIN_EXTRA="trainer.isomer_batches=true" adds overrides to the ACML run; RUN=name keeps that run's model
+# TRAIN_EXTRA="trainer.isomer_batches=true" adds overrides to the ACML run, TEACHER_EXTRA="teachers.nmr13c.path=
+# models:/acml-teacher-nmr13cm/1" to the teachers of embed, train and evaluate; RUN=name keeps that run's model
 # and evaluation apart (runs/NAME/train-RUN, runs/NAME/evaluation-RUN) beside earlier ones. TEACHERS=0 keeps
 # the registered teachers (`models:/acml-teacher-<m>/latest`) instead of training new versions: runs compared
 # with each other then share their teachers and embedding caches.
@@ -19,6 +20,7 @@ cd "$(dirname "$0")/.."
 NAME=${NAME:-mm_small}; DATA=${DATA:-moses_demo}; N=${N:-3000}; NMR=${NMR:-0.15}; MS=${MS:-0.1}
 IMAGES=${IMAGES:-0.5}; STEPS=${STEPS:-400}; MICRO=${MICRO:-64}; EPOCHS=${EPOCHS:-30}; IMG_EPOCHS=${IMG_EPOCHS:-12}
 NUCLEI=${NUCLEI:-13C,1H}; RUN=${RUN:+-$RUN}; read -r -a TRAIN_EXTRA <<< "${TRAIN_EXTRA:-}"
+read -r -a teacher_args <<< "${TEACHER_EXTRA:-}"  # teacher overrides for embed, train and evaluate
 PY=${PY:-.venv/bin/python}; ACML=${ACML:-.venv/bin/acml}
 RUNS=runs/$NAME
 mkdir -p "$RUNS"
@@ -30,13 +32,13 @@ t $ACML featurize name=$NAME data=$DATA data.limit=$N
 t $ACML embed name=$NAME teachers=smiles_fp
 t $PY scripts/multimodal_inputs.py shards/$NAME $RUNS --nmr $NMR --ms $MS --images $IMAGES
 t $ACML nmr-predict name=$NAME keys_file=$RUNS/nmr_keys.txt limit=0 "nuclei=[$NUCLEI]"
-modalities=(nmr13c) skip=()
-if [[ $NUCLEI == *1H* ]]; then modalities+=(nmr1h); else skip+=("~teachers.nmr1h"); fi
+modalities=(nmr13c)
+if [[ $NUCLEI == *1H* ]]; then modalities+=(nmr1h); else teacher_args+=("~teachers.nmr1h"); fi
 if [ -s "$RUNS/ms.mgf" ]; then
   t $ACML import-spectra name=$NAME files=[$RUNS/ms.mgf] modality=ms kind=ms pair_by=[smiles]
   modalities+=(ms)
 else
-  skip+=("~teachers.ms")
+  teacher_args+=("~teachers.ms")
 fi
 if [ "$(wc -l < "$RUNS/image_keys.txt")" -gt 0 ]; then
   t $ACML depict name=$NAME keys_file=$RUNS/image_keys.txt limit=0
@@ -44,15 +46,15 @@ if [ "$(wc -l < "$RUNS/image_keys.txt")" -gt 0 ]; then
   [ "${TEACHERS:-1}" = 0 ] || t $ACML pretrain-teacher image name=$NAME target=rxnfp epochs=$IMG_EPOCHS \
     image_width=16 image_resolution=64 batch_size=128 lr=2e-3 val_fraction=0.1 threads=2 output=$RUNS/teacher-image
 else
-  skip+=("~teachers.image")
+  teacher_args+=("~teachers.image")
 fi
 for m in "${modalities[@]}"; do
   [ "${TEACHERS:-1}" = 0 ] ||
     t $ACML pretrain-teacher $m name=$NAME target=rxnfp epochs=$EPOCHS threads=2 output=$RUNS/teacher-$m
 done
-t $ACML embed name=$NAME teachers=multimodal "${skip[@]}"
+t $ACML embed name=$NAME teachers=multimodal "${teacher_args[@]}"
 PORT=$($PY -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-train=(name=$NAME output=$RUNS/train$RUN runs_root=$RUNS teachers=multimodal "${skip[@]}" model=gin_small
+train=(name=$NAME output=$RUNS/train$RUN runs_root=$RUNS teachers=multimodal "${teacher_args[@]}" model=gin_small
        trainer.micro_batch=$MICRO trainer.max_steps=$STEPS trainer.log_every=20 trainer.num_workers=0
        "${TRAIN_EXTRA[@]}")
 s=$SECONDS
@@ -62,5 +64,5 @@ for r in 1 0; do
 done
 wait
 echo "== $(( SECONDS - s )) s: train 2 ranks" | tee -a "$RUNS/timings.txt"
-t $ACML evaluate model=$RUNS/train$RUN/model name=$NAME teachers=multimodal "${skip[@]}" \
+t $ACML evaluate model=$RUNS/train$RUN/model name=$NAME teachers=multimodal "${teacher_args[@]}" \
   output=$RUNS/evaluation$RUN eval.property_datasets=[] eval.attributions=0 eval.embedding_map=false
