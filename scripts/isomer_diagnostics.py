@@ -8,7 +8,10 @@ On the molecules of `--split` that have `--modality`, in isomer sets of 2-10 (as
    also after merging bins, coarser resolutions) cannot be told apart, ties broken at random;
 2. each teacher's geometry: how often a molecule's nearest isomer, in the teacher's projected space, is
    closer than 99% of random pairs (a teacher that crowds isomers together caps what the graph can do);
-3. graph -> teacher top-1 for each teacher on exactly these molecules.
+3. graph -> teacher top-1 for each teacher on exactly these molecules;
+4. with `--reference MODEL TEACHER` (repeatable), the same for another model: the authors' protocol trains
+   one ACML model per modality, so a SMILES-only model's graph -> rxnfp on these molecules is the figure a
+   13C-only model is compared with.
 Reads the model's teachers from the dataset's embedding cache (`acml embed`). Last line: one JSON object."""
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teachers", nargs="+", default=["rxnfp", "nmr13c"], help="teachers of the model")
     ap.add_argument("--split", default="test")
     ap.add_argument("--merges", nargs="+", type=int, default=[1, 10, 20, 40], help="bins merged")
+    ap.add_argument("--reference", nargs=2, action="append", default=[], metavar=("MODEL", "TEACHER"),
+                    help="another model and one of its teachers, scored on the same molecules")  # fmt: skip
     args = ap.parse_args(argv)
     from acml_dist.data.modalities import ModalityLookup
     from acml_dist.evaluate.isomers import isomer_groups, top1_in_sets
@@ -77,12 +82,21 @@ def main(argv: list[str] | None = None) -> int:
         out["crowded"][name] = crowded_fraction(data[f"t:{name}"][sel], sets)
         graph, teacher = data[f"g:{name}"][sel], data[f"t:{name}"][sel]
         out["graph_top1"][name] = top1_in_sets(graph, teacher, formulas)["top1"]
+    for path, name in args.reference:
+        ref = collect(load_model(path), args.shards, SimpleNamespace(split=args.split, max_molecules=0),
+                      [name], baseline=False)  # fmt: skip
+        if ref["smiles"] != data["smiles"]:
+            raise SystemExit(f"{path}: collected other molecules than {args.model}")
+        graph, teacher = ref[f"g:{name}"][sel], ref[f"t:{name}"][sel]
+        out["graph_top1"][f"{path}:{name}"] = top1_in_sets(graph, teacher, formulas)["top1"]
     print(f"{out['molecules']} molecules with {args.modality}; {out['in_sets']} in {out['sets']} isomer sets")
     for m, v in out["oracle_top1"].items():
         print(f"  data-only oracle top-1, {m} bins merged: {v:.3f}")
     print(f"  {'teacher':10s} {'nearest isomer within random top 1%':>36s} {'graph->teacher top-1':>22s}")
     for name in teachers:
         print(f"  {name:10s} {out['crowded'][name]:36.3f} {out['graph_top1'][name]:22.3f}")
+    for path, name in args.reference:
+        print(f"  {name} of {path}: graph -> teacher top-1 {out['graph_top1'][f'{path}:{name}']:.3f}")
     print(json.dumps(out))
     return 0
 
