@@ -184,7 +184,7 @@ def composition_groups(pool: Packed, schema: str, rng: np.random.Generator) -> n
     np.cumsum(codes, out=csum[1:])  # uint64 wraps: differences of the running sum are still exact sums
     composition = csum[pool.atom_ptr[1:]] - csum[pool.atom_ptr[:-1]]
     _, group = np.unique(composition, return_inverse=True)
-    return rng.permutation(int(group.max()) + 1)[group.reshape(-1)] if pool.n else group
+    return rng.permutation(int(group.max()) + 1)[group.reshape(-1)]
 
 
 def modality_signature(pool: Packed, dims: dict[str, int]) -> np.ndarray:
