@@ -71,6 +71,10 @@ class TrainJob:
     output: Optional[str] = None  # run dir for checkpoints; None: <runs_root>/<name>
     runs_root: str = "runs"
     resume: bool = True
+    # Continued pretraining: a saved model (dir, run dir or models:/ URI) whose GIN, and heads of teachers
+    # it shares with this run, start the run (`acml_dist.models.io.init_from_saved`). A checkpoint of this
+    # run, when resumed, wins over it. None: a fresh initialisation.
+    init_from: Optional[str] = None
     teachers: dict[str, TeacherConfig] = field(default_factory=dict)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)

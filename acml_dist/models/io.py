@@ -92,3 +92,41 @@ def load_model(directory: str | Path, map_location: str = "cpu"):
     )
     model.load_state_dict(load_state(directory, map_location))
     return model.eval()
+
+
+def init_from_saved(model: Any, directory: str | Path) -> dict[str, list[str]]:
+    """Start `model` (a new ACMLModel) from the weights saved in `directory`: continued pretraining.
+
+    The GIN must be the same architecture (ValueError naming the first tensor that differs and the saved
+    model config). Each teacher's two heads and its temperature are taken where the saved model has a
+    teacher of that name whose head tensors have the same shapes; the others keep their fresh
+    initialisation. Returns {"taken": [...], "fresh": [...]} teacher names."""
+    import torch
+
+    saved_cfg = read_config(directory)
+    saved = load_state(directory)
+    state = model.state_dict()
+    for key, value in state.items():
+        if key.startswith("gin.") and (key not in saved or saved[key].shape != value.shape):
+            found = tuple(saved[key].shape) if key in saved else "absent"
+            raise ValueError(
+                f"{directory}: its GIN differs from this run's at {key} (saved {found}, here "
+                f"{tuple(value.shape)}); set model.* as it was saved: {saved_cfg.get('model')}"
+            )
+    merged = {k: (saved[k] if k.startswith("gin.") else v) for k, v in state.items()}
+    saved_order = list(saved_cfg.get("teachers") or saved_cfg.get("teacher_dims") or [])
+    taken, fresh = [], []
+    for index, name in enumerate(model.teacher_dims):
+        heads = [k for k in state if k.startswith((f"graph_heads.{name}.", f"teacher_heads.{name}."))]
+        if name not in saved_order or any(k not in saved or saved[k].shape != state[k].shape for k in heads):
+            fresh.append(name)
+            continue
+        merged.update({k: saved[k] for k in heads})
+        if saved.get("log_logit_scale") is not None and "log_logit_scale" in merged:
+            scale = merged["log_logit_scale"].clone()
+            scale[index] = saved["log_logit_scale"][saved_order.index(name)]
+            merged["log_logit_scale"] = scale
+        taken.append(name)
+    with torch.no_grad():
+        model.load_state_dict(merged)
+    return {"taken": taken, "fresh": fresh}

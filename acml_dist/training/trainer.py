@@ -29,7 +29,7 @@ from acml_dist.errors import DataError
 from acml_dist.log import get_logger
 from acml_dist.losses import ContrastiveLoss
 from acml_dist.models import ACMLModel
-from acml_dist.models.io import save_model
+from acml_dist.models.io import init_from_saved, save_model
 from acml_dist.training.checkpoint import BadStepGuard, load_checkpoint, save_checkpoint, set_rng_state
 from acml_dist.training.checkpoint import rng_state as current_rng_state
 from acml_dist.training.distributed import init_distributed, rank0_says, union_over_ranks
@@ -97,6 +97,8 @@ class Trainer:
         model = ACMLModel(
             self.cfg.model, self.dims, loss.init_logit_scale, loss.max_logit_scale, loss.learnable_scale
         )
+        if self.cfg.init_from:
+            self._init_from(model)
         self.ds_config = build_ds_config(tr, self.total_steps, torch.cuda.is_available())
         self.engine, self.scheduler = initialize_engine(model, self.ds_config, float(tr.weight_decay))
         self.loss_fn = ContrastiveLoss(loss.kind, gather=loss.gather)
@@ -115,6 +117,13 @@ class Trainer:
             isomer_batches=tr.isomer_batches, buffer_shards=tr.buffer_shards,
         )  # fmt: skip
         return self
+
+    def _init_from(self, model: ACMLModel) -> None:
+        """Continued pretraining: the weights of `init_from` (every rank loads the same file)."""
+        source = tracking.resolve_model_dir(self.cfg.init_from)
+        parts = init_from_saved(model, source)
+        log.info("initialised from %s: GIN, heads of %s; fresh heads: %s",
+                 source, parts["taken"] or "none", parts["fresh"] or "none")  # fmt: skip
 
     def _size_run(self) -> None:
         tr = self.tr
@@ -347,6 +356,8 @@ class Trainer:
         cfg, out = self.cfg, self.out
         teachers = {n: dict(cfg.teachers[n]) for n in self.dims}
         extra = {"metrics": metrics, "loss": cfg.loss.kind, "teachers": teachers}
+        if cfg.init_from:
+            extra["init_from"] = str(cfg.init_from)
         model_dir = save_model(
             self.engine.module, out / "model", extra, standardize=standardize_config(self.root)
         )

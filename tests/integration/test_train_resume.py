@@ -217,3 +217,34 @@ def test_wall_clock_budget_stops_both_ranks_and_saves(tiny_shards, tmp_path):
     result = json.loads((tmp_path / "run" / "train_result.json").read_text())
     assert 1 <= result["steps"] < 100000
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()
+
+
+def test_init_from_a_saved_model_continues_its_training(tiny_shards, tmp_path):
+    """Continued pretraining (`init_from`): a second run starts from the first run's saved model, so its
+    first loss is near where the first run ended, not where it began; a GIN of another width is refused."""
+    base = [
+        *tiny_train_overrides(tiny_shards, tmp_path / "a", tmp_path),
+        *["tracking.enabled=false", "trainer.log_every=1", "trainer.warmup_steps=2", "trainer.lr=3e-3"],
+        "trainer.checkpoint_every=0",
+    ]
+
+    def train(tag: str, extra: list[str]) -> tuple[list[int], str]:
+        procs = _launch([*base, *extra], free_port(), tmp_path, tag)
+        codes = [p.wait(timeout=300) for p in procs]
+        return codes, (tmp_path / f"{tag}-rank0.log").read_text()
+
+    codes, log_a = train("a", ["trainer.max_steps=40"])
+    assert codes == [0, 0], log_a[-3000:]
+    first = [h["loss"] for h in json.loads((tmp_path / "a" / "history.json").read_text())]
+
+    init = f"init_from={tmp_path / 'a'}"
+    codes, log_b = train("b", [f"output={tmp_path / 'b'}", init, "trainer.max_steps=3"])
+    assert codes == [0, 0], log_b[-3000:]
+    second = [h["loss"] for h in json.loads((tmp_path / "b" / "history.json").read_text())]
+    assert second[0] < first[0] - 0.5 * (first[0] - min(first[-5:])), (first, second)  # > halfway down A's
+    assert f"initialised from {tmp_path / 'a' / 'model'}: GIN, heads of ['morgan']" in log_b
+    saved = json.loads((tmp_path / "b" / "model" / "config.json").read_text())
+    assert saved["extra"]["init_from"] == str(tmp_path / "a")
+
+    codes, log_c = train("c", [f"output={tmp_path / 'c'}", init, "model.emb_dim=32"])
+    assert codes != [0, 0] and "GIN differs from this run's at gin." in log_c, log_c[-3000:]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -130,3 +132,36 @@ def test_batchnorm_normalises_bf16_in_fp32_like_batchnorm1d():
     bn.eval(), ref.eval()
     assert torch.allclose(bn(x.bfloat16()).float(), ref(x.bfloat16().float()), atol=0.05)  # running stats
     assert torch.equal(BatchNorm(8)(x), torch.nn.BatchNorm1d(8)(x))  # fp32: nn.BatchNorm1d's own path
+
+
+def test_init_from_saved_takes_the_gin_and_shared_heads_and_refuses_another_gin(tmp_path):
+    from acml_dist.models import ACMLModel
+    from acml_dist.models.io import init_from_saved, save_model
+
+    cfg = dict(schema="ogb", num_layers=2, emb_dim=16, proj_dim=8)
+    torch.manual_seed(0)
+    saved = ACMLModel(cfg, {"a": 5, "b": 7})
+    with torch.no_grad():
+        saved.log_logit_scale.copy_(torch.tensor([1.0, 2.0]))
+    save_model(saved, tmp_path / "m")
+
+    torch.manual_seed(1)  # another init: what was taken must equal the saved tensors, the rest must not
+    model = ACMLModel(cfg, {"b": 7, "c": 3, "a": 6})  # b shared; c new; a at another dim
+    fresh_c = model.graph_heads["c"].blocks[0]["proj"].weight.clone()
+    parts = init_from_saved(model, tmp_path / "m")
+
+    assert parts == {"taken": ["b"], "fresh": ["c", "a"]}
+    for key, value in saved.gin.state_dict().items():
+        torch.testing.assert_close(model.gin.state_dict()[key], value)
+    for side in ("graph_heads", "teacher_heads"):
+        for key, value in getattr(saved, side)["b"].state_dict().items():
+            torch.testing.assert_close(getattr(model, side)["b"].state_dict()[key], value)
+    torch.testing.assert_close(model.graph_heads["c"].blocks[0]["proj"].weight, fresh_c)
+    saved_a = saved.teacher_heads["a"].blocks[0]["fc"].weight
+    assert not torch.equal(model.teacher_heads["a"].blocks[0]["fc"].weight, saved_a)
+    # b sits at index 0 here and 1 in the saved model; c and a keep the fresh 1/0.07
+    assert model.log_logit_scale.tolist() == pytest.approx([2.0, math.log(1 / 0.07), math.log(1 / 0.07)])
+
+    wider = ACMLModel({**cfg, "emb_dim": 32}, {"a": 5})
+    with pytest.raises(ValueError, match=r"GIN differs .*gin\.atom_encoder.*emb_dim"):
+        init_from_saved(wider, tmp_path / "m")
