@@ -8,6 +8,7 @@ with the key's full name instead of deep inside a stage.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,11 +207,14 @@ def load_config(entry: str, overrides: list[str] | None = None, complete: bool =
         raise ConfigError(f"unknown entry point {entry!r}; known: {sorted(SCHEMAS)}")
     # `model=<uri>` on evaluate/finetune/embed-smiles names a trained model, not the `model/` config group
     # that Hydra would look it up in: apply it after composition.
-    hydra_overrides, late = [], {}
+    hydra_overrides, late, teacher_adds = [], {}, []
+    has_teachers = "teachers" in {f.name for f in dataclasses.fields(SCHEMAS[entry])}
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if sep and key in STRING_KEYS_SHADOWING_GROUPS.get(entry, ()):
             late[key] = value
+        elif sep and has_teachers and key.startswith("+") and key.lstrip("+").startswith("teachers."):
+            teacher_adds.append(item)
         else:
             hydra_overrides.append(item)
     from hydra.core.config_store import ConfigStore
@@ -225,11 +229,30 @@ def load_config(entry: str, overrides: list[str] | None = None, complete: bool =
         with open_dict(raw):
             for key, value in late.items():
                 raw[key] = value
+        _add_to_teachers(raw, teacher_adds)
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(_one_line(entry, exc)) from None
     finally:
         GlobalHydra.instance().clear()
     return validate(entry, raw, complete)
+
+
+def _add_to_teachers(raw: DictConfig, items: list[str]) -> None:
+    """Apply `+teachers.<name>[.<key>]=value` (and `++`) after composition. Through Hydra a new teacher
+    name fails: OmegaConf refuses the empty dict Hydra creates for it in a dict[str, TeacherConfig] ("dict
+    is not a subclass of TeacherConfig"). Here a new name starts from TeacherConfig's defaults; an existing
+    one gets the key set. Only `params` (kind-specific) takes keys TeacherConfig lacks."""
+    if not items:
+        return
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides(items):
+        path = override.key_or_group.split(".")
+        if path[1] not in raw.teachers:
+            with open_dict(raw.teachers):
+                raw.teachers[path[1]] = OmegaConf.structured(TeacherConfig)
+        free = len(path) == 2 or path[2] == "params"
+        OmegaConf.update(raw, override.key_or_group, override.value(), merge=True, force_add=free)
 
 
 def _one_line(entry: str, exc: BaseException) -> str:

@@ -52,6 +52,27 @@ def test_bad_key_or_type_names_the_key(override, key):
     assert key in str(err.value)
 
 
+def test_a_teacher_can_be_added_or_extended_from_the_command_line():
+    cfg = load_config(
+        "train",
+        [
+            "teachers=fingerprint",
+            "+teachers.morgan3.kind=fingerprint",
+            "+teachers.morgan3.modality=fingerprint",
+            "+teachers.morgan3.params={radius:3,n_bits:1024}",
+            "+teachers.morgan.params.chirality=true",  # a kind-specific key added to an existing teacher
+            "+teachers.fp={kind:fingerprint,modality:fingerprint,weight:0.5}",
+        ],
+    )
+    assert list(cfg.teachers) == ["morgan", "morgan3", "fp"]
+    assert cfg.teachers.morgan3.params == {"radius": 3, "n_bits": 1024} and cfg.teachers.morgan3.weight == 1.0
+    assert cfg.teachers.morgan.params.chirality is True and cfg.teachers.morgan.params.radius == 2
+    assert cfg.teachers.fp.weight == 0.5 and cfg.teachers.fp.source == "cache"
+    for bad in ("+teachers.fp.colour=red", "+teachers.fp={kind:fingerprint,colour:1}"):
+        with pytest.raises(ConfigError, match="unknown key 'teachers.fp.colour'"):
+            load_config("train", ["teachers=fingerprint", bad])
+
+
 def test_model_uri_is_a_value_not_a_group():
     cfg = load_config("evaluate", ["model=models:/acml-gin@champion"])
     assert cfg.model == "models:/acml-gin@champion"
