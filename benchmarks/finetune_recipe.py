@@ -81,7 +81,8 @@ def main() -> None:
                         method == "acml",
                     )
                     record = {
-                        "dataset": name, "method": method, "width": int(encoder.model_cfg["emb_dim"]),
+                        "dataset": name, "method": method, "model": args.model if method == "acml" else None,
+                        "width": int(encoder.model_cfg["emb_dim"]),
                         "chirality": mode, "seed": seed, "split": args.split, **fit.test,
                         "schema": str(encoder.model_cfg.get("schema", "hu")),
                         "best_epoch": fit.best_epoch, "epochs": len(fit.curve),
