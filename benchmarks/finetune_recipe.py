@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 def main() -> None:
     from acml_dist.config.eval import EvalConfig
-    from acml_dist.evaluate.chirality import prepare_encoder, prepare_graphs, resolve
+    from acml_dist.evaluate.chirality import prepare_encoder, prepare_graphs
     from acml_dist.evaluate.properties import (
         EncoderView,
         _fit,
@@ -62,11 +62,10 @@ def main() -> None:
         for seed in args.seeds:
             split = make_split(data.smiles, args.split, list(data_cfg.split_fractions), seed)
             floor = train_mean_scores(data, split)
-            for asked in args.chirality:
-                ecfg.chirality = asked
+            for mode in args.chirality:
+                ecfg.chirality = mode
+                view = dataclasses.replace(data, graphs=prepare_graphs(data.graphs, mode))
                 for method in args.methods:
-                    mode = resolve(asked, template)[0 if method == "acml" else 1]  # auto: by the encoder
-                    view = dataclasses.replace(data, graphs=prepare_graphs(data.graphs, mode))
                     if method == "acml":
                         encoder = prepare_encoder(copy.deepcopy(pretrained), mode)
                     else:

@@ -8,7 +8,7 @@ from typing import Optional
 # The values the recipe accepts (config/checks.py refuses others; the evaluate modules use these names).
 SPLIT_KINDS = ("scaffold", "scaffold_balanced", "random")
 SCHEDULES = ("cosine", "linear", "constant")
-CHIRALITY_MODES = ("auto", "drop", "zero", "keep")
+CHIRALITY_MODES = ("drop", "zero", "keep")
 
 
 @dataclass
@@ -41,9 +41,7 @@ class EvalConfig:
     # Epochs at the start with the pretrained encoder frozen (the head alone learns on its features: LP-FT,
     # Kumar et al. 2022); 0: end to end from the first step. A from-scratch encoder is never frozen.
     pretrained_frozen_epochs: int = 0
-    # auto | zero | drop | keep (acml_dist/evaluate/chirality.py; measured in docs/finetune_recipe.md). auto:
-    # keep for an encoder pretrained on stereoisomers (its tag rows are trained), zero otherwise.
-    chirality: str = "auto"
+    chirality: str = "zero"  # zero | drop | keep (acml_dist/evaluate/chirality.py; measured in EVALUATION.md)
     scratch_emb_dim: int = 300  # width of the from-scratch baseline (0: the pretrained encoder's width)
     # Atom/bond schema of the from-scratch baseline: hu | ogb | "" (the pretrained encoder's). OGB's 9 atom
     # features: FreeSolv from scratch 2.28 +- 0.05 against 3.58 +- 0.37 with Hu's 2 (EVALUATION.md).

@@ -14,16 +14,13 @@ untrained vectors in its representation. The modes:
   row 0, pretrained and from scratch alike): a tagged atom starts out read exactly as an untagged one, and
   fine-tuning may then train its row apart.
 - `keep`: the graph as featurised (the behaviour before this choice).
-- `auto` (the default): `keep` for an encoder pretrained on a corpus with stereoisomers (training records
-  `corpus_stereoisomers` in the saved model), `zero` for any other encoder and for the from-scratch baseline.
 
 The default is `zero`, by measurement (docs/finetune_recipe.md; FreeSolv scaffold split, test RMSE, 2 seeds,
 2-core CPU): the width-64 encoder trained here, fine-tuned (100 epochs): keep 3.71 +- 0.01, drop 2.87 +- 0.17,
 zero 2.47 +- 0.15; from scratch at width 300 (50 epochs): keep 4.46 +- 0.52, drop 2.88 +- 0.02, zero
 2.97 +- 0.49. `keep` is worst everywhere. `zero` wins where the fix matters (a pretrained encoder's untrained
 rows) and keeps the stereo information for tasks that need it; from scratch `drop` and `zero` are within
-noise, `drop` with the smaller spread. An encoder whose pretraining saw stereoisomers has trained tag rows:
-on FreeSolv it did better with `keep` than with `zero` (docs/finetune_recipe.md), hence `auto`."""
+noise, `drop` with the smaller spread."""
 
 from __future__ import annotations
 
@@ -41,18 +38,6 @@ def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise DataError(f"eval.chirality must be one of {', '.join(MODES)}, got {mode!r}")
     return mode
-
-
-def stereo_pretrained(model: Any) -> bool:
-    """Whether a loaded model was pretrained on a corpus with stereoisomers (its saved `extra`)."""
-    return int((getattr(model, "saved_extra", None) or {}).get("corpus_stereoisomers") or 0) > 0
-
-
-def resolve(mode: str, model: Any) -> tuple[str, str]:
-    """The modes for (the pretrained encoder `model`, the from-scratch baseline) under eval.chirality."""
-    if check_mode(mode) != "auto":
-        return mode, mode
-    return ("keep" if stereo_pretrained(model) else "zero"), "zero"
 
 
 def is_tagged(graph: Any) -> bool:

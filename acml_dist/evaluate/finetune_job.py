@@ -55,8 +55,7 @@ def run_finetune(cfg: Any) -> dict:
         ]
         write_report(out, sections, metrics, OmegaConf.create({"report": None}))
         params = {"model": cfg.model, "data": cfg.data.get("path") or name, "split": cfg.data.split}
-        chirality = f"{cfg.eval.chirality} (pretrained {result['chirality']['pretrained']})"
-        params.update(recipe_kwargs(cfg.eval), chirality=chirality, scratch_width=result["widths"])
+        params.update(recipe_kwargs(cfg.eval), chirality=cfg.eval.chirality, scratch_width=result["widths"])
         log_to_mlflow(run, metrics, out, params)
     caption = (
         f"{data.task}, {cfg.data.split} split, seeds {list(cfg.eval.seeds)}, test set; "

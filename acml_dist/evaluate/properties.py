@@ -16,7 +16,7 @@ from torch import nn
 
 from acml_dist.config.checks import check_recipe
 from acml_dist.errors import DataError
-from acml_dist.evaluate.chirality import prepare_encoder, prepare_graphs, resolve, tagged_fraction
+from acml_dist.evaluate.chirality import prepare_encoder, prepare_graphs, tagged_fraction
 from acml_dist.evaluate.finetuning import (
     LabelledSet,
     embed_graphs,
@@ -235,7 +235,7 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
     if len(data.graphs) < 10:
         raise DataError(f"{data.name}: only {len(data.graphs)} valid molecules, too few to split")
     check_recipe(ecfg, split_kind)
-    mode, scratch_mode = resolve(ecfg.chirality, model)  # they differ only under auto, never as drop
+    mode = ecfg.chirality
     raw = data
     data = dataclasses.replace(data, graphs=prepare_graphs(data.graphs, mode))
     pretrained = prepare_encoder(copy.deepcopy(model), mode)
@@ -265,8 +265,7 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
         encoders = {
             "acml_finetune": copy.deepcopy(pretrained),
             "scratch_finetune": prepare_encoder(
-                fresh_like(model, int(seed), widths["scratch_finetune"], schemas["scratch_finetune"]),
-                scratch_mode,
+                fresh_like(model, int(seed), widths["scratch_finetune"], schemas["scratch_finetune"]), mode
             ),
         }
         for method, encoder in encoders.items():
@@ -278,7 +277,7 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
                 curves[method] = fit.curve
         if ecfg.linear_probe:
             random_x = embed_graphs(
-                EncoderView(prepare_encoder(fresh_like(model, int(seed)), scratch_mode)), data.graphs
+                EncoderView(prepare_encoder(fresh_like(model, int(seed)), mode)), data.graphs
             )
             for method, x in (("acml_linear", pretrained_x), ("random_linear", random_x)):
                 scores = linear_probe_task(x, data, split, int(seed))
@@ -294,7 +293,7 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
         "split": sizes,
         "widths": widths,
         "schemas": schemas,
-        "chirality": {"mode": ecfg.chirality, "pretrained": mode, "scratch": scratch_mode, "tagged": tagged},
+        "chirality": {"mode": mode, "tagged": tagged},
     }
 
 

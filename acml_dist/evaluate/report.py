@@ -31,12 +31,6 @@ CHIRALITY_RULES = {
     "corpus without stereochemistry leaves them untrained: a tagged atom starts out read as untagged)",
     "keep": "chirality tags as featurised (untrained tag rows are read as they are)",
 }
-AUTO_RULES = {  # eval.chirality=auto, by what the pretrained encoder's corpus held
-    "keep": "`auto`: the pretrained encoder saw stereoisomers in pretraining, so it reads the chirality tags "
-    "as featurised, with its trained tag rows; the from-scratch baseline: ",
-    "zero": "`auto`: the pretrained encoder saw no stereoisomers in pretraining; it and the from-scratch "
-    "baseline: ",
-}
 
 RETRIEVAL_INTRO = (
     "## Cross-modal retrieval\n\nRank of the true partner in its pool (cosine similarity of the "
@@ -158,12 +152,8 @@ def dataset_notes(results: dict[str, dict]) -> str:
     return table(rows, list(rows[0])) if rows else ""
 
 
-def recipe_text(ecfg: Any, split_kind: str, pretrained_mode: str | None = None) -> str:
-    """The fine-tuning recipe, split rule, chirality handling and floor, as the report states them
-    (`pretrained_mode`: what eval.chirality=auto resolved to for the pretrained encoder)."""
-    chirality = CHIRALITY_RULES.get(ecfg.chirality, ecfg.chirality)
-    if ecfg.chirality == "auto":
-        chirality = AUTO_RULES.get(pretrained_mode or "zero", "") + CHIRALITY_RULES["zero"]
+def recipe_text(ecfg: Any, split_kind: str) -> str:
+    """The fine-tuning recipe, split rule, chirality handling and floor, as the report states them."""
     scratch = ecfg.scratch_emb_dim or "the pretrained encoder's"
     width = "(a published baseline width; the pretrained encoder keeps its own)" * bool(ecfg.scratch_emb_dim)
     if getattr(ecfg, "scratch_schema", ""):
@@ -189,7 +179,7 @@ def recipe_text(ecfg: Any, split_kind: str, pretrained_mode: str | None = None) 
         "test set is scored. Regression targets are standardised on the training split. Linear probes: "
         "ridge / logistic regression on frozen embeddings.\n\n"
         f"- Split: {SPLIT_RULES.get(split_kind, split_kind)}; 80/10/10.\n"
-        f"- Chirality: {chirality}.\n"
+        f"- Chirality: {CHIRALITY_RULES.get(ecfg.chirality, ecfg.chirality)}.\n"
         "- Floor: the train-mean predictor (every test molecule predicted as the training mean) is in the "
         "table; a model that does not beat it has learnt nothing.\n"
         "- Why these defaults (chirality, budget), measured: docs/finetune_recipe.md."
@@ -198,9 +188,8 @@ def recipe_text(ecfg: Any, split_kind: str, pretrained_mode: str | None = None) 
 
 def property_report(results: dict, failures: dict, ecfg: Any, split_kind: str) -> str:
     """The property-prediction section: recipe, tables, dataset notes, curves, unavailable datasets."""
-    resolved = next((r.get("chirality", {}).get("pretrained") for r in results.values()), None)
     parts = [
-        "## Property prediction\n\n" + recipe_text(ecfg, split_kind, resolved),
+        "## Property prediction\n\n" + recipe_text(ecfg, split_kind),
         property_section(results, list(ecfg.seeds), split_kind),
         paired_section(results),
         ("Datasets:\n\n" + dataset_notes(results)) if results else "",

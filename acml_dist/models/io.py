@@ -91,7 +91,6 @@ def load_model(directory: str | Path, map_location: str = "cpu"):
         learnable_scale=config.get("learnable_scale", True),
     )
     model.load_state_dict(load_state(directory, map_location))
-    model.saved_extra = config.get("extra") or {}  # what training recorded (metrics, corpus, ...)
     return model.eval()
 
 

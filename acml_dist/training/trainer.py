@@ -51,19 +51,14 @@ from acml_dist.training.online import fill_online, online_inputs, teacher_dims
 log = get_logger("train")
 
 
-def data_config(root: Path) -> Optional[dict[str, Any]]:
-    """The `data` config the shards were featurised with (their manifest's), None when unreadable."""
+def standardize_config(root: Path) -> Optional[dict[str, Any]]:
+    """The shards' `data.standardize` (heavy-atom bounds ...): stored with the model, applied in serving."""
     try:
         manifest = json.loads((root / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
     data = manifest.get("data") if isinstance(manifest, dict) else None
-    return data if isinstance(data, dict) else None
-
-
-def standardize_config(root: Path) -> Optional[dict[str, Any]]:
-    """The shards' `data.standardize` (heavy-atom bounds ...): stored with the model, applied in serving."""
-    return (data_config(root) or {}).get("standardize")
+    return data.get("standardize") if isinstance(data, dict) else None
 
 
 class Trainer:
@@ -363,8 +358,6 @@ class Trainer:
         extra = {"metrics": metrics, "loss": cfg.loss.kind, "teachers": teachers}
         if cfg.init_from:
             extra["init_from"] = str(cfg.init_from)
-        # fine-tuning's chirality=auto reads it: tag rows trained on stereoisomers are kept
-        extra["corpus_stereoisomers"] = int((data_config(self.root) or {}).get("stereoisomers") or 0)
         model_dir = save_model(
             self.engine.module, out / "model", extra, standardize=standardize_config(self.root)
         )

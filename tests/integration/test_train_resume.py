@@ -245,7 +245,6 @@ def test_init_from_a_saved_model_continues_its_training(tiny_shards, tmp_path):
     assert f"initialised from {tmp_path / 'a' / 'model'}: GIN, heads of ['morgan']" in log_b
     saved = json.loads((tmp_path / "b" / "model" / "config.json").read_text())
     assert saved["extra"]["init_from"] == str(tmp_path / "a")
-    assert saved["extra"]["corpus_stereoisomers"] == 0  # fine-tuning's chirality=auto reads it
 
     codes, log_c = train("c", [f"output={tmp_path / 'c'}", init, "model.emb_dim=32"])
     assert codes != [0, 0] and "GIN differs from this run's at gin." in log_c, log_c[-3000:]

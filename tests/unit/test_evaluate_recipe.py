@@ -192,25 +192,6 @@ def test_untrained_chirality_rows_cannot_move_a_tagged_molecules_embedding(mode)
         assert not torch.allclose(a, b, atol=1e-3)
 
 
-def test_auto_chirality_keeps_the_tag_rows_of_an_encoder_pretrained_on_stereoisomers(tmp_path):
-    """eval.chirality=auto (the default) reads what training recorded: an encoder whose corpus had
-    stereoisomers keeps its trained tag rows; any other encoder, and the from-scratch baseline, get `zero`."""
-    from acml_dist.config.eval import EvalConfig
-    from acml_dist.evaluate.chirality import resolve
-    from acml_dist.models import ACMLModel
-    from acml_dist.models.io import load_model, save_model
-
-    assert EvalConfig().chirality == "auto"
-    model = ACMLModel({"num_layers": 2, "emb_dim": 16, "proj_dim": 8}, {"a": 4})
-    save_model(model, tmp_path / "stereo", extra={"corpus_stereoisomers": 2})
-    save_model(model, tmp_path / "plain", extra={"corpus_stereoisomers": 0})
-    save_model(model, tmp_path / "older", extra={})  # saved before training recorded it
-    assert resolve("auto", load_model(tmp_path / "stereo")) == ("keep", "zero")
-    assert resolve("auto", load_model(tmp_path / "plain")) == ("zero", "zero")
-    assert resolve("auto", load_model(tmp_path / "older")) == ("zero", "zero")
-    assert resolve("drop", load_model(tmp_path / "stereo")) == ("drop", "drop")  # an explicit mode rules
-
-
 @pytest.mark.parametrize(
     ("override", "split", "message"),
     [
