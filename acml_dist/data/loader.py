@@ -13,6 +13,10 @@ modality (13C for 5% of molecules) meets its in-batch contrast with ~a batch of 
 handful, as when the authors trained one modality at a time; every row is still read once per pass.
 `isomer_batches` also groups rows by heavy-atom composition (within each modality group): isomers in one
 pool meet in one batch, so the contrast is between molecules a formula cannot tell apart (hard negatives).
+`taught_only` drops the rows that none of the cached teachers has an embedding for: in a run whose every
+teacher is sparse (13C alone, on the quarter of molecules with a spectrum) such a row gives no loss term, and
+a batch of them would be an optimiser step on nothing (AdamW's moments and weight decay still move the
+weights). Training uses it unless a teacher runs online (online teachers cover every molecule).
 Imports torch and PyG only (no Ray, MLflow or RDKit)."""
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from acml_dist.data.shards import (
     cache_entries,
     cache_manifest,
     count_samples,
+    count_taught,
     load_cache_shard,
     load_graph_shard,
     split_entries,
@@ -52,8 +57,8 @@ class ShardStream:
     def __init__(self, root: str | Path, split: str, batch_size: int, *, schema: str,
                  teachers: dict[str, int], rank: int, world_size: int, shuffle: bool, seed: int,
                  finite: bool, buffer_shards: int, on_bad_shard: str, text: Sequence[str],
-                 inputs: Optional[dict[str, Callable]] = None,
-                 modality_batches: bool = False, isomer_batches: bool = False) -> None:  # fmt: skip
+                 inputs: Optional[dict[str, Callable]] = None, modality_batches: bool = False,
+                 isomer_batches: bool = False, taught_only: bool = False) -> None:  # fmt: skip
         if on_bad_shard not in ("error", "skip"):
             raise DataError(f"on_bad_shard={on_bad_shard!r}: expected error | skip")
         self.root, self.split, self.batch_size = Path(root), split, batch_size
@@ -61,6 +66,7 @@ class ShardStream:
         self.shuffle, self.seed, self.finite, self.buffer = shuffle, seed, finite, max(1, buffer_shards)
         self.on_bad_shard, self.text = on_bad_shard, tuple(text)
         self.modality_batches, self.isomer_batches = modality_batches, isomer_batches
+        self.taught_only = taught_only and bool(self.dims)
         self.inputs = dict(inputs or {})
         if self.inputs and "smiles.txt" not in self.text:
             raise ValueError("make_loader(inputs=...) reads SMILES: text must include 'smiles.txt'")
@@ -96,6 +102,10 @@ class ShardStream:
             self.bad[self.index[entry["name"]]] = 1
             log.warning("skipped (on_bad_shard=skip, %d shards so far): %s", sum(self.bad), exc)
             return None
+        if self.taught_only:
+            taught = np.logical_or.reduce([packed.rows[f"present:{t}"].astype(bool) for t in self.dims])
+            if not taught.all():
+                packed = packed.take(np.flatnonzero(taught))
         rows = [f"emb:{t}" for t in self.dims] + [f"present:{t}" for t in self.dims]
         rows += [f"{c}@present" for c in self.text]
         return packed.only([f"{self.schema}_x"], ["edge_index", f"{self.schema}_edge_attr"], rows, self.text)
@@ -285,6 +295,7 @@ def make_loader(
     inputs: Optional[dict[str, Callable[[list[str]], Any]]] = None,
     modality_batches: bool = False,
     isomer_batches: bool = False,
+    taught_only: bool = False,
 ) -> Loader:
     """Batches of one rank (module docstring). `teacher_hashes`: expected weights_hash per teacher (a cache
     built by other weights is refused); `text`: the bytes columns batches carry (training needs "key" only);
@@ -292,9 +303,10 @@ def make_loader(
     every worker process); `inputs`: {online teacher: picklable SMILES -> tuple of tensors} run where the
     batch is made (a worker process), the results in `batch.inputs` (moved by `batch.to`);
     `modality_batches` / `isomer_batches`: group shuffled rows by the modalities they have / by their
-    heavy-atom composition (module docstring)."""
+    heavy-atom composition; `taught_only`: only rows some teacher has an embedding for, the epoch sized by
+    them (module docstring)."""
     dims = {t: int(cache_manifest(root, t, (teacher_hashes or {}).get(t))["dim"]) for t in teachers}
-    total = count_samples(root, split)
+    total = count_taught(root, split, list(dims) if taught_only else [])
     finite = world_size == 1 and batches_per_epoch is None
     budget = batches_per_epoch
     if budget is None and not finite:
@@ -307,6 +319,7 @@ def make_loader(
         root, split, batch_size, schema=schema, teachers=dims, rank=rank, world_size=world_size,
         shuffle=shuffle, seed=seed, finite=finite, buffer_shards=buffer_shards, on_bad_shard=on_bad_shard,
         text=text, inputs=inputs, modality_batches=modality_batches, isomer_batches=isomer_batches,
+        taught_only=taught_only,
     )  # fmt: skip
     if not stream.entries:
         raise DataError(f"{root}: split {split!r} has no shards")

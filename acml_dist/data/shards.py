@@ -23,6 +23,7 @@ import os
 import re
 import struct
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -223,6 +224,15 @@ def split_entries(root: str | os.PathLike, split: str) -> list[dict[str, Any]]:
 
 def count_samples(root: str | os.PathLike, split: str) -> int:
     return int(dataset_manifest(root)["splits"][split]["samples"])
+
+
+def count_taught(root: str | os.PathLike, split: str, teachers: Sequence[str]) -> int:
+    """Rows of `split` that have at least one of `teachers`' embeddings, as far as the cache manifests tell:
+    the split's samples less the fewest any teacher misses. Exact for one teacher or where one teacher covers
+    every row; otherwise a lower bound (for sizing an epoch). All rows without teachers."""
+    samples = count_samples(root, split)
+    missing = [int(cache_manifest(root, t)["splits"].get(split, {}).get("missing") or 0) for t in teachers]
+    return samples - min(missing, default=0)
 
 
 def cache_dir(root: str | os.PathLike, teacher: str) -> Path:

@@ -24,7 +24,8 @@ import torch.distributed as dist
 
 from acml_dist import tracking
 from acml_dist.context import RunContext
-from acml_dist.data.loader import count_samples, make_loader
+from acml_dist.data.loader import make_loader
+from acml_dist.data.shards import count_samples, count_taught
 from acml_dist.errors import DataError
 from acml_dist.log import get_logger
 from acml_dist.losses import ContrastiveLoss
@@ -114,7 +115,7 @@ class Trainer:
             seed=tr.seed, epoch=self.epoch, num_workers=tr.num_workers, pin_memory=torch.cuda.is_available(),
             on_bad_shard=tr.on_bad_shard, text=("key", "smiles.txt") if self.online else ("key",),
             inputs=online_inputs(self.online), modality_batches=tr.modality_batches,
-            isomer_batches=tr.isomer_batches, buffer_shards=tr.buffer_shards,
+            isomer_batches=tr.isomer_batches, buffer_shards=tr.buffer_shards, taught_only=self.taught_only,
         )  # fmt: skip
         return self
 
@@ -127,7 +128,10 @@ class Trainer:
 
     def _size_run(self) -> None:
         tr = self.tr
-        self.per_epoch = count_samples(self.root, "train") // (self.world * tr.micro_batch)
+        # rows no teacher can teach are not batched (data.loader); an online teacher covers every row
+        self.taught_only = not self.online
+        rows = count_taught(self.root, "train", self.cache if self.taught_only else [])
+        self.per_epoch = rows // (self.world * tr.micro_batch)
         if self.per_epoch < tr.grad_accum:
             raise DataError(
                 f"{self.root}: too few training samples for {self.world} ranks x micro_batch {tr.micro_batch}"

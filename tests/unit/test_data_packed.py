@@ -50,8 +50,12 @@ def _cache(root: Path, teacher: str, dim: int, sparse: bool = True) -> None:
             present = (np.arange(e["samples"]) % 4 != 0) | (not sparse)
             data = encode_cache_shard(keys, emb, present, bits=True)
             atomic_write(cache_dir(root, teacher) / e["name"], data)
-            entries.append({**e, "sha256": hashlib.sha256(data).hexdigest(), "graph_sha256": e["sha256"]})
-        splits[split] = {"shards": entries}
+            sha = hashlib.sha256(data).hexdigest()
+            entries.append(
+                {**e, "sha256": sha, "graph_sha256": e["sha256"], "missing": int((~present).sum())}
+            )
+        missing = sum(e["missing"] for e in entries)
+        splits[split] = {"samples": info["samples"], "missing": missing, "shards": entries}
     info = {"name": teacher, "kind": "fingerprint", "modality": "smiles", "dim": dim, "weights_hash": "w"}
     write_json(cache_dir(root, teacher) / "manifest.json", cache_manifest_body(root, info, True, splits))
 
@@ -168,6 +172,26 @@ def test_modality_batches_group_rows_by_presence_and_read_each_once(ds: Path) ->
     kw = dict(teachers=["dense"], shuffle=True, seed=3)
     dense = [[b.keys for b in make_loader(ds, "train", 4, **kw, modality_batches=g)] for g in (False, True)]
     assert dense[0] == dense[1]
+
+
+def test_taught_only_batches_just_the_rows_a_teacher_has_an_embedding_for(ds: Path) -> None:
+    """A quarter of the rows lack "fp": with taught_only, no batch holds one, every other row is read once in
+    a pass, and each of 2 ranks gets the batches the taught rows fill; without it, the batches mix them in."""
+    from acml_dist.data.shards import count_samples, count_taught
+
+    taught_keys = {
+        k for b in make_loader(ds, "train", 4, teachers=["fp"]) for k, m in zip(b.keys, b.masks["fp"]) if m
+    }
+    assert count_taught(ds, "train", ["fp"]) == len(taught_keys) < count_samples(ds, "train")
+    assert count_taught(ds, "train", []) == count_samples(ds, "train")
+    one = list(make_loader(ds, "train", 4, teachers=["fp"], shuffle=True, seed=3, taught_only=True))
+    assert all(bool(b.masks["fp"].all()) for b in one)
+    assert sorted(k for b in one for k in b.keys) == sorted(taught_keys)
+    for rank in (0, 1):
+        kw = dict(teachers=["fp"], shuffle=True, seed=3, rank=rank, world_size=2)
+        only = list(make_loader(ds, "train", 4, **kw, taught_only=True))
+        assert len(only) == len(taught_keys) // 8 and all(bool(b.masks["fp"].all()) for b in only)
+        assert any(not bool(b.masks["fp"].all()) for b in make_loader(ds, "train", 4, **kw))
 
 
 # five heavy-atom compositions, six molecules each (isomers, or the same heavy atoms with fewer hydrogens)
