@@ -78,15 +78,21 @@ def load_state(directory: str | Path, map_location: str = "cpu") -> dict[str, An
         ) from None
 
 
+def teacher_order(config: dict[str, Any]) -> list[str]:
+    """The saved model's teachers in training order (the order of its heads' temperatures): `teacher_dims`
+    is written with sorted keys, so the order is "teachers" (older saves: the dims' order)."""
+    return list(config.get("teachers") or config.get("teacher_dims") or [])
+
+
 def load_model(directory: str | Path, map_location: str = "cpu"):
     """Rebuild the ACMLModel saved in `directory` (eval mode)."""
     from acml_dist.models.acml import ACMLModel
 
     config = read_config(directory)
-    dims = config["teacher_dims"]  # written with sorted keys: the training order is "teachers"
+    dims = config["teacher_dims"]
     model = ACMLModel(
         config["model"],
-        {name: dims[name] for name in config.get("teachers") or dims},
+        {name: dims[name] for name in teacher_order(config)},
         max_logit_scale=config.get("max_logit_scale", 100.0),
         learnable_scale=config.get("learnable_scale", True),
     )
@@ -114,7 +120,7 @@ def init_from_saved(model: Any, directory: str | Path) -> dict[str, list[str]]:
                 f"{tuple(value.shape)}); set model.* as it was saved: {saved_cfg.get('model')}"
             )
     merged = {k: (saved[k] if k.startswith("gin.") else v) for k, v in state.items()}
-    saved_order = list(saved_cfg.get("teachers") or saved_cfg.get("teacher_dims") or [])
+    saved_order = teacher_order(saved_cfg)
     taken, fresh = [], []
     for index, name in enumerate(model.teacher_dims):
         heads = [k for k in state if k.startswith((f"graph_heads.{name}.", f"teacher_heads.{name}."))]
@@ -122,7 +128,7 @@ def init_from_saved(model: Any, directory: str | Path) -> dict[str, list[str]]:
             fresh.append(name)
             continue
         merged.update({k: saved[k] for k in heads})
-        if saved.get("log_logit_scale") is not None and "log_logit_scale" in merged:
+        if "log_logit_scale" in saved:  # a parameter, or a buffer when the scale was frozen
             scale = merged["log_logit_scale"].clone()
             scale[index] = saved["log_logit_scale"][saved_order.index(name)]
             merged["log_logit_scale"] = scale
