@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 
 
 def main() -> None:
+    from acml_dist.chem.descriptors import molecule_features
     from acml_dist.config.eval import EvalConfig
     from acml_dist.evaluate.chirality import prepare_encoder, prepare_graphs
     from acml_dist.evaluate.properties import (
@@ -59,6 +60,7 @@ def main() -> None:
     for name in args.datasets:
         data_cfg = OmegaConf.structured(_data_config(name, args.split))
         data = load_labelled_set(data_cfg, name, str(template.model_cfg.get("schema", "hu")))
+        features = molecule_features(data.smiles, ecfg.mol_features)
         for seed in args.seeds:
             split = make_split(data.smiles, args.split, list(data_cfg.split_fractions), seed)
             floor = train_mean_scores(data, split)
@@ -79,11 +81,13 @@ def main() -> None:
                         ecfg,
                         f"{name} {method} {mode} {seed}",
                         method == "acml",
+                        features,
                     )
                     record = {
                         "dataset": name, "method": method, "model": args.model if method == "acml" else None,
                         "width": int(encoder.model_cfg["emb_dim"]),
                         "chirality": mode, "seed": seed, "split": args.split, **fit.test,
+                        "mol_features": ecfg.mol_features,
                         "schema": str(encoder.model_cfg.get("schema", "hu")),
                         "best_epoch": fit.best_epoch, "epochs": len(fit.curve),
                         "seconds": round(time.monotonic() - started, 1),

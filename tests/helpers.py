@@ -42,6 +42,7 @@ def write_dataset(root: Path, splits: dict[str, list[str]], samples_per_shard: i
     """Write <root>/<split>/shard-XXXXXX.npz + manifest.json for the given SMILES (the format of
     `acml_dist.data.shards`, featurised with `chem.featurize.mol_to_graph`); returns the manifest."""
     from rdkit import Chem
+    from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
     from acml_dist.chem.featurize import mol_to_graph
 
@@ -60,7 +61,8 @@ def write_dataset(root: Path, splits: dict[str, list[str]], samples_per_shard: i
             mols = [Chem.MolFromSmiles(Chem.MolToSmiles(Chem.MolFromSmiles(s))) for s in chunk]
             cans = [Chem.MolToSmiles(m) for m in mols]
             keys = ["h" + hashlib.sha1(f"{split}:{start}:{c}".encode()).hexdigest()[:16] for c in cans]
-            metas = [{"inchikey": Chem.MolToInchiKey(m), "source": "test"} for m in mols]
+            metas = [{"inchikey": Chem.MolToInchiKey(m), "formula": CalcMolFormula(m), "source": "test"}
+                     for m in mols]  # fmt: skip
             packed = Packed.from_graphs(
                 [mol_to_graph(m) for m in mols],
                 {

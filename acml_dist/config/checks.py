@@ -103,6 +103,7 @@ RULES: list[Rule] = [
     ("eval.schedule", _one_of(*SCHEDULES), _one_of_text(SCHEDULES)),
     ("eval.chirality", _one_of(*CHIRALITY_MODES), _one_of_text(CHIRALITY_MODES)),
     ("eval.scratch_schema", _one_of("", "hu", "ogb"), "hu, ogb or empty (the pretrained encoder's)"),
+    ("eval.mol_features", _one_of("", "rdkit2d"), "rdkit2d or empty (none)"),
     ("eval.split_kind", _one_of(*SPLIT_KINDS), _one_of_text(SPLIT_KINDS)),
     ("eval.seeds", lambda v: len(v) > 0 and all(NON_NEGATIVE_INT(s) for s in v), "a non-empty list of seeds"),
     ("cluster.num_cpus", _optional(POSITIVE_INT), "null or an integer >= 1"),

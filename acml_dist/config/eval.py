@@ -46,6 +46,10 @@ class EvalConfig:
     # Atom/bond schema of the from-scratch baseline: hu | ogb | "" (the pretrained encoder's). OGB's 9 atom
     # features: FreeSolv from scratch 2.28 +- 0.05 against 3.58 +- 0.37 with Hu's 2 (EVALUATION.md).
     scratch_schema: str = "ogb"
+    # Molecule-level features the property head reads beside the embedding, for every fine-tuned method
+    # (pretrained and from scratch alike): "" none | rdkit2d (RDKit's 217 2-D descriptors, normalised on the
+    # training split; chemprop's rdkit_2d_normalized; acml_dist/chem/descriptors.py).
+    mol_features: str = ""
     train_mean_floor: bool = True  # report the train-mean predictor's test scores (regression)
     progress: bool = True  # per-epoch progress bars on stderr
     linear_probe: bool = True

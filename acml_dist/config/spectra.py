@@ -95,6 +95,9 @@ class PretrainTeacherJob:
     # 13C 1 ppm, 1H 0.1 ppm, MS 0)
     peak_shift: Optional[float] = None
     peak_drop: float = 0.0  # each peak dropped with this probability
+    # batches of isomers: each epoch's shuffle keeps molecules of one formula together, so the contrast is
+    # between spectra of isomers (hard negatives; training/pair_training.fit_pairs `groups`)
+    isomer_batches: bool = False
     # DeepSpeed data parallel: one rank here, N under `deepspeed --num_gpus N --no_local_rank --module
     # acml_dist.cli pretrain-teacher ...`; batch_size is per rank (each rank contrasts its own batch)
     device: str = "auto"  # auto: each rank's GPU when there is one, else the CPU | cpu: the CPU even so

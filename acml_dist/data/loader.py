@@ -129,12 +129,7 @@ class ShardStream:
             signature = modality_signature(pool, self.dims)
             if signature.min() != signature.max():
                 keys.append(-signature[perm])
-        if not keys:  # every row alike: nothing to group
-            return perm
-        perm = perm[np.lexsort(keys)]  # stable: random within a group
-        full = pool.n // self.batch_size
-        head = perm[: full * self.batch_size].reshape(full, self.batch_size)[rng.permutation(full)]
-        return np.concatenate([head.reshape(-1), perm[full * self.batch_size :]])
+        return grouped_order(perm, keys, self.batch_size, rng) if keys else perm  # no keys: all alike
 
     def __iter__(self) -> Iterator[MolBatch]:
         import torch.utils.data
@@ -179,6 +174,18 @@ class ShardStream:
             if not produced and not carry:
                 raise ShardError(f"{self.root}/{self.split}: no usable rows for reader {reader} of {readers}")
             round_ += 1
+
+
+def grouped_order(perm: np.ndarray, keys: Sequence[np.ndarray], batch_size: int,
+                  rng: np.random.Generator) -> np.ndarray:  # fmt: skip
+    """A shuffled row order `perm` sorted stably by `keys` (each aligned with `perm`; the last is the primary
+    one, as np.lexsort), so rows sharing keys stay contiguous in random order, then its whole batches of
+    `batch_size` put in random order (the last partial batch stays last). Shared by the loader's grouped
+    batches and the teachers' (`training/pair_training.fit_pairs`)."""
+    perm = perm[np.lexsort(list(keys))]  # stable: random within a group
+    full = len(perm) // batch_size
+    head = perm[: full * batch_size].reshape(full, batch_size)[rng.permutation(full)]
+    return np.concatenate([head.reshape(-1), perm[full * batch_size :]])
 
 
 # one fixed 64-bit code per atomic-number index: a molecule's composition is the (wrapping) sum of its atoms'

@@ -88,20 +88,46 @@ def _mlp_head(in_dim: int, tasks: int, dropout: float):
     return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(in_dim, tasks))
 
 
-def build_predictor(encoder, emb_dim: int, tasks: int, dropout: float = 0.2):
-    """Encoder (a module mapping a PyG Batch to (B, emb_dim)) followed by the MLP head."""
+def build_predictor(encoder, emb_dim: int, tasks: int, dropout: float = 0.2, n_features: int = 0):
+    """Encoder (a module mapping a PyG Batch to (B, emb_dim)) followed by the MLP head; with `n_features`,
+    the head reads the embedding concatenated with the batch's `mol_features` (B, n_features)."""
+    import torch
     from torch import nn
 
-    return nn.Sequential(encoder, _mlp_head(emb_dim, tasks, dropout))
+    class WithFeatures(nn.Sequential):  # [0] the encoder, [1] the head, as the plain predictor
+        def forward(self, batch):
+            return self[1](torch.cat([self[0](batch), batch.mol_features], dim=1))
+
+    head = _mlp_head(emb_dim + n_features, tasks, dropout)
+    return WithFeatures(encoder, head) if n_features else nn.Sequential(encoder, head)
 
 
-def _attach_labels(graphs: list, y: np.ndarray) -> list:
+def normalise_features(features: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Raw molecule features (n, F) -> float32 in [0, 1]: each column through its empirical CDF on the
+    training rows (sklearn's QuantileTransformer; chemprop's rdkit_2d_normalized uses CDFs too, fitted on
+    ChEMBL), so heavy-tailed descriptors (Ipc ~ 1e30) neither dominate nor overflow; a value missing for a
+    molecule becomes 0.5 (the training median). Columns without a training value are dropped."""
+    from sklearn.preprocessing import QuantileTransformer
+
+    keep = ~np.isnan(features[train]).all(axis=0)
+    x = features[:, keep]
+    q = QuantileTransformer(n_quantiles=max(2, min(1000, len(train))), output_distribution="uniform")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant columns: all 0 after the transform, as they should be
+        q.fit(x[train])
+        out = q.transform(x)
+    return np.nan_to_num(out, nan=0.5).astype(np.float32)
+
+
+def _attach_labels(graphs: list, y: np.ndarray, features: np.ndarray | None = None) -> list:
     import torch
 
     out = []
-    for g, row in zip(graphs, y):
+    for i, (g, row) in enumerate(zip(graphs, y)):
         g = copy.copy(g)
         g.y = torch.as_tensor(row, dtype=torch.float32).view(1, -1)
+        if features is not None:
+            g.mol_features = torch.from_numpy(features[i]).view(1, -1)
         out.append(g)
     return out
 
@@ -190,6 +216,7 @@ def fit_predictor(
     final_lr: float = 0.0,
     encoder_lr: float = 1.0,
     frozen_epochs: int = 0,
+    features: np.ndarray | None = None,
     on_epoch: Callable[[int, Any, dict], None] | None = None,
 ) -> FitResult:
     """Train encoder + MLP head end to end (AdamW; lr warm-up over the first `warmup` fraction of steps,
@@ -197,7 +224,9 @@ def fit_predictor(
     rate throughout, and frozen, BatchNorm statistics included, for the first `frozen_epochs`: the head
     first learns on the encoder's features as they are, as in LP-FT), early stopping on the validation metric
     after `patience` epochs without improvement; the best validation epoch's weights are restored and
-    tested. `on_epoch(epoch, model, record)` is called after each epoch's validation."""
+    tested. `features` (n, F) raw molecule features aligned with `data` (chem.descriptors): normalised on
+    the training rows (`normalise_features`) and read by the head beside the embedding.
+    `on_epoch(epoch, model, record)` is called after each epoch's validation."""
     import torch
     from torch_geometric.loader import DataLoader
 
@@ -206,8 +235,11 @@ def fit_predictor(
     task = data.task
     metric, higher = main_metric(task)
     mean, std = _standardiser(data, train)  # one lr suits every dataset on standardised targets
-    graphs = _attach_labels(data.graphs, (data.y - mean) / std)
-    model = build_predictor(encoder, emb_dim, data.y.shape[1])
+    feats = None if features is None else normalise_features(features, train)
+    graphs = _attach_labels(data.graphs, (data.y - mean) / std, feats)
+    model = build_predictor(
+        encoder, emb_dim, data.y.shape[1], n_features=0 if feats is None else feats.shape[1]
+    )
     encoder_module, head = model
     groups = [{"params": head.parameters(), "lr": lr},
               {"params": encoder_module.parameters(), "lr": lr * encoder_lr}]  # fmt: skip

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from acml_dist.chem.descriptors import molecule_features
 from acml_dist.config.checks import check_recipe
 from acml_dist.errors import DataError
 from acml_dist.evaluate.chirality import prepare_encoder, prepare_graphs, tagged_fraction
@@ -202,7 +203,8 @@ def train_mean_scores(data: LabelledSet, split: tuple[np.ndarray, ...]) -> dict[
     return task_metrics(data.y[split[2]], np.tile(mean, (len(split[2]), 1)), data.task)
 
 
-def _fit(encoder: Any, data: LabelledSet, split: Any, seed: int, ecfg: Any, label: str, pretrained: bool):
+def _fit(encoder: Any, data: LabelledSet, split: Any, seed: int, ecfg: Any, label: str, pretrained: bool,
+         features: np.ndarray | None = None):  # fmt: skip
     """One fine-tuning run with a per-epoch progress bar (stderr) and a log line when it ends; a
     `pretrained` encoder trains at `ecfg.pretrained_lr` x the rate, after `ecfg.pretrained_frozen_epochs`."""
     from tqdm.auto import tqdm
@@ -217,8 +219,8 @@ def _fit(encoder: Any, data: LabelledSet, split: Any, seed: int, ecfg: Any, labe
 
         dim = embedding_dim(encoder.model, data.graphs)
         own = {"encoder_lr": float(ecfg.pretrained_lr), "frozen_epochs": int(ecfg.pretrained_frozen_epochs)}
-        fit = fit_predictor(encoder, dim, data, split, seed=seed, on_epoch=on_epoch, **recipe_kwargs(ecfg),
-                            **(own if pretrained else {}))  # fmt: skip
+        fit = fit_predictor(encoder, dim, data, split, seed=seed, on_epoch=on_epoch, features=features,
+                            **recipe_kwargs(ecfg), **(own if pretrained else {}))  # fmt: skip
     log.info(
         "%s: best epoch %d of %d, val %s %.3f, test %s %.3f (%.0f s)",
         label, fit.best_epoch, len(fit.curve), metric, fit.val.get(metric, np.nan), metric,
@@ -251,6 +253,7 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
             data, graphs=prepare_graphs(raw.in_schema(schemas["scratch_finetune"]).graphs, mode)
         )
     pretrained_x = embed_graphs(EncoderView(pretrained), data.graphs)
+    features = molecule_features(data.smiles, str(getattr(ecfg, "mol_features", "")))
     runs: list[dict] = []
     curves: dict[str, list[dict]] = {}
     sizes: dict[str, int] = {}
@@ -271,7 +274,8 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
         for method, encoder in encoders.items():
             label = f"{data.name} seed {seed} {method} (width {widths[method]}, {schemas[method]} schema)"
             view = scratch_data if method == "scratch_finetune" else data
-            fit = _fit(EncoderView(encoder), view, split, int(seed), ecfg, label, method == "acml_finetune")
+            pretrained_run = method == "acml_finetune"
+            fit = _fit(EncoderView(encoder), view, split, int(seed), ecfg, label, pretrained_run, features)
             runs.append({"seed": int(seed), "method": method, "best_epoch": fit.best_epoch, **fit.test})
             if seed == ecfg.seeds[0]:
                 curves[method] = fit.curve

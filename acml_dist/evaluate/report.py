@@ -168,9 +168,13 @@ def recipe_text(ecfg: Any, split_kind: str) -> str:
         tuned += f" after its first {frozen} epochs with the encoder frozen (the head alone learns)"
     if rate != 1.0:
         tuned += f", the encoder at {rate:g} x the rate"
+    head = "a 2-layer MLP head"
+    if getattr(ecfg, "mol_features", ""):
+        head += (f" reading the embedding and the molecule's {ecfg.mol_features} descriptors (each through "
+                 "its CDF on the training split)")  # fmt: skip
     return (
         "Recipe (the default of `acml finetune` and of this section; `eval.*` keys): for each seed, the "
-        f"pretrained GIN with a 2-layer MLP head, {tuned}, and the same architecture trained "
+        f"pretrained GIN with {head}, {tuned}, and the same architecture trained "
         f"from scratch at width {scratch} {width}, "
         f"both with AdamW (lr {ecfg.lr}, weight decay {ecfg.weight_decay}), batch {ecfg.batch_size}, up to "
         f"{ecfg.finetune_epochs} epochs, linear warm-up over {100 * ecfg.warmup:g}% of the steps then "

@@ -134,6 +134,7 @@ def train_image_teacher(
     temperature: float = 0.05,
     augmentation: bool = True,
     max_seconds: Optional[float] = None,
+    groups: Optional[np.ndarray] = None,
 ) -> dict[str, Any]:
     """Train the CNN on (uint8 depictions (N, S, S), frozen teacher embeddings (N, D)) on every DeepSpeed rank
     (`pair_training.fit_pairs` with `fit`, default 10 epochs; on CUDA bf16 autocast, the images held on the
@@ -141,7 +142,8 @@ def train_image_teacher(
     "stopped_early"} and, on rank 0, the held-out report ("val_r1", "untrained_val_r1", "chance_r1",
     "train_r1", "untrained_train_r1"). `max_seconds`: training stops before the first step past that many
     seconds on rank 0's clock (the one-cycle schedule is then cut short; history holds the finished epochs)
-    and the held-out evaluation runs as usual."""
+    and the held-out evaluation runs as usual. `groups` (one integer per row, e.g. formulas): `fit_pairs`'s
+    grouped batches."""
     import copy
 
     import torch
@@ -168,7 +170,15 @@ def train_image_teacher(
     t0 = time.time()
     deadline = t0 + (max_seconds if max_seconds is not None else math.inf)
     stop = None if max_seconds is None else lambda: time.time() >= deadline
-    history, seen, stopped = fit_pairs(model, len(train), batch_loss, fit, one_cycle=True, stop=stop)
+    history, seen, stopped = fit_pairs(
+        model,
+        len(train),
+        batch_loss,
+        fit,
+        one_cycle=True,
+        stop=stop,
+        groups=None if groups is None else groups[train],
+    )
     rate = seen / max(1e-9, time.time() - t0)
     out: dict[str, Any] = {"history": history, "n_train": len(train), "n_val": len(val), "arch": a,
                            "images_per_s": rate, "stopped_early": stopped}  # fmt: skip

@@ -133,13 +133,15 @@ def train_spectrum_teacher(
     out_dim: int = 768,
     peak_shift: int = 0,
     peak_drop: float = 0.0,
+    groups: Optional[np.ndarray] = None,
 ) -> dict[str, Any]:
     """Train the pair on (spectra, frozen teacher embeddings) with the modality's encoder (`build_encoder`),
     on every DeepSpeed rank (`pair_training.fit_pairs` with `fit`, default `FitOptions()`), each batch's
     peaks jittered by up to `peak_shift` bins and dropped with probability `peak_drop` (`jitter_peaks`; 0:
-    as stored). Returns {"model" (the pair on the CPU;
-    `.encoder` is the teacher), "history" (mean loss per epoch), "n_train", "n_val"} and, on rank 0, the
-    held-out report ("val_r1", "untrained_val_r1", "chance_r1", "train_r1", "untrained_train_r1")."""
+    as stored); `groups` (one integer per row, e.g. formulas): `fit_pairs`'s grouped batches. Returns
+    {"model" (the pair on the CPU; `.encoder` is the teacher), "history" (mean loss per epoch), "n_train",
+    "n_val"} and, on rank 0, the held-out report ("val_r1", "untrained_val_r1", "chance_r1", "train_r1",
+    "untrained_train_r1")."""
     import copy
 
     import torch
@@ -156,7 +158,8 @@ def train_spectrum_teacher(
         rows = rows.to(dev)
         return model(jitter_peaks(xt[rows], gen, peak_shift, peak_drop), yt[rows])
 
-    history, _, _ = fit_pairs(model, len(train), batch_loss, fit)
+    train_groups = None if groups is None else groups[train]
+    history, _, _ = fit_pairs(model, len(train), batch_loss, fit, groups=train_groups)
     model.cpu()
     out: dict[str, Any] = {"model": model, "history": history, "n_train": len(train), "n_val": len(val)}
     if rank == 0:  # the other ranks hold the same weights: one report

@@ -56,6 +56,24 @@ def paired_embeddings(
     return keys, np.stack(ys).astype(np.float32) if ys else np.zeros((0, 0), np.float32)
 
 
+def formula_groups(root: Any, keys: Sequence[str]) -> np.ndarray:
+    """Per key, an integer shared by the keys whose molecules have the same molecular formula (isomers), from
+    the dataset's `meta.formula`; for `fit_pairs(groups=...)`. KeyError names a key the dataset lacks."""
+    from acml_dist.data.loader import iter_samples
+    from acml_dist.data.shards import read_manifest
+
+    wanted, formula = set(keys), {}
+    for split in (read_manifest(root) or {}).get("splits", {}):
+        for s in iter_samples(root, split):
+            if s["key"] in wanted:
+                formula[s["key"]] = s["meta"].get("formula") or s["key"]  # no formula: a group of its own
+    missing = wanted - formula.keys()
+    if missing:
+        raise KeyError(f"{len(missing)} keys are not in {root}, e.g. {sorted(missing)[0]}")
+    _, groups = np.unique([formula[k] for k in keys], return_inverse=True)
+    return groups.reshape(-1)
+
+
 def split_pairs(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train rows, held-out rows) of `n` pairs: a seeded permutation, the first round(n x val_fraction)
     held out; ValueError when fewer than 2 are left to train on."""
@@ -100,6 +118,7 @@ def fit_pairs(
     *,
     one_cycle: bool = False,
     stop: Optional[Callable[[], bool]] = None,
+    groups: Optional[np.ndarray] = None,
 ) -> tuple[list[float], int, bool]:
     """Data-parallel DeepSpeed training over the ranks `join` finds: every epoch one seeded shuffle of the
     `n` training rows (the same on every rank), cut into global batches of `fit.batch_size` rows per rank;
@@ -112,8 +131,11 @@ def fit_pairs(
     `batch_loss(rows, gen)` is the scalar loss of a rank's rows (a CPU index tensor); in-batch contrast sees
     the rank's own rows, so `batch_size` is per rank, as on one process. `gen` is a CPU generator seeded per
     rank, for random augmentation. `fit.on_epoch(epoch, mean loss over ranks)` after each epoch; `stop()`,
-    asked before each step (rank 0's answer holds on every rank), ends training early. Returns (mean loss per
-    finished epoch, rows seen on all ranks, stopped early)."""
+    asked before each step (rank 0's answer holds on every rank), ends training early. `groups` (one integer
+    per row, e.g. `formula_groups`): each epoch's shuffle keeps rows of a group contiguous and then shuffles
+    whole rank batches (`data.loader.grouped_order`, as the ACML loader's `isomer_batches`), so a group's rows
+    are each other's in-batch negatives. Returns (mean loss per finished epoch, rows seen on all ranks,
+    stopped early)."""
     import torch
     import torch.distributed as dist
 
@@ -138,6 +160,8 @@ def fit_pairs(
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(n, generator=order_gen)
+        if groups is not None:
+            order = torch.from_numpy(grouped_epoch_order(order.numpy(), groups, per_rank, (seed, epoch)))
         total = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, steps
         one = torch.ones((), dtype=torch.float64, device=device)
         for step in range(steps):
@@ -155,6 +179,18 @@ def fit_pairs(
         if fit.on_epoch is not None:
             fit.on_epoch(epoch, history[-1])
     return history, seen, False
+
+
+def grouped_epoch_order(perm: np.ndarray, groups: np.ndarray, batch_size: int, seed: Any) -> np.ndarray:
+    """`perm` with each group's rows contiguous (groups in a random order drawn from `seed`) and its whole
+    batches shuffled; a group larger than a batch spills into the next one."""
+    from acml_dist.data.loader import grouped_order
+
+    if len(groups) != len(perm):
+        raise ValueError(f"groups has {len(groups)} entries for {len(perm)} rows")
+    rng = np.random.default_rng(list(seed))
+    rank = rng.permutation(int(groups.max()) + 1)[groups]  # a fresh random order of the groups
+    return grouped_order(perm, [rank[perm]], batch_size, rng)
 
 
 def held_out_r1(

@@ -78,11 +78,16 @@ def load_pairs(cfg: Any) -> dict[str, Any]:
     if len(keys) < 4:
         raise InputError(f"only {len(keys)} molecules of {root} have both a {spectra} spectrum and a "
                          f"{cfg.target} embedding; need at least 4")  # fmt: skip
+    groups = None
+    if cfg.isomer_batches:
+        from acml_dist.training.pair_training import formula_groups
+
+        groups = formula_groups(root, keys)
     written = int(manifest.get("counts", {}).get("written", len(keys)))
     bins = manifest.get("bins") or {}  # the binning: axis units per bin
     width = (bins["high"] - bins["low"]) / bins["n_bins"] if bins.get("n_bins") else None
     return {"root": root, "spectra": spectra, "keys": keys, "x": x, "y": y, "n_spectra": written,
-            "bin_width": width}  # fmt: skip
+            "bin_width": width, "groups": groups}  # fmt: skip
 
 
 def shift_bins(cfg: Any, bin_width: Optional[float]) -> int:
@@ -152,7 +157,7 @@ def train(cfg: Any, data: dict[str, Any], on_epoch: Any) -> dict[str, Any]:
                 "convs_per_block": cfg.image_convs_per_block}  # fmt: skip
         result = train_image_teacher(data["x"], data["y"], fit, arch=arch, loss=cfg.image_loss,
                                      nce_weight=cfg.nce_weight, temperature=cfg.temperature,
-                                     augmentation=cfg.augment)  # fmt: skip
+                                     augmentation=cfg.augment, groups=data.get("groups"))  # fmt: skip
         result["model"].arch = result["arch"]  # build_teacher stores it as the teacher's params
         result["model"] = type("Pair", (), {"encoder": result["model"]})()  # the CNN is the encoder
         return result
@@ -160,7 +165,7 @@ def train(cfg: Any, data: dict[str, Any], on_epoch: Any) -> dict[str, Any]:
 
     return train_spectrum_teacher(data["x"], data["y"], fit, modality=cfg.modality, out_dim=cfg.out_dim,
                                   peak_shift=shift_bins(cfg, data.get("bin_width")),
-                                  peak_drop=cfg.peak_drop)  # fmt: skip
+                                  peak_drop=cfg.peak_drop, groups=data.get("groups"))  # fmt: skip
 
 
 def pretrain_teacher_job(cfg: Any) -> dict[str, Any]:
@@ -199,7 +204,7 @@ def _track_train_register(cfg: Any, data: dict[str, Any], world: int) -> dict[st
     use_tracking_store(resolve_tracking_uri(cfg, cfg.runs_root))
     mlflow.set_experiment(cfg.experiment)
     names = ("modality", "target", "epochs", "batch_size", "lr", "weight_decay", "val_fraction", "pool",
-             "out_dim", "seed", "device", "zero_stage")  # fmt: skip
+             "out_dim", "seed", "device", "zero_stage", "isomer_batches")  # fmt: skip
     params = {**{k: cfg[k] for k in names}, "world_size": world}
     with mlflow.start_run(run_name=f"pretrain-teacher-{name}") as run:
         params.update({k: cfg[k] for k in (IMAGE_PARAMS if cfg.modality == "image" else SPECTRUM_PARAMS)})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from acml_dist.training.pair_training import FitOptions, fit_pairs, held_out_r1, split_pairs
+from acml_dist.training.pair_training import FitOptions, fit_pairs, formula_groups, held_out_r1, split_pairs
 
 
 def test_split_holds_out_a_seeded_fraction_and_refuses_too_few_to_train() -> None:
@@ -55,6 +55,44 @@ def test_fit_stops_when_asked_and_refuses_batches_of_one() -> None:
     assert stopped and len(steps) == 7 and seen == 28 and len(history) == 2  # 3 steps an epoch
     with pytest.raises(ValueError, match="a batch of 2"):
         fit_pairs(model, 1, batch_loss, FitOptions(epochs=1, batch_size=4))
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_groups_put_each_groups_rows_in_one_batch(grouped: bool) -> None:
+    """With `groups` (here 12 groups of 2 rows, batches of 4), every batch is whole groups, in an order that
+    changes per epoch, and every row is still seen once an epoch; without, random batches split groups."""
+    groups = np.repeat(np.random.default_rng(3).permutation(12), 2)[np.random.default_rng(4).permutation(24)]
+    model = torch.nn.Linear(1, 1)
+    batches: list[list[int]] = []
+
+    def batch_loss(rows: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        batches.append(rows.tolist())
+        return model(torch.ones(len(rows), 1)).pow(2).mean()
+
+    fit = FitOptions(epochs=3, batch_size=4, lr=0.01, weight_decay=0.0, seed=0, device="cpu")
+    fit_pairs(model, 24, batch_loss, fit, groups=groups if grouped else None)
+    assert len(batches) == 18
+    for epoch in range(3):
+        assert sorted(r for b in batches[6 * epoch : 6 * epoch + 6] for r in b) == list(range(24))
+    whole = [all((groups[b] == g).sum() == 2 for g in groups[b]) for b in batches]
+    assert all(whole) if grouped else not all(whole)
+    if grouped:
+        assert batches[:6] != batches[6:12]
+
+
+def test_formula_groups_share_an_integer_per_formula(tmp_path) -> None:
+    from helpers import write_dataset
+
+    from acml_dist.data.loader import iter_samples
+
+    root = tmp_path / "ds"
+    write_dataset(root, {"train": ["CCO", "COC", "CCC", "CCCO"], "val": ["CC(C)O"], "test": ["c1ccccc1"]}, 2)
+    keys = {s["smiles"]: s["key"] for split in ("train", "val", "test") for s in iter_samples(root, split)}
+    order = ["CCO", "CCCO", "COC", "c1ccccc1", "CC(C)O", "CCC"]
+    groups = formula_groups(root, [keys[k] for k in order])
+    assert groups[0] == groups[2] and groups[1] == groups[4] and len(set(groups.tolist())) == 4
+    with pytest.raises(KeyError, match="not in"):
+        formula_groups(root, ["nope"])
 
 
 def test_held_out_report_names_both_models_and_chance() -> None:
