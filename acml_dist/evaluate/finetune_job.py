@@ -55,7 +55,8 @@ def run_finetune(cfg: Any) -> dict:
         ]
         write_report(out, sections, metrics, OmegaConf.create({"report": None}))
         params = {"model": cfg.model, "data": cfg.data.get("path") or name, "split": cfg.data.split}
-        params.update(recipe_kwargs(cfg.eval), chirality=cfg.eval.chirality, scratch_width=result["widths"])
+        params.update(recipe_kwargs(cfg.eval), chirality=cfg.eval.chirality, scratch_width=result["widths"],
+                      mol_features=cfg.eval.mol_features or "none")  # fmt: skip
         log_to_mlflow(run, metrics, out, params)
     caption = (
         f"{data.task}, {cfg.data.split} split, seeds {list(cfg.eval.seeds)}, test set; "

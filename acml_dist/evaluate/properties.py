@@ -229,6 +229,21 @@ def _fit(encoder: Any, data: LabelledSet, split: Any, seed: int, ecfg: Any, labe
     return fit
 
 
+def features_with_progress(smiles: list[str], kind: str, progress: bool = True) -> np.ndarray | None:
+    """`chem.descriptors.molecule_features` with a progress bar (RDKit's 2-D descriptors take ~10 ms a
+    molecule: minutes for a large CSV); None for no features."""
+    if not kind:
+        return molecule_features(smiles, kind)
+    from tqdm.auto import tqdm
+
+    parts, step = [], 500
+    with tqdm(total=len(smiles), desc=f"{kind} features", unit="mol", disable=not progress) as bar:
+        for start in range(0, len(smiles), step):
+            parts.append(molecule_features(smiles[start : start + step], kind))
+            bar.update(len(parts[-1]))
+    return np.concatenate(parts) if parts else molecule_features([], kind)
+
+
 def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str, fractions: Any) -> dict:
     """All methods x seeds on one dataset. Returns {"summary": {method: {metric: (mean, std)}},
     "runs": [per seed and method records], "curves": {seed0 method -> epoch records}, "split": sizes,
@@ -253,7 +268,7 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
             data, graphs=prepare_graphs(raw.in_schema(schemas["scratch_finetune"]).graphs, mode)
         )
     pretrained_x = embed_graphs(EncoderView(pretrained), data.graphs)
-    features = molecule_features(data.smiles, str(getattr(ecfg, "mol_features", "")))
+    features = features_with_progress(data.smiles, str(getattr(ecfg, "mol_features", "")), ecfg.progress)
     runs: list[dict] = []
     curves: dict[str, list[dict]] = {}
     sizes: dict[str, int] = {}

@@ -82,6 +82,8 @@ def test_finetune_csv_end_to_end(task, split, tmp_path, tiny_model, mlflow_store
             "eval.finetune_epochs=2",
             "eval.batch_size=16",
             f"name=ft-{task}",
+            # the classification run's head also reads RDKit descriptors (eval.mol_features)
+            *(["eval.mol_features=rdkit2d"] if task == "classification" else []),
         ],
     )
     metrics = finetune(cfg)
@@ -113,5 +115,8 @@ def test_finetune_csv_end_to_end(task, split, tmp_path, tiny_model, mlflow_store
     assert len(runs) == 1
     logged = runs[0].data.metrics
     assert logged["invalid_rows"] == 2 and f"scratch_finetune_{main}_mean" in logged
+    features = "rdkit2d" if task == "classification" else "none"
+    assert runs[0].data.params["mol_features"] == features
+    assert ("rdkit2d descriptors" in text) == (task == "classification")
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id, "out")}
     assert "out/report.md" in artifacts

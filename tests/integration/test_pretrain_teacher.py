@@ -90,7 +90,8 @@ def test_pretrain_teacher_each_modality_tracks_registers_and_loads_back(
     for modality in ("nmr13c", "nmr1h", "ms"):
         out = tmp_path / "runs" / f"teacher-{modality}"
         train = [*common, "epochs=40", "batch_size=8", "val_fraction=0.25", "pool=1000", "threads=1"]
-        assert acml("pretrain-teacher", modality, *train) == 0
+        isomers = modality == "nmr1h"  # one teacher in batches of isomers (formulas from the dataset's meta)
+        assert acml("pretrain-teacher", modality, *train, f"isomer_batches={isomers}") == 0
         printed = capsys.readouterr().out
         assert f"acml-teacher-{modality} v1" in printed and "R@1 untrained twin" in printed
         n = len(read_modality(root, modality))
@@ -99,6 +100,7 @@ def test_pretrain_teacher_each_modality_tracks_registers_and_loads_back(
         version = client.get_model_version(name, "1")
         run = client.get_run(version.run_id)
         assert run.data.params["modality"] == modality and run.data.params["target"] == "morgan"
+        assert run.data.params["isomer_batches"] == str(isomers)
         bins = {"nmr13c": 10, "nmr1h": 10, "ms": 0}[modality]  # the default jitter: 1 ppm, 0.1 ppm, none
         assert run.data.params["peak_shift_bins"] == str(bins)
         losses = [m.value for m in client.get_metric_history(run.info.run_id, "train_loss")]
