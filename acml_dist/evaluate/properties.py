@@ -230,7 +230,7 @@ def _fit(encoder: Any, data: LabelledSet, split: Any, seed: int, ecfg: Any, labe
 
 
 def features_with_progress(smiles: list[str], kind: str, progress: bool = True) -> np.ndarray | None:
-    """`chem.descriptors.molecule_features` with a progress bar (RDKit's 2-D descriptors take ~10 ms a
+    """`chem.descriptors.molecule_features` with a progress bar (RDKit's 2-D descriptors take ~5-10 ms a
     molecule: minutes for a large CSV); None for no features."""
     if not kind:
         return molecule_features(smiles, kind)
