@@ -209,7 +209,8 @@ def read_images(root: str | Path, modality: str = "image") -> tuple[list[str], n
 
 
 def iter_dataset_molecules(root: str | Path, splits: Sequence[str]) -> Iterator[dict[str, Any]]:
-    """(key, smiles, inchikey, source_id, split) of a featurised dataset's molecules in shard order."""
+    """(key, smiles, inchikey, formula, source_id, split) of a featurised dataset's molecules in shard
+    order."""
     from acml_dist.data.loader import iter_samples
     from acml_dist.data.shards import read_manifest as dataset_manifest
 
@@ -225,6 +226,7 @@ def iter_dataset_molecules(root: str | Path, splits: Sequence[str]) -> Iterator[
                 "key": s["key"],
                 "smiles": s.get("smiles", ""),
                 "inchikey": meta.get("inchikey"),
+                "formula": meta.get("formula"),
                 "source_id": meta.get("source_id"),
                 "split": split,
             }

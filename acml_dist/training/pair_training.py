@@ -59,14 +59,12 @@ def paired_embeddings(
 def formula_groups(root: Any, keys: Sequence[str]) -> np.ndarray:
     """Per key, an integer shared by the keys whose molecules have the same molecular formula (isomers), from
     the dataset's `meta.formula`; for `fit_pairs(groups=...)`. KeyError names a key the dataset lacks."""
-    from acml_dist.data.loader import iter_samples
-    from acml_dist.data.shards import read_manifest
+    from acml_dist.data.modalities import iter_dataset_molecules
 
     wanted, formula = set(keys), {}
-    for split in (read_manifest(root) or {}).get("splits", {}):
-        for s in iter_samples(root, split):
-            if s["key"] in wanted:
-                formula[s["key"]] = s["meta"].get("formula") or s["key"]  # no formula: a group of its own
+    for m in iter_dataset_molecules(root, ("train", "val", "test")):
+        if m["key"] in wanted:
+            formula[m["key"]] = m["formula"] or m["key"]  # no formula: a group of its own
     missing = wanted - formula.keys()
     if missing:
         raise KeyError(f"{len(missing)} keys are not in {root}, e.g. {sorted(missing)[0]}")

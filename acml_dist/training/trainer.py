@@ -126,10 +126,13 @@ class Trainer:
         log.info("initialised from %s: GIN, heads of %s; fresh heads: %s",
                  source, parts["taken"] or "none", parts["fresh"] or "none")  # fmt: skip
 
+    @property
+    def taught_only(self) -> bool:
+        """Rows no teacher can teach are not batched (data.loader); an online teacher covers every row."""
+        return not self.online
+
     def _size_run(self) -> None:
         tr = self.tr
-        # rows no teacher can teach are not batched (data.loader); an online teacher covers every row
-        self.taught_only = not self.online
         rows = count_taught(self.root, "train", self.cache if self.taught_only else [])
         self.per_epoch = rows // (self.world * tr.micro_batch)
         if self.per_epoch < tr.grad_accum:
