@@ -41,6 +41,9 @@ class EvalConfig:
     # Epochs at the start with the pretrained encoder frozen (the head alone learns on its features: LP-FT,
     # Kumar et al. 2022); 0: end to end from the first step. A from-scratch encoder is never frozen.
     pretrained_frozen_epochs: int = 0
+    # Decay per step of an exponential moving average of the weights that validation, the checkpoint and the
+    # test read (0: off, the last step's weights). Measured in docs/finetune_recipe.md ("Weight averaging").
+    ema: float = 0.0
     chirality: str = "zero"  # zero | drop | keep (acml_dist/evaluate/chirality.py; measured in EVALUATION.md)
     scratch_emb_dim: int = 300  # width of the from-scratch baseline (0: the pretrained encoder's width)
     # Atom/bond schema of the from-scratch baseline: hu | ogb | "" (the pretrained encoder's). OGB's 9 atom

@@ -179,9 +179,10 @@ def _batch_loss(model, batch, task: str):
     return (loss_el * mask).sum() / mask.sum().clamp(min=1)
 
 
-def _train_epoch(model, loader, opt, sched, task: str, frozen: bool) -> float:
+def _train_epoch(model, loader, opt, sched, task: str, frozen: bool, averaged=None) -> float:
     """One pass over the training batches; the mean loss. A `frozen` encoder (model[0]) takes no gradient,
-    no step and no BatchNorm update (AdamW skips parameters without a gradient)."""
+    no step and no BatchNorm update (AdamW skips parameters without a gradient). `averaged` (torch's
+    AveragedModel) takes the weights after each step."""
     model.train()
     model[0].train(not frozen)
     for p in model[0].parameters():
@@ -193,9 +194,22 @@ def _train_epoch(model, loader, opt, sched, task: str, frozen: bool) -> float:
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             total, count = total + float(loss.detach()) * batch.num_graphs, count + batch.num_graphs
         sched.step()  # per batch, skipped or not, so the schedule spans exactly the epochs
     return total / max(count, 1)
+
+
+def _moving_average(model, decay: float):
+    """torch's exponential moving average of `model` (parameters and buffers), or None for `decay` 0."""
+    if not decay:
+        return None
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"ema must be 0 (off) or in (0, 1), got {decay}")
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 # ~80 lines: the whole recipe (schedule, best-validation restore, patience, progress) read top to bottom.
@@ -216,6 +230,7 @@ def fit_predictor(
     final_lr: float = 0.0,
     encoder_lr: float = 1.0,
     frozen_epochs: int = 0,
+    ema: float = 0.0,
     features: np.ndarray | None = None,
     on_epoch: Callable[[int, Any, dict], None] | None = None,
 ) -> FitResult:
@@ -251,26 +266,28 @@ def fit_predictor(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: lr_factor(step, total_steps, warmup_steps, schedule, final_lr)
     )
+    averaged = _moving_average(model, ema)
+    scored = model if averaged is None else averaged.module  # the weights validation and test read
 
     def predict(idx: np.ndarray) -> np.ndarray:
-        model.eval()
+        scored.eval()
         out = []
         with torch.no_grad():
             for batch in DataLoader([graphs[i] for i in idx], batch_size=256):
-                out.append(model(batch).numpy())
+                out.append(scored(batch).numpy())
         pred = np.concatenate(out) if out else np.zeros((0, data.y.shape[1]))
         return pred * std + mean if task == "regression" else 1 / (1 + np.exp(-pred))
 
     best, best_state, best_epoch, bad, curve = None, None, 0, 0, []
     for epoch in range(1, epochs + 1):
-        train_loss = _train_epoch(model, train_loader, opt, sched, task, frozen=epoch <= frozen_epochs)
+        train_loss = _train_epoch(model, train_loader, opt, sched, task, epoch <= frozen_epochs, averaged)
         score = task_metrics(data.y[val], predict(val), task).get(metric, float("nan"))
         record = {"epoch": epoch, "train_loss": train_loss, f"val_{metric}": score}
         record["lr"] = opt.param_groups[0]["lr"]  # the head's
         curve.append(record)
         if best is None or (not np.isnan(score) and (score > best if higher else score < best)):
             best, best_epoch, bad = score, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(scored.state_dict())
         else:
             bad += 1
         if on_epoch is not None:
@@ -278,14 +295,14 @@ def fit_predictor(
         if bad >= patience:
             break
     if best_state is not None:
-        model.load_state_dict(best_state)
+        scored.load_state_dict(best_state)
     test_pred = predict(test)
     return FitResult(
         test=task_metrics(data.y[test], test_pred, task),
         val=task_metrics(data.y[val], predict(val), task),
         best_epoch=best_epoch,
         curve=curve,
-        model=model,
+        model=scored,
         test_pred=test_pred,
     )
 

@@ -192,6 +192,7 @@ def recipe_kwargs(ecfg: Any) -> dict:
         "warmup": float(ecfg.warmup),
         "schedule": str(ecfg.schedule),
         "final_lr": float(ecfg.final_lr),
+        "ema": float(ecfg.ema),
     }
 
 

@@ -168,6 +168,9 @@ def recipe_text(ecfg: Any, split_kind: str) -> str:
         tuned += f" after its first {frozen} epochs with the encoder frozen (the head alone learns)"
     if rate != 1.0:
         tuned += f", the encoder at {rate:g} x the rate"
+    weights = "weights"
+    if float(getattr(ecfg, "ema", 0.0)):
+        weights = f"moving average of the weights (decay {ecfg.ema:g} per step; validation reads it too)"
     head = "a 2-layer MLP head"
     if getattr(ecfg, "mol_features", ""):
         head += (f" reading the embedding and the molecule's {ecfg.mol_features} descriptors (each through "
@@ -179,7 +182,7 @@ def recipe_text(ecfg: Any, split_kind: str) -> str:
         f"both with AdamW (lr {ecfg.lr}, weight decay {ecfg.weight_decay}), batch {ecfg.batch_size}, up to "
         f"{ecfg.finetune_epochs} epochs, linear warm-up over {100 * ecfg.warmup:g}% of the steps then "
         f"{ecfg.schedule} decay to {ecfg.final_lr:g} x lr, {stopping}, "
-        "and the best validation epoch's weights restored before the "
+        f"and the best validation epoch's {weights} restored before the "
         "test set is scored. Regression targets are standardised on the training split. Linear probes: "
         "ridge / logistic regression on frozen embeddings.\n\n"
         f"- Split: {SPLIT_RULES.get(split_kind, split_kind)}; 80/10/10.\n"

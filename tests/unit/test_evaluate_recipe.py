@@ -95,6 +95,33 @@ def test_the_restored_weights_are_the_best_validation_epochs():
     assert set(task_metrics(data.y[split[2]], data.y[split[2]], "regression")) == set(fit.test)
 
 
+def test_weight_averaging_scores_and_restores_the_moving_average():
+    """With `ema`, validation reads the moving average of the weights, and the restored (tested) weights are
+    the average at the best validation epoch: not the last step's weights of that epoch."""
+    import torch
+
+    from acml_dist.models.gin import GIN
+
+    data, split = _toy()
+    live: dict[int, dict] = {}
+
+    def on_epoch(epoch, model, record):
+        live[epoch] = copy.deepcopy(model.state_dict())
+
+    kwargs = dict(seed=0, epochs=6, patience=100, batch_size=16, lr=1e-2, warmup=0.0, schedule="constant")
+    plain = fit_predictor(GIN(emb_dim=16, num_layers=2), 16, data, split, **kwargs)
+    fit = fit_predictor(GIN(emb_dim=16, num_layers=2), 16, data, split, ema=0.9, on_epoch=on_epoch, **kwargs)
+    vals = [c["val_rmse"] for c in fit.curve]
+    assert fit.val["rmse"] == pytest.approx(vals[fit.best_epoch - 1], rel=1e-6)  # the scored checkpoint
+    assert vals != [c["val_rmse"] for c in plain.curve]  # validation read other weights than the last step's
+    restored, stepped = fit.model.state_dict(), live[fit.best_epoch]
+    weights = [k for k in stepped if stepped[k].is_floating_point()]
+    assert all(torch.isfinite(restored[k]).all() for k in weights)
+    assert any(not torch.allclose(restored[k], stepped[k]) for k in weights)
+    with pytest.raises(ValueError, match="ema"):
+        fit_predictor(GIN(emb_dim=16, num_layers=2), 16, data, split, ema=1.0, **kwargs)
+
+
 def test_the_encoder_trains_at_its_own_fraction_of_the_rate():
     import torch
 
@@ -198,6 +225,7 @@ def test_untrained_chirality_rows_cannot_move_a_tagged_molecules_embedding(mode)
         ("chirality=ignore", "scaffold", "eval.chirality='ignore'"),
         ("schedule=step", "scaffold", "eval.schedule='step'"),
         ("warmup=1.5", "scaffold", "eval.warmup=1.5"),
+        ("ema=1", "scaffold", "eval.ema=1"),
         ("final_lr=2", "scaffold", "eval.final_lr=2"),
         ("batch_size=1", "scaffold", "eval.batch_size=1"),
         ("finetune_epochs=0", "scaffold", "eval.finetune_epochs=0"),
