@@ -201,12 +201,19 @@ def _train_epoch(model, loader, opt, sched, task: str, frozen: bool, averaged=No
     return total / max(count, 1)
 
 
+def ema_decay(decay: float, total_steps: int) -> float:
+    """The decay per step actually used: `decay`, lowered so that the average's horizon (1 / (1 - decay)
+    steps) spans at most a tenth of the run; a run too short for that averages nothing (0). The figures in
+    docs/finetune_recipe.md had runs of >= 1,700 steps, where 0.99 is not lowered."""
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"ema must be 0 (off) or in (0, 1), got {decay}")
+    return min(decay, max(0.0, 1.0 - 10.0 / max(total_steps, 1)))
+
+
 def _moving_average(model, decay: float):
     """torch's exponential moving average of `model` (parameters and buffers), or None for `decay` 0."""
     if not decay:
         return None
-    if not 0.0 < decay < 1.0:
-        raise ValueError(f"ema must be 0 (off) or in (0, 1), got {decay}")
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
@@ -266,7 +273,7 @@ def fit_predictor(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: lr_factor(step, total_steps, warmup_steps, schedule, final_lr)
     )
-    averaged = _moving_average(model, ema)
+    averaged = _moving_average(model, ema_decay(ema, total_steps))
     scored = model if averaged is None else averaged.module  # the weights validation and test read
 
     def predict(idx: np.ndarray) -> np.ndarray:

@@ -122,6 +122,16 @@ def test_weight_averaging_scores_and_restores_the_moving_average():
         fit_predictor(GIN(emb_dim=16, num_layers=2), 16, data, split, ema=1.0, **kwargs)
 
 
+def test_the_average_spans_at_most_a_tenth_of_a_run():
+    from acml_dist.evaluate.finetuning import ema_decay
+
+    assert ema_decay(0.99, 1700) == 0.99  # FreeSolv's 100 epochs: as asked (horizon 100 of 1,700 steps)
+    assert ema_decay(0.99, 145) == pytest.approx(1 - 10 / 145)  # a 5-epoch run: its last ~14 steps
+    assert ema_decay(0.99, 6) == 0.0 and ema_decay(0.0, 5000) == 0.0  # too short to average; off
+    with pytest.raises(ValueError, match="ema"):
+        ema_decay(1.0, 100)
+
+
 def test_the_encoder_trains_at_its_own_fraction_of_the_rate():
     import torch
 
