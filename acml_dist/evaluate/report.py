@@ -170,7 +170,10 @@ def recipe_text(ecfg: Any, split_kind: str) -> str:
         tuned += f", the encoder at {rate:g} x the rate"
     weights = "weights"
     if float(getattr(ecfg, "ema", 0.0)):
-        weights = f"moving average of the weights (decay {ecfg.ema:g} per step; validation reads it too)"
+        weights = (
+            f"moving average of the weights (decay {ecfg.ema:g} per step, its horizon at most a tenth of the "
+            "run; validation reads it too)"
+        )
     head = "a 2-layer MLP head"
     if getattr(ecfg, "mol_features", ""):
         head += (f" reading the embedding and the molecule's {ecfg.mol_features} descriptors (each through "

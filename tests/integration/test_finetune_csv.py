@@ -101,7 +101,11 @@ def test_finetune_csv_end_to_end(task, split, tmp_path, tiny_model, mlflow_store
     assert "GIN from scratch (baseline)" in text and "not_a_smiles" in text
     # The recipe is stated; the baseline runs at the published width 300 with the OGB schema (the default),
     # the tiny Hu-schema encoder at its own width 16.
-    assert "AdamW" in text and "best validation epoch's weights restored" in text and "Split: " in text
+    assert (
+        "AdamW" in text
+        and "best validation epoch's moving average of the weights" in text
+        and "Split: " in text
+    )
     assert "| GIN from scratch (baseline), OGB schema | 300 |" in text
     assert "| ACML GIN, fine-tuned | 16 |" in text
     if task == "regression":  # the floor: the train-mean predictor's test scores
