@@ -219,7 +219,8 @@ def _moving_average(model, decay: float):
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-# ~80 lines: the whole recipe (schedule, best-validation restore, patience, progress) read top to bottom.
+# ~85 lines: the whole recipe (schedule, weight averaging, best-validation restore, patience, progress) read
+# top to bottom.
 def fit_predictor(
     encoder,
     emb_dim: int,
