@@ -26,9 +26,9 @@ def main() -> None:
     from acml_dist.chem.descriptors import molecule_features
     from acml_dist.config.eval import EvalConfig
     from acml_dist.evaluate.chirality import prepare_encoder, prepare_graphs
+    from acml_dist.evaluate.fits import FitJob, fit_one
     from acml_dist.evaluate.properties import (
         EncoderView,
-        _fit,
         fresh_like,
         load_labelled_set,
         train_mean_scores,
@@ -73,16 +73,9 @@ def main() -> None:
                     else:
                         encoder = prepare_encoder(fresh_like(template, seed, args.width), mode)
                     started = time.monotonic()
-                    fit = _fit(
-                        EncoderView(encoder),
-                        view,
-                        split,
-                        seed,
-                        ecfg,
-                        f"{name} {method} {mode} {seed}",
-                        method == "acml",
-                        features,
-                    )
+                    label = f"{name} {method} {mode} {seed}"
+                    job = FitJob(label, EncoderView(encoder), view, split, seed, method == "acml")
+                    fit = fit_one(job, ecfg, features)
                     record = {
                         "dataset": name, "method": method, "model": args.model if method == "acml" else None,
                         "width": int(encoder.model_cfg["emb_dim"]),

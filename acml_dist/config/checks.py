@@ -102,6 +102,7 @@ RULES: list[Rule] = [
     ("eval.final_lr", _num(lambda v: 0 <= v <= 1), "a fraction of lr in [0, 1]"),
     ("eval.schedule", _one_of(*SCHEDULES), _one_of_text(SCHEDULES)),
     ("eval.ema", FRACTION, "a decay per step in [0, 1) (0: off)"),
+    ("eval.workers", NON_NEGATIVE_INT, "an integer >= 0 (0: one process per free core, 1: this process)"),
     ("eval.chirality", _one_of(*CHIRALITY_MODES), _one_of_text(CHIRALITY_MODES)),
     ("eval.scratch_schema", _one_of("", "hu", "ogb"), "hu, ogb or empty (the pretrained encoder's)"),
     ("eval.mol_features", _one_of("", "rdkit2d"), "rdkit2d or empty (none)"),

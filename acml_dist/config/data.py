@@ -32,6 +32,9 @@ class DataConfig:
     # Labelled datasets (finetune)
     targets: list[str] = field(default_factory=list)
     task: str = "regression"  # regression | classification
+    # The positive word of a two-word classification label (e.g. "penetrating"); known pairs (yes/no,
+    # active/inactive, ..., X+/X-) need none.
+    positive_label: Optional[str] = None
     # Processing
     standardize: StandardizeConfig = field(default_factory=StandardizeConfig)
     dedupe_by: str = "inchikey"  # inchikey | smiles

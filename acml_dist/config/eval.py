@@ -64,6 +64,9 @@ class EvalConfig:
     # torch intra-op threads while evaluating on CPU (0: leave as is). Small molecular graphs gain little from
     # more threads and lose badly when cores are shared: one ESOL epoch took 1 s with 1 thread, 20 s with 2.
     num_threads: int = 1
+    # Fine-tuning fits (seeds x methods) run side by side in this many processes, each with num_threads
+    # threads (0: as many as the free cores hold; 1: one after another in this process). Same scores.
+    workers: int = 0
     retrieval_chunk: int = 1024  # queries scored at once: memory O(chunk x pool)
     # Also write the report here (e.g. EVALUATION.md), figures copied to <its folder>/<report_figures>.
     report: Optional[str] = None

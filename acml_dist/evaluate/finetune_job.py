@@ -10,7 +10,8 @@ from omegaconf import OmegaConf
 
 from acml_dist.config.checks import check_recipe
 from acml_dist.evaluate import report
-from acml_dist.evaluate.properties import load_labelled_set, recipe_kwargs, schema_of
+from acml_dist.evaluate.fits import recipe_kwargs
+from acml_dist.evaluate.properties import load_labelled_set, schema_of
 from acml_dist.evaluate.run import (
     cpu_threads,
     load,

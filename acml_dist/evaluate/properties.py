@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,11 @@ from acml_dist.evaluate.chirality import prepare_encoder, prepare_graphs, tagged
 from acml_dist.evaluate.finetuning import (
     LabelledSet,
     embed_graphs,
-    fit_predictor,
     linear_probe_task,
     main_metric,
     task_metrics,
 )
+from acml_dist.evaluate.fits import FitJob, encoder_width, run_fits
 from acml_dist.evaluate.splits import make_split
 from acml_dist.log import get_logger
 
@@ -63,15 +62,39 @@ def read_labelled_frame(data_cfg: Any, name: str | None = None):
     return frame, smiles_col, targets, data_cfg.task
 
 
-# Two-valued text labels of a classification target, read case-insensitively; anything else must be 0/1.
+# Two-valued text labels of a classification target, read case-insensitively; anything else must be 0/1, a
+# sign pair (BBB+/BBB-, +/-) or a pair whose positive word `data.positive_label` names.
 POSITIVE_LABELS = {"1", "true", "yes", "y", "t", "active", "positive", "pos"}
 NEGATIVE_LABELS = {"0", "false", "no", "n", "f", "inactive", "negative", "neg"}
 
 
-def label_matrix(frame, targets: list[str], task: str, name: str) -> np.ndarray:
+def word_label_values(words: set[str], positive: str | None, where: str) -> dict[str, float]:
+    """{word: 1.0 or 0.0} for the lower-cased text labels of one classification target. `positive` (any
+    case) names the positive word of a pair; without it a known pair (yes/no, ...) or a sign pair (BBB+ /
+    BBB-: the same stem ending in + and -) is read."""
+    if positive is not None:
+        positive = positive.strip().lower()
+        if positive in words and len(words) <= 2:
+            return {w: float(w == positive) for w in words}
+        raise DataError(
+            f"{where} has labels {sorted(words)[:5]}; data.positive_label={positive!r} needs a pair of "
+            f"labels, one of them {positive!r}"
+        )
+    if words <= POSITIVE_LABELS | NEGATIVE_LABELS:
+        return {w: float(w in POSITIVE_LABELS) for w in words}
+    stems = {w[:-1] for w in words if w[-1:] in "+-"}
+    if len(stems) == 1 and all(w[-1:] in "+-" for w in words):
+        return {w: float(w.endswith("+")) for w in words}
+    raise DataError(
+        f"{where} has labels {sorted(words)[:5]}; use 0/1, a pair such as yes/no, active/inactive, "
+        f"true/false, positive/negative or X+/X-, or name the positive one with data.positive_label=..."
+    )
+
+
+def label_matrix(frame, targets: list[str], task: str, name: str, positive: str | None = None) -> np.ndarray:
     """(rows, targets) float64 labels, NaN where missing. Classification columns may be 0/1, booleans or
-    a pair of words (yes/no, active/inactive, true/false, positive/negative); regression columns numeric.
-    A target with no usable label at all is an error, not an empty result."""
+    a pair of words (`word_label_values`); regression columns numeric. A target with no usable label at all
+    is an error, not an empty result."""
     import pandas as pd
 
     columns = []
@@ -81,13 +104,8 @@ def label_matrix(frame, targets: list[str], task: str, name: str) -> np.ndarray:
         text = raw[values.isna() & raw.notna()].astype(str).str.strip().str.lower()
         text = text[text != ""]
         if task == "classification" and len(text):
-            words = set(text)
-            if not words <= POSITIVE_LABELS | NEGATIVE_LABELS:
-                raise DataError(
-                    f"{name}: classification target {target!r} has labels {sorted(words)[:5]}; use 0/1 or "
-                    f"a pair such as yes/no, active/inactive, true/false, positive/negative"
-                )
-            values = values.where(values.notna(), text.map(lambda w: float(w in POSITIVE_LABELS)))
+            mapping = word_label_values(set(text), positive, f"{name}: classification target {target!r}")
+            values = values.where(values.notna(), text.map(mapping))
         elif len(text):
             log.warning("%s: %d non-numeric values of %r read as missing", name, len(text), target)
         if values.notna().sum() == 0:
@@ -97,7 +115,14 @@ def label_matrix(frame, targets: list[str], task: str, name: str) -> np.ndarray:
 
 
 def featurize_labelled(
-    frame, smiles_col: str, targets: list[str], task: str, name: str, schema: str, std_cfg: Any
+    frame,
+    smiles_col: str,
+    targets: list[str],
+    task: str,
+    name: str,
+    schema: str,
+    std_cfg: Any,
+    positive: str | None = None,
 ) -> LabelledSet:
     """Standardise and featurise each row with acml_dist.chem; failed rows go to `invalid` with the reason."""
     import pandas as pd
@@ -108,7 +133,7 @@ def featurize_labelled(
 
     if task not in ("regression", "classification"):
         raise DataError(f"data.task must be regression or classification, got {task!r}")
-    labels = label_matrix(frame, targets, task, name)
+    labels = label_matrix(frame, targets, task, name, positive)
     smiles, graphs, keep, invalid, arrays = [], [], [], [], []
     for row, text in enumerate(frame[smiles_col].tolist()):
         text = "" if pd.isna(text) else str(text)
@@ -139,7 +164,8 @@ def load_labelled_set(data_cfg: Any, name: str | None, schema: str) -> LabelledS
     label = name or Path(data_cfg.path).stem
     if data_cfg.get("limit"):
         frame = frame.head(int(data_cfg.limit))
-    return featurize_labelled(frame, smiles_col, targets, task, label, schema, data_cfg.standardize)
+    positive = data_cfg.get("positive_label")
+    return featurize_labelled(frame, smiles_col, targets, task, label, schema, data_cfg.standardize, positive)
 
 
 class EncoderView(nn.Module):
@@ -172,62 +198,12 @@ def fresh_like(model: Any, seed: int, emb_dim: int = 0, schema: str = ""):
     return type(model)(cfg, model.teacher_dims)
 
 
-def embedding_dim(model: Any, graphs: list) -> int:
-    import torch
-    from torch_geometric.data import Batch
-
-    model.eval()
-    with torch.no_grad():
-        return int(model.encode(Batch.from_data_list(graphs[:2])).shape[1])
-
-
-def recipe_kwargs(ecfg: Any) -> dict:
-    """fit_predictor's budget and schedule from the `eval` config."""
-    return {
-        "epochs": int(ecfg.finetune_epochs),
-        "patience": int(ecfg.patience),
-        "batch_size": int(ecfg.batch_size),
-        "lr": float(ecfg.lr),
-        "weight_decay": float(ecfg.weight_decay),
-        "warmup": float(ecfg.warmup),
-        "schedule": str(ecfg.schedule),
-        "final_lr": float(ecfg.final_lr),
-        "ema": float(ecfg.ema),
-    }
-
-
 def train_mean_scores(data: LabelledSet, split: tuple[np.ndarray, ...]) -> dict[str, float]:
     """Test scores of predicting every test molecule as the training mean: the floor any model must beat."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nan_to_num(np.nanmean(data.y[split[0]], axis=0))
     return task_metrics(data.y[split[2]], np.tile(mean, (len(split[2]), 1)), data.task)
-
-
-def _fit(encoder: Any, data: LabelledSet, split: Any, seed: int, ecfg: Any, label: str, pretrained: bool,
-         features: np.ndarray | None = None):  # fmt: skip
-    """One fine-tuning run with a per-epoch progress bar (stderr) and a log line when it ends; a
-    `pretrained` encoder trains at `ecfg.pretrained_lr` x the rate, after `ecfg.pretrained_frozen_epochs`."""
-    from tqdm.auto import tqdm
-
-    metric, _ = main_metric(data.task)
-    started = time.monotonic()
-    with tqdm(total=int(ecfg.finetune_epochs), desc=label, unit="epoch", disable=not ecfg.progress) as bar:
-
-        def on_epoch(epoch: int, _model: Any, record: dict) -> None:
-            bar.update(1)
-            bar.set_postfix({f"val_{metric}": f"{record[f'val_{metric}']:.3f}"}, refresh=False)
-
-        dim = embedding_dim(encoder.model, data.graphs)
-        own = {"encoder_lr": float(ecfg.pretrained_lr), "frozen_epochs": int(ecfg.pretrained_frozen_epochs)}
-        fit = fit_predictor(encoder, dim, data, split, seed=seed, on_epoch=on_epoch, features=features,
-                            **recipe_kwargs(ecfg), **(own if pretrained else {}))  # fmt: skip
-    log.info(
-        "%s: best epoch %d of %d, val %s %.3f, test %s %.3f (%.0f s)",
-        label, fit.best_epoch, len(fit.curve), metric, fit.val.get(metric, np.nan), metric,
-        fit.test.get(metric, np.nan), time.monotonic() - started,
-    )  # fmt: skip
-    return fit
 
 
 def features_with_progress(smiles: list[str], kind: str, progress: bool = True) -> np.ndarray | None:
@@ -257,7 +233,7 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
     raw = data
     data = dataclasses.replace(data, graphs=prepare_graphs(data.graphs, mode))
     pretrained = prepare_encoder(copy.deepcopy(model), mode)
-    emb_dim = embedding_dim(pretrained, data.graphs)
+    emb_dim = encoder_width(EncoderView(pretrained), data.graphs)
     widths = {"acml_finetune": emb_dim, "scratch_finetune": int(ecfg.scratch_emb_dim) or emb_dim}
     widths.update(acml_linear=emb_dim, random_linear=emb_dim)
     own_schema = schema_of(model)
@@ -271,7 +247,7 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
     pretrained_x = embed_graphs(EncoderView(pretrained), data.graphs)
     features = features_with_progress(data.smiles, str(getattr(ecfg, "mol_features", "")), ecfg.progress)
     runs: list[dict] = []
-    curves: dict[str, list[dict]] = {}
+    jobs: list[FitJob] = []
     sizes: dict[str, int] = {}
     tagged: dict[str, float] = {}
     for seed in ecfg.seeds:
@@ -290,11 +266,10 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
         for method, encoder in encoders.items():
             label = f"{data.name} seed {seed} {method} (width {widths[method]}, {schemas[method]} schema)"
             view = scratch_data if method == "scratch_finetune" else data
-            pretrained_run = method == "acml_finetune"
-            fit = _fit(EncoderView(encoder), view, split, int(seed), ecfg, label, pretrained_run, features)
-            runs.append({"seed": int(seed), "method": method, "best_epoch": fit.best_epoch, **fit.test})
-            if seed == ecfg.seeds[0]:
-                curves[method] = fit.curve
+            jobs.append(
+                FitJob(label, EncoderView(encoder), view, split, int(seed), method == "acml_finetune")
+            )
+            runs.append({"seed": int(seed), "method": method})  # scores filled in when the fits are done
         if ecfg.linear_probe:
             random_x = embed_graphs(
                 EncoderView(prepare_encoder(fresh_like(model, int(seed)), mode)), data.graphs
@@ -302,7 +277,14 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
             for method, x in (("acml_linear", pretrained_x), ("random_linear", random_x)):
                 scores = linear_probe_task(x, data, split, int(seed))
                 runs.append({"seed": int(seed), "method": method, **scores})
-        metric, _ = main_metric(data.task)
+    fitted = [r for r in runs if r["method"] in ("acml_finetune", "scratch_finetune")]
+    curves: dict[str, list[dict]] = {}
+    for record, job, fit in zip(fitted, jobs, run_fits(jobs, ecfg, features)):
+        record.update(best_epoch=fit.best_epoch, **fit.test)
+        if job.seed == ecfg.seeds[0]:
+            curves[record["method"]] = fit.curve
+    metric, _ = main_metric(data.task)
+    for seed in ecfg.seeds:
         done = [f"{r['method']} {metric}={r.get(metric, np.nan):.3f}" for r in runs if r["seed"] == seed]
         log.info("%s seed %s: %s", data.name, seed, ", ".join(done))
     return {

@@ -140,7 +140,19 @@ def test_label_matrix_reads_word_labels_and_refuses_unusable_targets():
     np.testing.assert_array_equal(
         label_matrix(frame, ["logp"], "regression", "t")[:, 0], [1.5, np.nan, 2.0, np.nan, -0.5]
     )
-    with pytest.raises(DataError, match="'kind' has labels \\['cat', 'dog'\\]"):
+    with pytest.raises(DataError, match="'kind' has labels \\['cat', 'dog'\\].*data.positive_label"):
         label_matrix(frame, ["kind"], "classification", "t")
+    np.testing.assert_array_equal(
+        label_matrix(frame, ["kind"], "classification", "t", "DOG")[:, 0], [0, 1, 0, 1, 0]
+    )
+    with pytest.raises(DataError, match="positive_label='bird' needs a pair"):
+        label_matrix(frame, ["kind"], "classification", "t", "bird")
+    signs = pd.DataFrame({"bbb": ["BBB+", "bbb-", None, "BBB-"], "sign": ["-", "+", "+", None]})
+    np.testing.assert_array_equal(
+        label_matrix(signs, ["bbb", "sign"], "classification", "t"),
+        [[1, 0], [0, 1], [np.nan, 1], [0, np.nan]],
+    )
+    with pytest.raises(DataError, match="has labels"):  # two stems: not one sign pair
+        label_matrix(pd.DataFrame({"m": ["a+", "b-"]}), ["m"], "classification", "t")
     with pytest.raises(DataError, match="'empty' has no usable regression labels"):
         label_matrix(frame, ["empty"], "regression", "t")

@@ -1,0 +1,146 @@
+"""Running fine-tuning fits: one (seed, method) fit with its progress and log line (`fit_one`), and a
+dataset's independent fits side by side in worker processes (`run_fits`), each worker with `eval.num_threads`
+torch threads. Fits reseed torch themselves, so a fit gives the same result in a worker as in this process.
+
+Why processes: one fit of a small-molecule GIN is a chain of small matrix products that more threads barely
+speed up (docs: `eval.num_threads`), while the seeds and methods of a benchmark are independent."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import os
+import queue as queue_lib
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from acml_dist.evaluate.finetuning import FitResult, LabelledSet, fit_predictor, main_metric
+from acml_dist.log import get_logger
+
+log = get_logger("evaluate")
+
+
+@dataclass
+class FitJob:
+    label: str  # names the fit in progress and log lines
+    encoder: Any  # a module mapping a PyG Batch to embeddings (properties.EncoderView)
+    data: LabelledSet
+    split: tuple[np.ndarray, np.ndarray, np.ndarray]
+    seed: int
+    pretrained: bool  # trains at eval.pretrained_lr x the rate, after eval.pretrained_frozen_epochs
+
+
+def encoder_width(encoder: Any, graphs: list) -> int:
+    import torch
+    from torch_geometric.data import Batch
+
+    encoder.eval()
+    with torch.no_grad():
+        return int(encoder(Batch.from_data_list(graphs[:2])).shape[1])
+
+
+def recipe_kwargs(ecfg: Any) -> dict:
+    """fit_predictor's budget and schedule from the `eval` config."""
+    return {
+        "epochs": int(ecfg.finetune_epochs),
+        "patience": int(ecfg.patience),
+        "batch_size": int(ecfg.batch_size),
+        "lr": float(ecfg.lr),
+        "weight_decay": float(ecfg.weight_decay),
+        "warmup": float(ecfg.warmup),
+        "schedule": str(ecfg.schedule),
+        "final_lr": float(ecfg.final_lr),
+        "ema": float(ecfg.ema),
+    }
+
+
+def fit_one(job: FitJob, ecfg: Any, features: np.ndarray | None = None,
+            on_epoch: Callable[[dict], None] | None = None) -> FitResult:  # fmt: skip
+    """One fine-tuning run (the `eval.*` recipe) and a log line when it ends. Progress: `on_epoch(record)`
+    after each epoch when given, else a per-epoch bar on stderr (`eval.progress`)."""
+    from tqdm.auto import tqdm
+
+    metric, _ = main_metric(job.data.task)
+    started = time.monotonic()
+    show = ecfg.progress and on_epoch is None
+    with tqdm(total=int(ecfg.finetune_epochs), desc=job.label, unit="epoch", disable=not show) as bar:
+
+        def report(_epoch: int, _model: Any, record: dict) -> None:
+            if on_epoch is not None:
+                on_epoch(record)
+            bar.update(1)
+            bar.set_postfix({f"val_{metric}": f"{record[f'val_{metric}']:.3f}"}, refresh=False)
+
+        own = {"encoder_lr": float(ecfg.pretrained_lr), "frozen_epochs": int(ecfg.pretrained_frozen_epochs)}
+        fit = fit_predictor(
+            job.encoder, encoder_width(job.encoder, job.data.graphs), job.data, job.split, seed=job.seed,
+            on_epoch=report, features=features, **recipe_kwargs(ecfg), **(own if job.pretrained else {}),
+        )  # fmt: skip
+    log.info(
+        "%s: best epoch %d of %d, val %s %.3f, test %s %.3f (%.0f s)",
+        job.label, fit.best_epoch, len(fit.curve), metric, fit.val.get(metric, np.nan), metric,
+        fit.test.get(metric, np.nan), time.monotonic() - started,
+    )  # fmt: skip
+    return fit
+
+
+def fit_workers(requested: int, fits: int, threads: int) -> int:
+    """Worker processes for `fits` fits: `requested`, or (0) as many as the usable cores hold at `threads`
+    threads each; never more than the fits. 1: the fits run in this process."""
+    if requested < 0:
+        raise ValueError(f"eval.workers must be >= 0 (0: one per free core), got {requested}")
+    if not requested:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        requested = cores // max(threads, 1)
+    return max(1, min(requested, fits))
+
+
+_progress: Any = None  # the worker's queue to the parent's progress bar
+
+
+def _start_worker(progress: Any, threads: int) -> None:
+    import torch
+
+    global _progress
+    _progress = progress
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def _fit_in_worker(job: FitJob, ecfg: Any, features: np.ndarray | None) -> FitResult:
+    fit = fit_one(job, ecfg, features, on_epoch=lambda _record: _progress.put(1))
+    _progress.put(int(ecfg.finetune_epochs) - len(fit.curve))  # epochs early stopping skipped
+    return dataclasses.replace(fit, model=None)  # the weights stay in the worker: callers read the scores
+
+
+def run_fits(jobs: list[FitJob], ecfg: Any, features: np.ndarray | None = None) -> list[FitResult]:
+    """Every job's FitResult, in job order. With more than one worker (`fit_workers` of `eval.workers`) the
+    fits run in spawned processes under one progress bar over all their epochs, and come back without
+    their weights (`FitResult.model` None)."""
+    workers = fit_workers(int(ecfg.workers), len(jobs), int(ecfg.num_threads))
+    if workers == 1:
+        return [fit_one(job, ecfg, features) for job in jobs]
+    from tqdm.auto import tqdm
+
+    ctx = mp.get_context("spawn")  # fork would copy torch's thread pools mid-use
+    progress = ctx.Queue()
+    total = len(jobs) * int(ecfg.finetune_epochs)
+    label = f"{jobs[0].data.name}: {len(jobs)} fits on {workers} processes"
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
+                               initargs=(progress, int(ecfg.num_threads)))  # fmt: skip
+    with pool, tqdm(total=total, desc=label, unit="epoch", disable=not ecfg.progress) as bar:
+        futures = [pool.submit(_fit_in_worker, job, ecfg, features) for job in jobs]
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            while True:
+                try:
+                    bar.update(progress.get_nowait())
+                except queue_lib.Empty:
+                    break
+        return [future.result() for future in futures]

@@ -1,0 +1,69 @@
+"""Fine-tuning fits side by side (`eval.workers`): how many processes, and that a fit scores the same in a
+spawned worker as in this process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from acml_dist.evaluate.fits import FitJob, fit_workers, run_fits
+
+pytestmark = pytest.mark.unit
+
+SMILES = (
+    "CCO CCCO CCCCO CC(C)O c1ccccc1 c1ccccc1O c1ccccc1N c1ccccc1C CC(=O)O CCC(=O)O CCN CCCN c1ccncc1 c1ccoc1 "
+    "C1CCCCC1 C1CCCCC1O CC(=O)N COC CCOC CCCl ClCCl c1ccc2ccccc2c1 O=C1CCCCC1 CC#N C=CC=C CSC CCS OCCO NCCN"
+).split()
+
+
+def test_workers_follow_the_request_the_cores_and_the_fits(monkeypatch):
+    assert fit_workers(3, fits=6, threads=1) == 3
+    assert fit_workers(8, fits=6, threads=1) == 6  # never more processes than fits
+    assert fit_workers(1, fits=6, threads=4) == 1
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(8)), raising=False)
+    assert fit_workers(0, fits=6, threads=1) == 6
+    assert fit_workers(0, fits=6, threads=2) == 4  # 8 cores at 2 threads each
+    assert fit_workers(0, fits=6, threads=16) == 1
+    with pytest.raises(ValueError, match="eval.workers"):
+        fit_workers(-1, fits=6, threads=1)
+
+
+def test_fits_in_worker_processes_score_as_in_this_process():
+    import pandas as pd
+    from omegaconf import OmegaConf
+
+    from acml_dist.config.data import DataConfig
+    from acml_dist.config.eval import EvalConfig
+    from acml_dist.evaluate.properties import EncoderView, featurize_labelled, fresh_like
+    from acml_dist.evaluate.run import cpu_threads
+    from acml_dist.evaluate.splits import make_split
+    from acml_dist.models import ACMLModel
+
+    y = np.random.default_rng(0).normal(size=len(SMILES))
+    frame = pd.DataFrame({"smiles": SMILES, "y": y})
+    std = OmegaConf.structured(DataConfig).standardize
+    data = featurize_labelled(frame, "smiles", ["y"], "regression", "t", "hu", std)
+    model = ACMLModel({"schema": "hu", "emb_dim": 16, "num_layers": 2}, {"t": 8})
+    split = make_split(data.smiles, "random", [0.6, 0.2, 0.2], 0)
+
+    def jobs() -> list[FitJob]:  # fresh encoders: a fit trains its encoder in place
+        return [
+            FitJob(f"seed {s}", EncoderView(fresh_like(model, s)), data, split, s, s == 1) for s in (0, 1)
+        ]
+
+    ecfg = OmegaConf.merge(
+        OmegaConf.structured(EvalConfig),
+        {"finetune_epochs": 4, "batch_size": 8, "progress": False, "num_threads": 1, "ema": 0.5},
+    )
+    with cpu_threads(1):
+        here = run_fits(jobs(), OmegaConf.merge(ecfg, {"workers": 1}))
+    spawned = run_fits(jobs(), OmegaConf.merge(ecfg, {"workers": 2}))
+    assert [f.model is not None for f in here] == [True, True]
+    assert [f.model for f in spawned] == [None, None]  # the weights stay in the workers
+    for a, b in zip(here, spawned):
+        assert a.best_epoch == b.best_epoch and len(a.curve) == len(b.curve) == 4
+        np.testing.assert_allclose(
+            [r["val_rmse"] for r in a.curve], [r["val_rmse"] for r in b.curve], rtol=1e-5
+        )
+        np.testing.assert_allclose(a.test["rmse"], b.test["rmse"], rtol=1e-5)
+    assert here[0].test["rmse"] != pytest.approx(here[1].test["rmse"])  # the two jobs differ
