@@ -3,7 +3,9 @@
 1. chunked retrieval (memory O(chunk x pool)) against one dense score matrix: time ratio, peak score-block
    bytes, identical ranks;
 2. one fine-tuning epoch (5-layer GIN width 64 + MLP head, batch 64) with 1 vs 2 torch threads, which is
-   why `eval.num_threads` defaults to 1.
+   why `eval.num_threads` defaults to 1;
+3. a dataset's fine-tuning fits (width 300, the recipe's from-scratch baseline) one after another in this
+   process against side by side in `eval.workers` processes: wall-time ratio, and whether the scores match.
 
 Ends with one JSON line. `--quick` for a smaller run."""
 
@@ -88,6 +90,49 @@ def bench_threads(n: int) -> dict:
     }
 
 
+def bench_workers(n: int, fits: int, epochs: int) -> dict:
+    from omegaconf import OmegaConf
+
+    from acml_dist.config.eval import EvalConfig
+    from acml_dist.evaluate.finetuning import LabelledSet
+    from acml_dist.evaluate.fits import FitJob, fit_workers, run_fits
+    from acml_dist.evaluate.properties import EncoderView, fresh_like
+    from acml_dist.evaluate.run import cpu_threads
+    from acml_dist.models import ACMLModel
+
+    graphs = _graphs(n)
+    y = np.array([[g.num_nodes] for g in graphs], dtype=float)  # any target: only the time is measured
+    data = LabelledSet("nci", "regression", ["atoms"], [""] * n, graphs, y)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(n)
+    split = (order[: n * 8 // 10], order[n * 8 // 10 : n * 9 // 10], order[n * 9 // 10 :])
+    ecfg = OmegaConf.merge(OmegaConf.structured(EvalConfig), {"finetune_epochs": epochs, "progress": False})
+
+    template = ACMLModel({"emb_dim": 300}, {"none": 8})
+
+    def jobs() -> list:  # fresh, seeded encoders each time: a fit trains its encoder in place
+        encoders = [EncoderView(fresh_like(template, s)) for s in range(fits)]
+        return [FitJob(f"fit {s}", e, data, split, s, False) for s, e in enumerate(encoders)]
+
+    t0 = time.perf_counter()
+    with cpu_threads(1):
+        serial = run_fits(jobs(), OmegaConf.merge(ecfg, {"workers": 1}))
+    t1 = time.perf_counter()
+    side_by_side = run_fits(jobs(), OmegaConf.merge(ecfg, {"workers": 0}))
+    t2 = time.perf_counter()
+    same = all(np.isclose(a.test["rmse"], b.test["rmse"], rtol=1e-5) for a, b in zip(serial, side_by_side))
+    return {
+        "fits": fits,
+        "epochs": epochs,
+        "molecules": n,
+        "workers": fit_workers(0, fits, 1),
+        "one_after_another_s": round(t1 - t0, 1),
+        "side_by_side_s": round(t2 - t1, 1),
+        "speedup": round((t1 - t0) / (t2 - t1), 2),
+        "scores_identical": bool(same),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -96,6 +141,7 @@ def main() -> None:
     result = {
         "retrieval": bench_retrieval(n, 128, 1024),
         "finetune_threads": bench_threads(500 if args.quick else 2000),
+        "finetune_workers": bench_workers(400 if args.quick else 1000, 4, 3 if args.quick else 5),
     }
     for name, values in result.items():
         print(name, values)
