@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import os
+import pickle
 import queue as queue_lib
 import time
 from collections.abc import Callable
@@ -112,7 +113,8 @@ def _start_worker(progress: Any, threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _fit_in_worker(job: FitJob, ecfg: Any, features: np.ndarray | None) -> FitResult:
+def _fit_in_worker(payload: bytes) -> FitResult:
+    job, ecfg, features = pickle.loads(payload)
     fit = fit_one(job, ecfg, features, on_epoch=lambda _record: _progress.put(1))
     _progress.put(int(ecfg.finetune_epochs) - len(fit.curve))  # epochs early stopping skipped
     return dataclasses.replace(fit, model=None)  # the weights stay in the worker: callers read the scores
@@ -134,7 +136,9 @@ def run_fits(jobs: list[FitJob], ecfg: Any, features: np.ndarray | None = None) 
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
                                initargs=(progress, int(ecfg.num_threads)))  # fmt: skip
     with pool, tqdm(total=total, desc=label, unit="epoch", disable=not ecfg.progress) as bar:
-        futures = [pool.submit(_fit_in_worker, job, ecfg, features) for job in jobs]
+        # Plain pickle bytes: multiprocessing's own pickler would pass each of the graphs' tensors as a
+        # shared-memory file descriptor, and a few thousand molecules exceed the open-file limit.
+        futures = [pool.submit(_fit_in_worker, pickle.dumps((job, ecfg, features))) for job in jobs]
         pending = set(futures)
         while pending:
             _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)

@@ -3,6 +3,9 @@ spawned worker as in this process."""
 
 from __future__ import annotations
 
+import dataclasses
+import resource
+
 import numpy as np
 import pytest
 
@@ -43,6 +46,12 @@ def test_fits_in_worker_processes_score_as_in_this_process():
     frame = pd.DataFrame({"smiles": SMILES, "y": y})
     std = OmegaConf.structured(DataConfig).standardize
     data = featurize_labelled(frame, "smiles", ["y"], "regression", "t", "hu", std)
+    # ~2,000 molecules, ~8,000 tensors: past the open-file limit below if each went to a worker as an fd
+    copies = 70
+    graphs = [g.clone() for _ in range(copies) for g in data.graphs]  # distinct tensors: pickle memoises
+    data = dataclasses.replace(
+        data, smiles=data.smiles * copies, graphs=graphs, y=np.tile(data.y, (copies, 1))
+    )
     model = ACMLModel({"schema": "hu", "emb_dim": 16, "num_layers": 2}, {"t": 8})
     split = make_split(data.smiles, "random", [0.6, 0.2, 0.2], 0)
 
@@ -53,15 +62,20 @@ def test_fits_in_worker_processes_score_as_in_this_process():
 
     ecfg = OmegaConf.merge(
         OmegaConf.structured(EvalConfig),
-        {"finetune_epochs": 4, "batch_size": 8, "progress": False, "num_threads": 1, "ema": 0.5},
+        {"finetune_epochs": 3, "batch_size": 256, "progress": False, "num_threads": 1, "ema": 0.5},
     )
     with cpu_threads(1):
         here = run_fits(jobs(), OmegaConf.merge(ecfg, {"workers": 1}))
-    spawned = run_fits(jobs(), OmegaConf.merge(ecfg, {"workers": 2}))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(512, hard), hard))  # far below the graphs' tensors
+    try:
+        spawned = run_fits(jobs(), OmegaConf.merge(ecfg, {"workers": 2}))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert [f.model is not None for f in here] == [True, True]
     assert [f.model for f in spawned] == [None, None]  # the weights stay in the workers
     for a, b in zip(here, spawned):
-        assert a.best_epoch == b.best_epoch and len(a.curve) == len(b.curve) == 4
+        assert a.best_epoch == b.best_epoch and len(a.curve) == len(b.curve) == 3
         np.testing.assert_allclose(
             [r["val_rmse"] for r in a.curve], [r["val_rmse"] for r in b.curve], rtol=1e-5
         )
