@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +156,10 @@ def featurize_labelled(
             found = np.unique(y[bad])
             raise DataError(f"{name}: classification targets must be 0/1 (or empty), found {found}")
     if invalid:
-        log.warning("%s: %d of %d rows have invalid SMILES (reported)", name, len(invalid), len(frame))
+        counts = Counter(str(r["reason"]).split(":")[0] for r in invalid).most_common()
+        reasons = ", ".join(f"{k} {v}" for k, v in counts)
+        log.warning("%s: %d of %d rows not used (%s; each listed with its reason)", name, len(invalid),
+                    len(frame), reasons)  # fmt: skip
     return LabelledSet(
         name, task, list(targets), smiles, graphs, y, rows=len(frame), invalid=invalid, arrays=arrays
     )
