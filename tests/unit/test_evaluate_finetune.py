@@ -156,3 +156,20 @@ def test_label_matrix_reads_word_labels_and_refuses_unusable_targets():
         label_matrix(pd.DataFrame({"m": ["a+", "b-"]}), ["m"], "classification", "t")
     with pytest.raises(DataError, match="'empty' has no usable regression labels"):
         label_matrix(frame, ["empty"], "regression", "t")
+
+
+def test_finetune_keeps_one_heavy_atom_molecules_as_evaluate_does(tmp_path):
+    """Methane and water are labelled rows like any other (ESOL has methane): no pretraining-corpus floor."""
+    import pandas as pd
+
+    from acml_dist.config import load_config
+    from acml_dist.evaluate.properties import load_labelled_set
+    from acml_dist.evaluate.run import _data_config
+
+    csv = tmp_path / "small.csv"
+    pd.DataFrame({"smiles": ["C", "O", "CCO", "C1CC("], "y": [1.0, 2.0, 3.0, 4.0]}).to_csv(csv, index=False)
+    cfg = load_config("finetune", [f"data.path={csv}", "data.targets=[y]", "data.task=regression"])
+    data = load_labelled_set(cfg.data, None, "ogb")
+    assert data.smiles == ["C", "O", "CCO"] and [r["input"] for r in data.invalid] == ["C1CC("]
+    evaluate_floor = _data_config("esol", "scaffold").standardize.min_heavy_atoms
+    assert cfg.data.standardize.min_heavy_atoms == evaluate_floor
