@@ -40,7 +40,8 @@ def read_labelled_frame(data_cfg: Any, name: str | None = None):
     import pandas as pd
 
     if name is not None and not data_cfg.get("path"):
-        from acml_dist.data.datasets import LABELLED, load_labelled
+        from acml_dist.data.datasets import load_labelled
+        from acml_dist.data.registry import LABELLED
 
         if name.lower() not in LABELLED:
             raise DataError(f"unknown dataset {name!r}: known {sorted(LABELLED)}, or pass data.path=FILE")

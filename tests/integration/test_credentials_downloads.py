@@ -79,18 +79,18 @@ def dataset_host(tmp_path):
 
 
 def test_downloads_are_checked_by_sha256(dataset_host, tmp_path, monkeypatch):
-    from acml_dist.data import datasets
+    from acml_dist.data import datasets, registry
 
     www, base = dataset_host
     body = b"smiles,p_np\nCCO,1\nc1ccccc1O,0\n"
     (www / "BBBP.csv").write_bytes(body)
     good = hashlib.sha256(body).hexdigest()
     monkeypatch.setenv("ACML_DATA_CACHE", str(tmp_path / "cache"))
-    spec = datasets.LABELLED["bbbp"]
+    spec = registry.LABELLED["bbbp"]
 
     def pin(sha256):
         url = f"{base}/BBBP.csv"
-        monkeypatch.setitem(datasets.LABELLED, "bbbp", dataclasses.replace(spec, url=url, sha256=sha256))
+        monkeypatch.setitem(registry.LABELLED, "bbbp", dataclasses.replace(spec, url=url, sha256=sha256))
 
     pin("0" * 64)  # a pinned digest the download does not match: refused, nothing kept
     with pytest.raises(datasets.DatasetUnavailable, match="sha256"):

