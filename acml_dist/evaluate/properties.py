@@ -97,8 +97,8 @@ def word_label_values(words: set[str], positive: str | None, where: str) -> dict
 
 def label_matrix(frame, targets: list[str], task: str, name: str, positive: str | None = None) -> np.ndarray:
     """(rows, targets) float64 labels, NaN where missing. Classification columns may be 0/1, booleans or
-    a pair of words (`word_label_values`); regression columns numeric. A target with no usable label at all
-    is an error, not an empty result."""
+    a pair of words (`word_label_values`); regression columns numeric. A target with no usable label at all,
+    or a classification target with one class, is an error, not an empty result."""
     import pandas as pd
 
     columns = []
@@ -114,6 +114,12 @@ def label_matrix(frame, targets: list[str], task: str, name: str, positive: str 
             log.warning("%s: %d non-numeric values of %r read as missing", name, len(text), target)
         if values.notna().sum() == 0:
             raise DataError(f"{name}: target {target!r} has no usable {task} labels")
+        classes = values.dropna().unique()
+        if task == "classification" and len(classes) == 1:
+            raise DataError(
+                f"{name}: classification target {target!r} has one class only ({classes[0]:g} in all "
+                f"{values.notna().sum()} labelled rows): nothing to tell apart; leave it out of data.targets"
+            )
         columns.append(values.to_numpy(dtype=np.float64))
     return np.stack(columns, axis=1) if columns else np.zeros((len(frame), 0))
 

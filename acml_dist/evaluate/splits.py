@@ -16,6 +16,9 @@ import numpy as np
 
 from acml_dist.config.eval import SPLIT_KINDS
 from acml_dist.errors import DataError
+from acml_dist.log import get_logger
+
+log = get_logger("evaluate")
 
 
 def murcko_scaffold(smiles: str) -> str:
@@ -96,9 +99,33 @@ def make_split(
     smiles: list[str], kind: str, fractions: list[float] | tuple[float, ...], seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if kind == "scaffold":
-        return scaffold_split(smiles, fractions, seed)
-    if kind == "scaffold_balanced":
-        return balanced_scaffold_split(smiles, fractions, seed)
-    if kind == "random":
-        return random_split(len(smiles), fractions, seed)
-    raise DataError(f"split must be one of {', '.join(SPLITS)}, got {kind!r}")
+        parts = scaffold_split(smiles, fractions, seed)
+    elif kind == "scaffold_balanced":
+        parts = balanced_scaffold_split(smiles, fractions, seed)
+    elif kind == "random":
+        parts = random_split(len(smiles), fractions, seed)
+    else:
+        raise DataError(f"split must be one of {', '.join(SPLITS)}, got {kind!r}")
+    check_split(smiles, kind, fractions, parts)
+    return parts
+
+
+def check_split(smiles: list[str], kind: str, fractions, parts: tuple[np.ndarray, ...]) -> None:
+    """A split nothing can be learnt or scored on (under 2 training molecules, an empty validation or test
+    part) is an error; a training part under half its share is a warning. Both name the cause: whole
+    scaffold sets move together, so one set larger than the training share (often the acyclic molecules,
+    scaffold "") pushes most molecules out of training."""
+    n, sizes = len(smiles), [len(p) for p in parts]
+    train_share = fractions[0] * n
+    if sizes[0] >= 2 and min(sizes[1:]) > 0 and sizes[0] >= train_share / 2:
+        return
+    cause = ""
+    if kind.startswith("scaffold"):
+        largest = max(scaffold_groups(smiles), key=len)
+        scaffold = murcko_scaffold(smiles[largest[0]]) or "none (acyclic)"
+        cause = (f"; the largest scaffold set ({len(largest)} molecules, scaffold {scaffold}) moves as one "
+                 f"and the training share is {train_share:.0f}: data.split=random mixes them")  # fmt: skip
+    message = f"{kind} split of {n} molecules into train / validation / test: {' / '.join(map(str, sizes))}"
+    if sizes[0] < 2 or min(sizes[1:]) == 0:
+        raise DataError(f"{message}, nothing to learn or score{cause}")
+    log.warning("%s, training on under half the intended share%s", message, cause)

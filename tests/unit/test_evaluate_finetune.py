@@ -28,6 +28,21 @@ def test_scaffold_split_is_deterministic_and_keeps_scaffolds_apart():
     assert len(train) >= len(test)
 
 
+def test_a_split_nothing_can_be_learnt_on_is_refused_with_its_cause(caplog):
+    from acml_dist.errors import DataError
+    from acml_dist.evaluate.splits import check_split, make_split
+
+    acyclic = ["C" * i + "O" for i in range(1, 10)]  # one scaffold set ("") of 9 of 10 molecules
+    with pytest.raises(DataError, match=r"1 / 9 / 0, nothing to learn.*set \(9 molecules, scaffold none"):
+        make_split(acyclic + ["c1ccccc1"], "scaffold", (0.8, 0.1, 0.1), 0)
+    assert [len(p) for p in make_split(acyclic + ["c1ccccc1"], "random", (0.8, 0.1, 0.1), 0)] == [8, 1, 1]
+    with caplog.at_level("WARNING"):  # a usable split, but training on 3 of an intended 8
+        parts = (np.arange(3), np.array([3]), np.arange(4, 10))
+        check_split(acyclic + ["c1ccccc1"], "scaffold", (0.8, 0.1, 0.1), parts)
+    assert "3 / 1 / 6, training on under half the intended share" in caplog.text
+    assert all(len(p) for p in make_split(SMILES, "scaffold", (0.8, 0.1, 0.1), 0))
+
+
 def test_random_split_depends_on_seed_and_partitions():
     a = random_split(50, (0.8, 0.1, 0.1), seed=0)
     b = random_split(50, (0.8, 0.1, 0.1), seed=1)
@@ -156,6 +171,9 @@ def test_label_matrix_reads_word_labels_and_refuses_unusable_targets():
         label_matrix(pd.DataFrame({"m": ["a+", "b-"]}), ["m"], "classification", "t")
     with pytest.raises(DataError, match="'empty' has no usable regression labels"):
         label_matrix(frame, ["empty"], "regression", "t")
+    with pytest.raises(DataError, match="'all_yes' has one class only \\(1 in all 3 labelled rows\\)"):
+        one_class = pd.DataFrame({"all_yes": ["yes", "YES", None, "yes"]})
+        label_matrix(one_class, ["all_yes"], "classification", "t")
 
 
 def test_finetune_keeps_one_heavy_atom_molecules_as_evaluate_does(tmp_path):
