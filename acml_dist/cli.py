@@ -21,7 +21,7 @@ Examples:
   acml embed name=mycorpus teachers=smiles_fp
   acml train name=mycorpus trainer.epochs=5
   acml evaluate model=models:/acml-gin@champion name=mycorpus
-  acml finetune data.path=train.csv data.targets=[y] data.task=regression model=runs/mycorpus/model
+  acml finetune data.path=train.csv data.targets=[y] model=runs/mycorpus/model
   acml embed-smiles input=smiles.csv output=emb.parquet model=models:/acml-gin@champion
   acml pipeline data.limit=5000
   acml nmr-predict name=mycorpus limit=5000 nuclei=[13C,1H]

@@ -84,7 +84,7 @@ RULES: list[Rule] = [
     ("data.stereoisomers", NON_NEGATIVE_INT, "an integer >= 0 (0: molecules as read)"),
     ("data.split", _one_of("scaffold", "random"), "scaffold or random"),
     ("data.dedupe_by", _one_of("inchikey", "smiles"), "inchikey or smiles"),
-    ("data.task", _one_of("regression", "classification"), "regression or classification"),
+    ("data.task", _one_of("auto", "regression", "classification"), "auto, regression or classification"),
     ("data.standardize.min_heavy_atoms", NON_NEGATIVE_INT, "an integer >= 0"),
     (
         "data.standardize.max_heavy_atoms",

@@ -31,7 +31,8 @@ class DataConfig:
     limit: Optional[int] = None  # read at most this many records (subsets for demos)
     # Labelled datasets (finetune)
     targets: list[str] = field(default_factory=list)
-    task: str = "regression"  # regression | classification
+    # regression | classification | auto: classification where every target has two distinct labels
+    task: str = "auto"
     # The positive word of a two-word classification label (e.g. "penetrating"); known pairs (yes/no,
     # active/inactive, ..., X+/X-) need none.
     positive_label: Optional[str] = None

@@ -54,7 +54,12 @@ def read_labelled_frame(data_cfg: Any, name: str | None = None):
     smiles_col = data_cfg.smiles_column
     if smiles_col not in frame.columns:
         columns = list(frame.columns)
-        raise DataError(f"data.smiles_column={smiles_col!r} is not a column of {path}: {columns}")
+        same_name = [c for c in columns if str(c).strip().lower() == smiles_col.lower()]
+        if len(same_name) != 1:
+            raise DataError(f"data.smiles_column={smiles_col!r} is not a column of {path}: {columns}")
+        log.info("data.smiles_column=%r: reading column %r (the same name in another case)", smiles_col,
+                 same_name[0])  # fmt: skip
+        smiles_col = same_name[0]
     targets = list(data_cfg.targets) or [
         c for c in frame.columns if c != smiles_col and pd.api.types.is_numeric_dtype(frame[c])
     ]
@@ -63,7 +68,26 @@ def read_labelled_frame(data_cfg: Any, name: str | None = None):
     missing = [t for t in targets if t not in frame.columns]
     if missing:
         raise DataError(f"data.targets {missing} are not columns of {path}: {list(frame.columns)}")
-    return frame, smiles_col, targets, data_cfg.task
+    task = data_cfg.task
+    if task == "auto":
+        task = infer_task(frame, targets)
+        log.info("data.task not given: %s (data.task=regression|classification to choose)", task)
+    return frame, smiles_col, targets, task
+
+
+def infer_task(frame, targets: list[str]) -> str:
+    """classification when every target has exactly two distinct labels (0/1, booleans, a word pair; text
+    compared case-insensitively), else regression."""
+    import pandas as pd
+
+    def labels(column) -> set:
+        values = column.dropna()
+        numeric = pd.to_numeric(values, errors="coerce")
+        text = values[numeric.isna()].astype(str).str.strip().str.lower()
+        return set(numeric.dropna().tolist()) | set(text[text != ""].tolist())
+
+    two_valued = targets and all(len(labels(frame[t])) == 2 for t in targets)
+    return "classification" if two_valued else "regression"
 
 
 # Two-valued text labels of a classification target, read case-insensitively; anything else must be 0/1, a

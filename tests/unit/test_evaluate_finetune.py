@@ -191,3 +191,27 @@ def test_finetune_keeps_one_heavy_atom_molecules_as_evaluate_does(tmp_path):
     assert data.smiles == ["C", "O", "CCO"] and [r["input"] for r in data.invalid] == ["C1CC("]
     evaluate_floor = _data_config("esol", "scaffold").standardize.min_heavy_atoms
     assert cfg.data.standardize.min_heavy_atoms == evaluate_floor
+
+
+def test_task_is_inferred_from_the_labels_and_smiles_column_matched_in_any_case(tmp_path):
+    import pandas as pd
+
+    from acml_dist.config import load_config
+    from acml_dist.evaluate.properties import read_labelled_frame
+
+    frame = pd.DataFrame(
+        {
+            "SMILES": ["CCO", "CCC", "CCN", "CCCl"],  # read as data.smiles_column=smiles
+            "bbb": ["BBB+", "bbb-", None, "BBB+"],
+            "flag": [True, False, True, False],
+            "logp": [1.5, 0.5, 2.0, 1.0],
+        }
+    )
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    tasks = {}
+    for targets, given in (("[bbb,flag]", None), ("[bbb,logp]", None), ("[flag]", "regression")):
+        overrides = [f"data.path={tmp_path / 't.csv'}", f"data.targets={targets}"]
+        cfg = load_config("finetune", overrides + ([f"data.task={given}"] if given else []))
+        _, smiles_column, _, tasks[targets] = read_labelled_frame(cfg.data)
+        assert smiles_column == "SMILES"
+    assert tasks == {"[bbb,flag]": "classification", "[bbb,logp]": "regression", "[flag]": "regression"}
