@@ -27,7 +27,7 @@ from acml_dist.evaluate.finetuning import (
     task_metrics,
 )
 from acml_dist.evaluate.fits import FitJob, encoder_width, run_fits
-from acml_dist.evaluate.splits import make_split
+from acml_dist.evaluate.splits import check_split_classes, make_split
 from acml_dist.log import get_logger
 
 log = get_logger("evaluate")
@@ -289,6 +289,8 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
     tagged: dict[str, float] = {}
     for seed in ecfg.seeds:
         split = make_split(data.smiles, split_kind, list(fractions), int(seed))
+        if data.task == "classification":
+            check_split_classes(data.y, data.targets, split_kind, split)
         sizes = {"train": len(split[0]), "val": len(split[1]), "test": len(split[2])}
         if not tagged:
             tagged = {k: tagged_fraction([raw.graphs[i] for i in p]) for k, p in zip(sizes, split)}

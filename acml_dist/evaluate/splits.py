@@ -129,3 +129,21 @@ def check_split(smiles: list[str], kind: str, fractions, parts: tuple[np.ndarray
     if sizes[0] < 2 or min(sizes[1:]) == 0:
         raise DataError(f"{message}, nothing to learn or score{cause}")
     log.warning("%s, training on under half the intended share%s", message, cause)
+
+
+def check_split_classes(y: np.ndarray, targets: list[str], kind: str, parts: tuple[np.ndarray, ...]) -> None:
+    """Classification: a validation or test part where no target has both classes cannot be scored (ROC-AUC
+    is undefined, the best epoch could not be chosen): an error. A target with one class in a part is left
+    out of that part's scores (`task_metrics`): a warning naming it."""
+    for part, rows in zip(("validation", "test"), parts[1:]):
+        labels = y[rows]
+        classes = [np.unique(labels[~np.isnan(labels[:, j]), j]) for j in range(len(targets))]
+        one_class = [t for t, c in zip(targets, classes) if len(c) < 2]
+        if len(one_class) == len(targets):
+            raise DataError(
+                f"the {part} part of the {kind} split ({len(rows)} molecules) holds one class only for every "
+                f"target: nothing to score; data.split=random mixes the classes, or use more molecules"
+            )
+        if one_class:
+            log.warning("%s part of the %s split: one class only for %s (left out of its scores)", part, kind,
+                        one_class)  # fmt: skip

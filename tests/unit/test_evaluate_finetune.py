@@ -43,6 +43,20 @@ def test_a_split_nothing_can_be_learnt_on_is_refused_with_its_cause(caplog):
     assert all(len(p) for p in make_split(SMILES, "scaffold", (0.8, 0.1, 0.1), 0))
 
 
+def test_a_split_part_with_one_class_is_refused_or_named(caplog):
+    from acml_dist.errors import DataError
+    from acml_dist.evaluate.splits import check_split_classes
+
+    parts = (np.arange(4), np.array([4, 5]), np.array([6, 7]))
+    y = np.array([[0, 1], [1, 0], [0, 1], [1, 0], [1, 0], [1, 1], [0, np.nan], [1, 1]], dtype=float)
+    with caplog.at_level("WARNING"):
+        check_split_classes(y, ["a", "b"], "scaffold", parts)  # a: one class in validation, b: in test
+    assert "validation part of the scaffold split: one class only for ['a']" in caplog.text
+    assert "test part of the scaffold split: one class only for ['b']" in caplog.text
+    with pytest.raises(DataError, match=r"the test part of the random split \(2 molecules\) holds one class"):
+        check_split_classes(y[:, 1:], ["b"], "random", (parts[0], np.array([0, 1]), parts[2]))
+
+
 def test_random_split_depends_on_seed_and_partitions():
     a = random_split(50, (0.8, 0.1, 0.1), seed=0)
     b = random_split(50, (0.8, 0.1, 0.1), seed=1)
