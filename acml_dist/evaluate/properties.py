@@ -129,6 +129,11 @@ def label_matrix(frame, targets: list[str], task: str, name: str, positive: str 
     for target in targets:
         raw = frame[target]
         values = pd.to_numeric(raw, errors="coerce").astype(np.float64)
+        infinite = np.isinf(values)
+        if infinite.any():  # inf, or a number past float64 (1e400): no model can fit it
+            log.warning("%s: %d non-finite values of %r read as missing", name, int(infinite.sum()), target)
+            values = values.mask(infinite)
+            raw = raw.mask(infinite)
         text = raw[values.isna() & raw.notna()].astype(str).str.strip().str.lower()
         text = text[text != ""]
         if task == "classification" and len(text):

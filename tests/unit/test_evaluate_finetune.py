@@ -183,6 +183,10 @@ def test_label_matrix_reads_word_labels_and_refuses_unusable_targets():
     )
     with pytest.raises(DataError, match="has labels"):  # two stems: not one sign pair
         label_matrix(pd.DataFrame({"m": ["a+", "b-"]}), ["m"], "classification", "t")
+    np.testing.assert_array_equal(  # inf and numbers past float64 are missing labels, not a crash later
+        label_matrix(pd.DataFrame({"y": ["inf", "1e400", "-inf", "2.5"]}), ["y"], "regression", "t")[:, 0],
+        [np.nan, np.nan, np.nan, 2.5],
+    )
     with pytest.raises(DataError, match="'empty' has no usable regression labels"):
         label_matrix(frame, ["empty"], "regression", "t")
     with pytest.raises(DataError, match="'all_yes' has one class only \\(1 in all 3 labelled rows\\)"):
