@@ -44,17 +44,24 @@ def read_smiles_table(path: str, smiles_column: str):
 
 
 def embed_smiles_file(cfg: DictConfig) -> dict:
-    """`acml embed-smiles input=FILE output=FILE.parquet model=URI`: one row per input row, in order."""
+    """`acml embed-smiles input=FILE output=FILE.parquet model=URI`: one row per input row, in order, with
+    the input's columns, `error` and `emb_0..`."""
     import numpy as np
     import pandas as pd
     from tqdm import tqdm
 
+    from acml_dist.data.sources import match_column
+
     table = read_smiles_table(cfg.input, cfg.smiles_column)
-    if cfg.smiles_column not in table.columns:
+    column = match_column(list(table.columns), cfg.smiles_column)
+    if column is None:
         raise DataError(f"{cfg.input}: no column {cfg.smiles_column!r} (columns: {list(table.columns)})")
+    clash = [c for c in table.columns if str(c) == "error" or str(c).startswith("emb_")]
+    if clash:  # the output keeps the input's columns beside its own
+        raise DataError(f"{cfg.input}: columns {clash} would be overwritten by the output's; rename them")
     model = load_embedder(cfg.model)
     # a missing cell stays missing (its row gets the reason "missing"), not the string "nan"
-    smiles = [None if pd.isna(v) else str(v) for v in table[cfg.smiles_column].tolist()]
+    smiles = [None if pd.isna(v) else str(v) for v in table[column].tolist()]
     parts, errors = [], []
     for start in tqdm(range(0, len(smiles), cfg.batch_size), desc="embed-smiles", unit="batch"):
         emb, errs = model.embed(smiles[start : start + cfg.batch_size])
@@ -62,9 +69,12 @@ def embed_smiles_file(cfg: DictConfig) -> dict:
         errors += errs
     dim = model.model.gin.emb_dim
     emb = np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
-    out = pd.DataFrame(emb, columns=[f"emb_{i}" for i in range(emb.shape[1])])
-    out.insert(0, "smiles", smiles)
-    out.insert(1, "error", errors)  # None, or why the row has no embedding
+    # The input's columns (ids, labels: what a user joins on) as read, then why a row has no embedding
+    # (None when it has one), then the embedding.
+    out = table.reset_index(drop=True).astype({column: object})
+    out[column] = smiles
+    out["error"] = errors
+    out = pd.concat([out, pd.DataFrame(emb, columns=[f"emb_{i}" for i in range(emb.shape[1])])], axis=1)
     Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
     out.to_parquet(cfg.output, index=False)
     emb_cols = [c for c in out.columns if c.startswith("emb_")]

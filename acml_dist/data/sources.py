@@ -141,6 +141,15 @@ def split_smiles_line(line: str) -> tuple[str, str]:
     return smi, rest
 
 
+def match_column(columns: list, name: str) -> Optional[str]:
+    """The column called `name`: exactly, else the one column of that name in any case or with spaces around
+    it (`SMILES` for `smiles`); None when there is none or more than one. Every table reader asks here."""
+    if name in columns:
+        return name
+    same = [c for c in columns if str(c).strip().lower() == name.strip().lower()]
+    return same[0] if len(same) == 1 else None
+
+
 def _iter_table(
     path: str, fh, delimiter: str, smiles_column: str, id_column: Optional[str], prefix: str
 ) -> Iterator[Record]:
@@ -148,11 +157,12 @@ def _iter_table(
     header = next(reader, None)
     if header is None:
         return
-    lower = [h.strip().lower() for h in header]
-    if smiles_column.lower() not in lower:
+    smiles_name = match_column(header, smiles_column)
+    if smiles_name is None:
         raise SourceError(f"{path}: column {smiles_column!r} not in header {header}; set data.smiles_column")
-    s_idx = lower.index(smiles_column.lower())
-    i_idx = lower.index(id_column.lower()) if id_column and id_column.lower() in lower else None
+    s_idx = header.index(smiles_name)
+    id_name = match_column(header, id_column) if id_column else None
+    i_idx = header.index(id_name) if id_name is not None else None
     if id_column and i_idx is None:
         raise SourceError(f"{path}: id column {id_column!r} not in header {header}; set data.id_column")
     for n, row in enumerate(reader):

@@ -17,6 +17,7 @@ from torch import nn
 from acml_dist.chem.descriptors import molecule_features
 from acml_dist.config.checks import check_recipe
 from acml_dist.data.datasets import read_table
+from acml_dist.data.sources import match_column
 from acml_dist.errors import DataError
 from acml_dist.evaluate.chirality import prepare_encoder, prepare_graphs, tagged_fraction
 from acml_dist.evaluate.finetuning import (
@@ -51,15 +52,10 @@ def read_labelled_frame(data_cfg: Any, name: str | None = None):
     if not path.exists():
         raise FileNotFoundError(f"data.path {path} does not exist")
     frame = read_table(path)
-    smiles_col = data_cfg.smiles_column
-    if smiles_col not in frame.columns:
+    smiles_col = match_column(list(frame.columns), data_cfg.smiles_column)
+    if smiles_col is None:
         columns = list(frame.columns)
-        same_name = [c for c in columns if str(c).strip().lower() == smiles_col.lower()]
-        if len(same_name) != 1:
-            raise DataError(f"data.smiles_column={smiles_col!r} is not a column of {path}: {columns}")
-        log.info("data.smiles_column=%r: reading column %r (the same name in another case)", smiles_col,
-                 same_name[0])  # fmt: skip
-        smiles_col = same_name[0]
+        raise DataError(f"data.smiles_column={data_cfg.smiles_column!r} is not a column of {path}: {columns}")
     targets = list(data_cfg.targets) or [
         c for c in frame.columns if c != smiles_col and pd.api.types.is_numeric_dtype(frame[c])
     ]

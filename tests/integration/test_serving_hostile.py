@@ -254,7 +254,8 @@ def test_embed_smiles_cli_survives_a_hostile_file(tmp_path):
 
     _saved_model(tmp_path / "run" / "model")
     rows = ["CCO", HUGE, "", "not a smiles", "C" * 150, "c1ccccc1O"]
-    pd.DataFrame({"smiles": rows}).to_csv(tmp_path / "in.csv", index=False)
+    # the SMILES column in another case, and an id column that must come through
+    pd.DataFrame({"id": range(6), "SMILES": rows}).to_csv(tmp_path / "in.csv", index=False)
     done = subprocess.run(
         [sys.executable, "-m", "acml_dist.cli", "embed-smiles", f"input={tmp_path / 'in.csv'}",
          f"output={tmp_path / 'out.parquet'}", f"model={tmp_path / 'run'}"],
@@ -265,3 +266,4 @@ def test_embed_smiles_cli_survives_a_hostile_file(tmp_path):
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert out["error"].iloc[1].startswith("too_long") and out["error"].iloc[2] == "missing"
     assert pd.isna(out["error"].iloc[0]) and pd.isna(out["error"].iloc[5])
+    assert out["id"].tolist() == list(range(6)) and out.columns[:3].tolist() == ["id", "SMILES", "error"]
