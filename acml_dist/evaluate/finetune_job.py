@@ -36,7 +36,7 @@ def run_finetune(cfg: Any) -> dict:
         out / "invalid_rows.csv", index=False
     )
     with cpu_threads(cfg.eval.num_threads), mlflow_run(cfg, f"finetune-{cfg.name}") as run:
-        result = run_dataset(model, data, cfg.eval, cfg.data.split, cfg.data.split_fractions, out / "figures")
+        result = run_dataset(model, data, cfg.eval, cfg.data.split, cfg.data.split_fractions, out)
         metrics = {
             "rows": data.rows,
             "valid_rows": len(data.graphs),

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -120,13 +121,93 @@ def _fit_in_worker(payload: bytes) -> FitResult:
     return dataclasses.replace(fit, model=None)  # the weights stay in the worker: callers read the scores
 
 
-def run_fits(jobs: list[FitJob], ecfg: Any, features: np.ndarray | None = None) -> list[FitResult]:
+def fit_key(job: FitJob, ecfg: Any, features: np.ndarray | None) -> str:
+    """A digest of everything a fit's result depends on: the recipe, seed, split, labels, the molecules'
+    input tensors, the encoder's starting weights and the extra features. Equal keys give equal results
+    (fits are deterministic), so a result stored under its key can stand in for refitting."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    recipe = {**recipe_kwargs(ecfg), "pretrained_lr": float(ecfg.pretrained_lr),
+              "pretrained_frozen_epochs": int(ecfg.pretrained_frozen_epochs)}  # fmt: skip
+    head = {"v": _STORE_VERSION, "label": job.label, "seed": job.seed, "pretrained": job.pretrained, **recipe}
+    digest.update(json.dumps(head, sort_keys=True).encode())
+    digest.update("\n".join(job.data.smiles).encode())
+    for array in (job.data.y, *job.split, features if features is not None else np.zeros(0)):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    for graph in job.data.graphs:
+        for name in ("x", "edge_index", "edge_attr"):
+            value = getattr(graph, name, None)
+            if value is not None:
+                digest.update(value.numpy().tobytes())
+    for name, tensor in job.encoder.state_dict().items():
+        digest.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+_STORE_VERSION = 1  # bump when FitResult's stored fields change
+
+
+def _load_fit(path) -> FitResult | None:
+    import json
+
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # absent or unreadable: refit
+    return FitResult(stored["test"], stored["val"], stored["best_epoch"], stored["curve"],
+                     test_pred=np.asarray(stored["test_pred"], dtype=np.float64))  # fmt: skip
+
+
+def _store_fit(path, fit: FitResult) -> None:
+    import json
+
+    pred = [] if fit.test_pred is None else np.asarray(fit.test_pred).tolist()
+    record = {"test": fit.test, "val": fit.val, "best_epoch": fit.best_epoch, "curve": fit.curve,
+              "test_pred": pred}  # fmt: skip
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path)  # a crash leaves the old file or none, never half of one
+
+
+def run_fits(jobs: list[FitJob], ecfg: Any, features: np.ndarray | None = None,
+             store: Path | None = None) -> list[FitResult]:  # fmt: skip
     """Every job's FitResult, in job order. With more than one worker (`fit_workers` of `eval.workers`) the
     fits run in spawned processes under one progress bar over all their epochs, and come back without
-    their weights (`FitResult.model` None)."""
+    their weights (`FitResult.model` None). With a `store` folder each finished fit's scores are kept there
+    under its `fit_key`, and a fit already there is read back, not rerun: an evaluation killed after an
+    hour resumes where it stopped."""
+    paths = [None] * len(jobs)
+    done: dict[int, FitResult] = {}
+    if store is not None:
+        store.mkdir(parents=True, exist_ok=True)
+        paths = [store / f"{fit_key(job, ecfg, features)}.json" for job in jobs]
+        done = {i: fit for i, path in enumerate(paths) if (fit := _load_fit(path)) is not None}
+        if done:
+            log.info("%s: %d of %d fits read from %s (finished earlier)", jobs[0].data.name, len(done),
+                     len(jobs), store)  # fmt: skip
+    todo = [i for i in range(len(jobs)) if i not in done]
+
+    def finished(i: int, fit: FitResult) -> None:
+        done[i] = fit
+        if paths[i] is not None:
+            _store_fit(paths[i], fit)
+
+    _run([jobs[i] for i in todo], ecfg, features, lambda k, fit: finished(todo[k], fit))
+    return [done[i] for i in range(len(jobs))]
+
+
+def _run(jobs: list[FitJob], ecfg: Any, features: np.ndarray | None,
+         finished: Callable[[int, FitResult], None]) -> None:  # fmt: skip
+    """Runs the jobs; `finished(index, result)` as each one ends."""
+    if not jobs:
+        return
     workers = fit_workers(int(ecfg.workers), len(jobs), int(ecfg.num_threads))
     if workers == 1:
-        return [fit_one(job, ecfg, features) for job in jobs]
+        for k, job in enumerate(jobs):
+            finished(k, fit_one(job, ecfg, features))
+        return
     from tqdm.auto import tqdm
 
     ctx = mp.get_context("spawn")  # fork would copy torch's thread pools mid-use
@@ -141,10 +222,11 @@ def run_fits(jobs: list[FitJob], ecfg: Any, features: np.ndarray | None = None) 
         futures = [pool.submit(_fit_in_worker, pickle.dumps((job, ecfg, features))) for job in jobs]
         pending = set(futures)
         while pending:
-            _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            ended, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in ended:
+                finished(futures.index(future), future.result())
             while True:
                 try:
                     bar.update(progress.get_nowait())
                 except queue_lib.Empty:
                     break
-        return [future.result() for future in futures]

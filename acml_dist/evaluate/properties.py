@@ -259,11 +259,13 @@ def features_with_progress(smiles: list[str], kind: str, progress: bool = True) 
     return np.concatenate(parts) if parts else molecule_features([], kind)
 
 
-def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str, fractions: Any) -> dict:
-    """All methods x seeds on one dataset. Returns {"summary": {method: {metric: (mean, std)}},
-    "runs": [per seed and method records], "curves": {seed0 method -> epoch records}, "split": sizes,
-    "widths": {method: encoder width}, "schemas": {method: atom/bond schema}, "chirality": {mode, tagged
-    share per split part}}."""
+def run_property_task(
+    model: Any, data: LabelledSet, ecfg: Any, split_kind: str, fractions: Any, fits_store: Path | None = None
+) -> dict:
+    """All methods x seeds on one dataset (finished fits kept in and read from `fits_store`: `run_fits`).
+    Returns {"summary": {method: {metric: (mean, std)}}, "runs": [per seed and method records], "curves":
+    {seed0 method -> epoch records}, "split": sizes, "widths": {method: encoder width}, "schemas": {method:
+    atom/bond schema}, "chirality": {mode, tagged share per split part}}."""
     if len(data.graphs) < 10:
         raise DataError(f"{data.name}: only {len(data.graphs)} valid molecules, too few to split")
     check_recipe(ecfg, split_kind)
@@ -319,7 +321,7 @@ def run_property_task(model: Any, data: LabelledSet, ecfg: Any, split_kind: str,
                 runs.append({"seed": int(seed), "method": method, **scores})
     fitted = [r for r in runs if r["method"] in ("acml_finetune", "scratch_finetune")]
     curves: dict[str, list[dict]] = {}
-    for record, job, fit in zip(fitted, jobs, run_fits(jobs, ecfg, features)):
+    for record, job, fit in zip(fitted, jobs, run_fits(jobs, ecfg, features, fits_store)):
         record.update(best_epoch=fit.best_epoch, **fit.test)
         if job.seed == ecfg.seeds[0]:
             curves[record["method"]] = fit.curve

@@ -111,10 +111,12 @@ def property_metrics(name: str, result: dict) -> dict[str, float]:
     return out
 
 
-def run_dataset(model: Any, data: Any, ecfg: Any, split_kind: str, fractions: Any, figures: Path) -> dict:
-    result = run_property_task(model, data, ecfg, split_kind, fractions)
+def run_dataset(model: Any, data: Any, ecfg: Any, split_kind: str, fractions: Any, out: Path) -> dict:
+    """One labelled set's property section, its curves in `out`/figures; each finished fit is kept in
+    `out`/fits, so the same command run again after a crash refits only what had not finished."""
+    result = run_property_task(model, data, ecfg, split_kind, fractions, fits_store=out / "fits")
     metric = "rmse" if data.task == "regression" else "roc_auc"
-    path = figures / f"finetune_{data.name}.png"
+    path = out / "figures" / f"finetune_{data.name}.png"
     plots.finetune_curves(result["curves"], metric, path, f"{data.name}: seed {ecfg.seeds[0]}")
     result.update(
         task=data.task,
@@ -300,7 +302,7 @@ def shard_sections(
     return sections, metrics
 
 
-def property_sections(model: Any, ecfg: Any, figures: Path) -> tuple[str, dict]:
+def property_sections(model: Any, ecfg: Any, out: Path) -> tuple[str, dict]:
     """Every dataset of `eval.property_datasets`; unavailable (offline) ones are reported, not fatal."""
     results, failures, metrics = {}, {}, {}
     for name in ecfg.property_datasets:
@@ -311,7 +313,7 @@ def property_sections(model: Any, ecfg: Any, figures: Path) -> tuple[str, dict]:
             log.warning("property dataset %s unavailable: %s", name, exc)
             failures[name] = str(exc)
             continue
-        results[name] = run_dataset(model, labelled, ecfg, ecfg.split_kind, data_cfg.split_fractions, figures)
+        results[name] = run_dataset(model, labelled, ecfg, ecfg.split_kind, data_cfg.split_fractions, out)
         metrics.update(property_metrics(name, results[name]))
     if not (results or failures):
         return "", metrics
@@ -366,7 +368,7 @@ def run_evaluate(cfg: Any) -> dict:
         else:
             log.warning("no featurised shards at %s: retrieval, isomers and probes skipped", root)
             sections.append(f"No featurised test shards at `{root}`: retrieval, isomers and probes skipped.")
-        text, m = property_sections(model, ecfg, figures)
+        text, m = property_sections(model, ecfg, out)
         sections.append(text)
         metrics.update(m)
         command = f"acml evaluate model={cfg.model} name={cfg.name}"

@@ -81,3 +81,58 @@ def test_fits_in_worker_processes_score_as_in_this_process():
         )
         np.testing.assert_allclose(a.test["rmse"], b.test["rmse"], rtol=1e-5)
     assert here[0].test["rmse"] != pytest.approx(here[1].test["rmse"])  # the two jobs differ
+
+
+def test_finished_fits_are_kept_and_read_back_not_rerun(tmp_path, monkeypatch):
+    """An evaluation run again after a crash reads the fits that had finished; a changed recipe, weights or
+    label refits; an unreadable stored fit refits."""
+    import pandas as pd
+    from omegaconf import OmegaConf
+
+    from acml_dist.config.data import DataConfig
+    from acml_dist.config.eval import EvalConfig
+    from acml_dist.evaluate import fits
+    from acml_dist.evaluate.properties import EncoderView, featurize_labelled, fresh_like
+    from acml_dist.evaluate.splits import make_split
+    from acml_dist.models import ACMLModel
+
+    frame = pd.DataFrame({"smiles": SMILES, "y": np.random.default_rng(1).normal(size=len(SMILES))})
+    std = OmegaConf.structured(DataConfig).standardize
+    data = featurize_labelled(frame, "smiles", ["y"], "regression", "t", "hu", std)
+    model = ACMLModel({"schema": "hu", "emb_dim": 8, "num_layers": 2}, {"t": 4})
+    split = make_split(data.smiles, "random", [0.6, 0.2, 0.2], 0)
+    ecfg = OmegaConf.merge(
+        OmegaConf.structured(EvalConfig), {"finetune_epochs": 2, "progress": False, "workers": 1}
+    )
+
+    def jobs(seeds=(0, 1), data=data) -> list[FitJob]:
+        return [FitJob(f"seed {s}", EncoderView(fresh_like(model, s)), data, split, s, False) for s in seeds]
+
+    first = run_fits(jobs(), ecfg, store=tmp_path)
+    assert len(list(tmp_path.glob("*.json"))) == 2
+    ran: list[str] = []
+    real_fit_one = fits.fit_one
+
+    def counting_fit_one(job, *args, **kwargs):
+        ran.append(job.label)
+        return real_fit_one(job, *args, **kwargs)
+
+    monkeypatch.setattr(fits, "fit_one", counting_fit_one)
+    again = run_fits(jobs(), ecfg, store=tmp_path)
+    assert ran == []  # both read back
+    for a, b in zip(first, again):
+        assert a.test == b.test and a.best_epoch == b.best_epoch and a.curve == b.curve
+        np.testing.assert_allclose(a.test_pred, b.test_pred)
+    run_fits(jobs(), OmegaConf.merge(ecfg, {"lr": 0.01}), store=tmp_path)
+    assert ran == ["seed 0", "seed 1"]  # another recipe: refitted
+    relabelled = dataclasses.replace(data, y=data.y + 1.0)
+    run_fits(jobs((0,), relabelled), ecfg, store=tmp_path)
+    assert ran[2:] == ["seed 0"]  # other labels: refitted
+    stored = fits.fit_key(jobs((1,))[0], ecfg, None)
+    (tmp_path / f"{stored}.json").write_text('{"test": ')  # cut off
+    run_fits(jobs(), ecfg, store=tmp_path)
+    assert ran[3:] == ["seed 1"]  # the unreadable one refitted, seed 0 read back
+    other_weights = fresh_like(model, 7)
+    assert fits.fit_key(jobs((1,))[0], ecfg, None) != fits.fit_key(
+        FitJob("seed 1", EncoderView(other_weights), data, split, 1, False), ecfg, None
+    )
