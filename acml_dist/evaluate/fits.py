@@ -121,10 +121,13 @@ def _fit_in_worker(payload: bytes) -> FitResult:
     return dataclasses.replace(fit, model=None)  # the weights stay in the worker: callers read the scores
 
 
+_STORE_VERSION = 1  # of a stored fit's fields; bump when they change
+
+
 def fit_key(job: FitJob, ecfg: Any, features: np.ndarray | None) -> str:
     """A digest of everything a fit's result depends on: the recipe, seed, split, labels, the molecules'
-    input tensors, the encoder's starting weights and the extra features. Equal keys give equal results
-    (fits are deterministic), so a result stored under its key can stand in for refitting."""
+    input tensors, the encoder's starting weights and the extra features. Fits are deterministic (up to
+    float rounding across thread counts), so a result stored under its key can stand in for refitting."""
     import hashlib
     import json
 
@@ -144,9 +147,6 @@ def fit_key(job: FitJob, ecfg: Any, features: np.ndarray | None) -> str:
     for name, tensor in job.encoder.state_dict().items():
         digest.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
     return digest.hexdigest()[:32]
-
-
-_STORE_VERSION = 1  # bump when FitResult's stored fields change
 
 
 def _load_fit(path) -> FitResult | None:
@@ -176,8 +176,8 @@ def run_fits(jobs: list[FitJob], ecfg: Any, features: np.ndarray | None = None,
     """Every job's FitResult, in job order. With more than one worker (`fit_workers` of `eval.workers`) the
     fits run in spawned processes under one progress bar over all their epochs, and come back without
     their weights (`FitResult.model` None). With a `store` folder each finished fit's scores are kept there
-    under its `fit_key`, and a fit already there is read back, not rerun: an evaluation killed after an
-    hour resumes where it stopped."""
+    under its `fit_key`, and a fit already there is read back (without weights too), not rerun: an
+    evaluation killed after an hour resumes where it stopped."""
     paths = [None] * len(jobs)
     done: dict[int, FitResult] = {}
     if store is not None:
