@@ -141,9 +141,9 @@ def check_split_classes(y: np.ndarray, targets: list[str], kind: str, parts: tup
         one_class = [t for t, c in zip(targets, classes) if len(c) < 2]
         if len(one_class) == len(targets):
             raise DataError(
-                f"the {part} part of the {kind} split ({len(rows)} molecules) holds one class only for every "
-                f"target: nothing to score; data.split=random mixes the classes, or use more molecules"
+                f"the {part} part of the {kind} split ({len(rows)} molecules) holds fewer than two classes "
+                f"for every target: nothing to score; data.split=random mixes the classes; or more molecules"
             )
         if one_class:
-            log.warning("%s part of the %s split: one class only for %s (left out of its scores)", part, kind,
-                        one_class)  # fmt: skip
+            log.warning("%s part of the %s split: fewer than two classes for %s (left out of its scores)",
+                        part, kind, one_class)  # fmt: skip

@@ -51,9 +51,9 @@ def test_a_split_part_with_one_class_is_refused_or_named(caplog):
     y = np.array([[0, 1], [1, 0], [0, 1], [1, 0], [1, 0], [1, 1], [0, np.nan], [1, 1]], dtype=float)
     with caplog.at_level("WARNING"):
         check_split_classes(y, ["a", "b"], "scaffold", parts)  # a: one class in validation, b: in test
-    assert "validation part of the scaffold split: one class only for ['a']" in caplog.text
-    assert "test part of the scaffold split: one class only for ['b']" in caplog.text
-    with pytest.raises(DataError, match=r"the test part of the random split \(2 molecules\) holds one class"):
+    assert "validation part of the scaffold split: fewer than two classes for ['a']" in caplog.text
+    assert "test part of the scaffold split: fewer than two classes for ['b']" in caplog.text
+    with pytest.raises(DataError, match=r"test part of the random split \(2 molecules\) holds fewer than"):
         check_split_classes(y[:, 1:], ["b"], "random", (parts[0], np.array([0, 1]), parts[2]))
 
 
