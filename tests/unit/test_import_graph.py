@@ -124,3 +124,20 @@ def test_imports_point_down_the_layers():
         if _layer(m) is not None and _layer(t) is not None and _layer(t) > _layer(m)
     )  # fmt: skip
     assert [e for e in upward if e not in ALLOWED_UPWARD] == []
+
+
+def test_every_module_has_a_row_in_the_architecture_table():
+    """ARCHITECTURE.md's module table is the map a new reader starts from: a module without a row is
+    invisible there, and a row without a module misleads."""
+    import re
+
+    text = (PACKAGE.parent / "ARCHITECTURE.md").read_text()
+    rows = set(re.findall(r"^\| `(acml_dist[\w.]*)` \|", text, re.MULTILINE))
+    modules = {
+        ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "__init__.py"
+    }
+    packages = {".".join(p.relative_to(PACKAGE.parent).parts) for p in PACKAGE.rglob("*") if p.is_dir()}
+    assert sorted(modules - rows) == []
+    assert sorted(rows - modules - packages) == []
