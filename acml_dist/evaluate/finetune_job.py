@@ -31,7 +31,7 @@ def run_finetune(cfg: Any) -> dict:
     model, model_dir = load(cfg)
     out = output_dir(cfg, "finetune")
     name = None if cfg.data.get("path") else cfg.data.source
-    data = load_labelled_set(cfg.data, name, schema_of(model))
+    data = load_labelled_set(cfg.data, name, schema_of(model), progress=cfg.eval.progress)
     pd.DataFrame(data.invalid, columns=["row", "input", "reason"]).to_csv(
         out / "invalid_rows.csv", index=False
     )

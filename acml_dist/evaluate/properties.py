@@ -158,9 +158,12 @@ def featurize_labelled(
     schema: str,
     std_cfg: Any,
     positive: str | None = None,
+    progress: bool = False,
 ) -> LabelledSet:
-    """Standardise and featurise each row with acml_dist.chem; failed rows go to `invalid` with the reason."""
+    """Standardise and featurise each row with acml_dist.chem; failed rows go to `invalid` with the reason.
+    `progress`: a bar on stderr (~2-5 ms a molecule: a 100,000-row file is minutes)."""
     import pandas as pd
+    from tqdm.auto import tqdm
 
     from acml_dist.chem.featurize import mol_to_graph
     from acml_dist.chem.standardize import standardize
@@ -170,7 +173,8 @@ def featurize_labelled(
         raise DataError(f"data.task must be regression or classification, got {task!r}")
     labels = label_matrix(frame, targets, task, name, positive)
     smiles, graphs, keep, invalid, arrays = [], [], [], [], []
-    for row, text in enumerate(frame[smiles_col].tolist()):
+    rows = tqdm(frame[smiles_col].tolist(), desc=f"{name}: featurise", unit="mol", disable=not progress)
+    for row, text in enumerate(rows):
         text = "" if pd.isna(text) else str(text)
         result = standardize(text, std_cfg)
         mol = getattr(result, "mol", None)
@@ -197,13 +201,15 @@ def featurize_labelled(
     )
 
 
-def load_labelled_set(data_cfg: Any, name: str | None, schema: str) -> LabelledSet:
+def load_labelled_set(data_cfg: Any, name: str | None, schema: str, progress: bool = False) -> LabelledSet:
     frame, smiles_col, targets, task = read_labelled_frame(data_cfg, name)
     label = name or Path(data_cfg.path).stem
     if data_cfg.get("limit"):
         frame = frame.head(int(data_cfg.limit))
     positive = data_cfg.get("positive_label")
-    return featurize_labelled(frame, smiles_col, targets, task, label, schema, data_cfg.standardize, positive)
+    return featurize_labelled(
+        frame, smiles_col, targets, task, label, schema, data_cfg.standardize, positive, progress
+    )
 
 
 class EncoderView(nn.Module):

@@ -308,7 +308,7 @@ def property_sections(model: Any, ecfg: Any, out: Path) -> tuple[str, dict]:
     for name in ecfg.property_datasets:
         data_cfg = OmegaConf.structured(_data_config(name, ecfg.split_kind))
         try:
-            labelled = load_labelled_set(data_cfg, name, schema_of(model))
+            labelled = load_labelled_set(data_cfg, name, schema_of(model), progress=ecfg.progress)
         except Exception as exc:  # offline sources fail with their own message; report it, go on
             log.warning("property dataset %s unavailable: %s", name, exc)
             failures[name] = str(exc)
