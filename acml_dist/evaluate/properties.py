@@ -72,18 +72,19 @@ def read_labelled_frame(data_cfg: Any, name: str | None = None):
 
 
 def infer_task(frame, targets: list[str]) -> str:
-    """classification when every target has exactly two distinct labels (0/1, booleans, a word pair; text
-    compared case-insensitively), else regression."""
+    """classification when every target has exactly two distinct labels, each 0/1 (booleans too) or a word
+    (compared case-insensitively): 0/1, True/False, yes/no, BBB+/BBB-; else regression (two numbers such as
+    0.5 / 1.5 are a regression target)."""
     import pandas as pd
 
-    def labels(column) -> set:
+    def binary(column) -> bool:
         values = column.dropna()
         numeric = pd.to_numeric(values, errors="coerce")
         text = values[numeric.isna()].astype(str).str.strip().str.lower()
-        return set(numeric.dropna().tolist()) | set(text[text != ""].tolist())
+        numbers = set(numeric.dropna().astype(float).tolist())
+        return numbers <= {0.0, 1.0} and len(numbers | set(text[text != ""].tolist())) == 2
 
-    two_valued = targets and all(len(labels(frame[t])) == 2 for t in targets)
-    return "classification" if two_valued else "regression"
+    return "classification" if targets and all(binary(frame[t]) for t in targets) else "regression"
 
 
 # Two-valued text labels of a classification target, read case-insensitively; anything else must be 0/1, a

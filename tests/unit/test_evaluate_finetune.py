@@ -223,13 +223,20 @@ def test_task_is_inferred_from_the_labels_and_smiles_column_matched_in_any_case(
             "bbb": ["BBB+", "bbb-", None, "BBB+"],
             "flag": [True, False, True, False],
             "logp": [1.5, 0.5, 2.0, 1.0],
+            "halves": [0.5, 1.5, 0.5, 1.5],  # two values, but not 0/1: a regression target
         }
     )
     frame.to_csv(tmp_path / "t.csv", index=False)
     tasks = {}
-    for targets, given in (("[bbb,flag]", None), ("[bbb,logp]", None), ("[flag]", "regression")):
+    cases = (("[bbb,flag]", None), ("[bbb,logp]", None), ("[halves]", None), ("[flag]", "regression"))
+    for targets, given in cases:
         overrides = [f"data.path={tmp_path / 't.csv'}", f"data.targets={targets}"]
         cfg = load_config("finetune", overrides + ([f"data.task={given}"] if given else []))
         _, smiles_column, _, tasks[targets] = read_labelled_frame(cfg.data)
         assert smiles_column == "SMILES"
-    assert tasks == {"[bbb,flag]": "classification", "[bbb,logp]": "regression", "[flag]": "regression"}
+    assert tasks == {
+        "[bbb,flag]": "classification",
+        "[bbb,logp]": "regression",
+        "[halves]": "regression",
+        "[flag]": "regression",
+    }
