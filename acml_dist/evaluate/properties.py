@@ -75,14 +75,11 @@ def infer_task(frame, targets: list[str]) -> str:
     """classification when every target has exactly two distinct labels, each 0/1 (booleans too) or a word
     (compared case-insensitively): 0/1, True/False, yes/no, BBB+/BBB-; else regression (two numbers such as
     0.5 / 1.5 are a regression target)."""
-    import pandas as pd
 
     def binary(column) -> bool:
-        values = column.dropna()
-        numeric = pd.to_numeric(values, errors="coerce")
-        text = values[numeric.isna()].astype(str).str.strip().str.lower()
-        numbers = set(numeric.dropna().astype(float).tolist())
-        return numbers <= {0.0, 1.0} and len(numbers | set(text[text != ""].tolist())) == 2
+        values, words = label_values(column)
+        numbers = set(values.dropna().tolist())
+        return numbers <= {0.0, 1.0} and len(numbers | set(words.tolist())) == 2
 
     return "classification" if targets and all(binary(frame[t]) for t in targets) else "regression"
 
@@ -91,6 +88,17 @@ def infer_task(frame, targets: list[str]) -> str:
 # sign pair (BBB+/BBB-, +/-) or a pair whose positive word `data.positive_label` names.
 POSITIVE_LABELS = {"1", "true", "yes", "y", "t", "active", "positive", "pos"}
 NEGATIVE_LABELS = {"0", "false", "no", "n", "f", "inactive", "negative", "neg"}
+
+
+def label_values(column):
+    """(numbers, words) of one label column: float64 numbers, NaN where missing or text (inf kept), and the
+    text labels stripped and lower-cased, blanks dropped. The one reading of labels for task inference and
+    for the label matrix."""
+    import pandas as pd
+
+    values = pd.to_numeric(column, errors="coerce").astype(np.float64)
+    words = column[values.isna() & column.notna()].astype(str).str.strip().str.lower()
+    return values, words[words != ""]
 
 
 def word_label_values(words: set[str], positive: str | None, where: str) -> dict[str, float]:
@@ -120,19 +128,13 @@ def label_matrix(frame, targets: list[str], task: str, name: str, positive: str 
     """(rows, targets) float64 labels, NaN where missing. Classification columns may be 0/1, booleans or
     a pair of words (`word_label_values`); regression columns numeric. A target with no usable label at all,
     or a classification target with one class, is an error, not an empty result."""
-    import pandas as pd
-
     columns = []
     for target in targets:
-        raw = frame[target]
-        values = pd.to_numeric(raw, errors="coerce").astype(np.float64)
+        values, text = label_values(frame[target])
         infinite = np.isinf(values)
         if infinite.any():  # inf, or a number past float64 (1e400): no model can fit it
             log.warning("%s: %d non-finite values of %r read as missing", name, int(infinite.sum()), target)
             values = values.mask(infinite)
-            raw = raw.mask(infinite)
-        text = raw[values.isna() & raw.notna()].astype(str).str.strip().str.lower()
-        text = text[text != ""]
         if task == "classification" and len(text):
             mapping = word_label_values(set(text), positive, f"{name}: classification target {target!r}")
             values = values.where(values.notna(), text.map(mapping))
