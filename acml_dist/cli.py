@@ -70,7 +70,7 @@ COMMANDS: dict[str, Command] = {
     "embed-smiles": Command(
         "embed_smiles",
         "acml_dist.serving:embed_smiles_file",
-        "Embed a file of SMILES with a trained model (registry URI or directory) into a parquet file.",
+        "Embed a molecule file (CSV / TSV / Parquet / .smi / SDF) with a trained model into a parquet file.",
     ),
     "pipeline": Command(
         "pretrain",

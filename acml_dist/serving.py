@@ -25,24 +25,6 @@ def load_embedder(model: str):
     return GinEmbedder(resolve_model_dir(model))  # FileNotFoundError names the path when nothing is there
 
 
-def read_smiles_table(path: str, smiles_column: str):
-    """A DataFrame with the SMILES column: CSV / TSV / Parquet (gzipped CSV too), or a .smi file read by
-    the corpus reader (title line, ids and gzip handled the same way; blank lines skipped)."""
-    import pandas as pd
-
-    from acml_dist.data.sources import detect_format, iter_smiles_file
-
-    if ".parquet" in Path(path).suffixes:
-        return pd.read_parquet(path)
-    fmt = detect_format(path)  # from the extension; an unknown one is a one-line error
-    if fmt in ("smi", "pubchem_smiles"):
-        smiles = [text for _, text, _ in iter_smiles_file(path, fmt, smiles_column) if text]
-        return pd.DataFrame({smiles_column: smiles})
-    if fmt == "sdf":
-        raise DataError(f"{path}: embed-smiles reads SMILES tables (CSV, TSV, Parquet, .smi), not SDF")
-    return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
-
-
 def embed_smiles_file(cfg: DictConfig) -> dict:
     """`acml embed-smiles input=FILE output=FILE.parquet model=URI`: one row per input row, in order, with
     the input's columns, `error` and `emb_0..`."""
@@ -51,8 +33,9 @@ def embed_smiles_file(cfg: DictConfig) -> dict:
     from tqdm import tqdm
 
     from acml_dist.data.sources import match_column
+    from acml_dist.data.tables import read_molecule_table
 
-    table = read_smiles_table(cfg.input, cfg.smiles_column)
+    table = read_molecule_table(cfg.input, cfg.smiles_column)
     column = match_column(list(table.columns), cfg.smiles_column)
     if column is None:
         raise DataError(f"{cfg.input}: no column {cfg.smiles_column!r} (columns: {list(table.columns)})")

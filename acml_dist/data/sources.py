@@ -10,6 +10,7 @@ import glob
 import gzip
 import io
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -173,17 +174,47 @@ def _iter_table(
 
 def _iter_sdf(path: str, id_tag: str, prefix: str) -> Iterator[Record]:
     """SDF records as raw text (the worker parses them); id from the `id_tag` data item."""
+    for n, lines in enumerate(iter_sdf_blocks(path)):
+        yield _sdf_record(lines, id_tag, prefix, n)
+
+
+def iter_sdf_blocks(path: str) -> Iterator[list[str]]:
+    """The lines of each record of an SDF (plain or gzipped), `$$$$` dropped; a blank tail is no record."""
     with open_text(path) as fh:
         lines: list[str] = []
-        n = 0
         for line in fh:
             if line.startswith("$$$$"):
-                yield _sdf_record(lines, id_tag, prefix, n)
-                lines, n = [], n + 1
+                yield lines
+                lines = []
             else:
                 lines.append(line)
         if any(x.strip() for x in lines):
-            yield _sdf_record(lines, id_tag, prefix, n)
+            yield lines
+
+
+def sdf_mol_block(lines: list[str]) -> str:
+    """The mol block of one SDF record: its lines up to `M  END` (all of them when it has none)."""
+    end = next((i for i, line in enumerate(lines) if line.startswith("M  END")), len(lines) - 1)
+    return "".join(lines[: end + 1])
+
+
+def sdf_data_items(lines: list[str]) -> dict[str, str]:
+    """{name: value} of one SDF record's data items (`> <NAME>` then value lines up to a blank line), read
+    from the text, so a record whose mol block RDKit refuses keeps its fields."""
+    end = next((i for i, line in enumerate(lines) if line.startswith("M  END")), 2)
+    items: dict[str, str] = {}
+    name, values = None, []
+    for line in lines[end + 1 :]:
+        header = re.match(r">.*?<([^>]*)>", line) if name is None else None
+        if header:
+            name, values = header.group(1), []
+        elif name is not None and line.strip():
+            values.append(line.rstrip("\r\n"))
+        elif name is not None:
+            items[name], name = "\n".join(values), None
+    if name is not None:
+        items[name] = "\n".join(values)
+    return items
 
 
 def _sdf_record(lines: list[str], id_tag: str, prefix: str, n: int) -> Record:

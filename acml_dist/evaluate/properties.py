@@ -16,8 +16,8 @@ from torch import nn
 
 from acml_dist.chem.descriptors import molecule_features
 from acml_dist.config.checks import check_recipe
-from acml_dist.data.datasets import read_table
 from acml_dist.data.sources import match_column
+from acml_dist.data.tables import read_molecule_table
 from acml_dist.errors import DataError
 from acml_dist.evaluate.chirality import prepare_encoder, prepare_graphs, tagged_fraction
 from acml_dist.evaluate.finetuning import (
@@ -51,7 +51,7 @@ def read_labelled_frame(data_cfg: Any, name: str | None = None):
     path = Path(data_cfg.path)
     if not path.exists():
         raise FileNotFoundError(f"data.path {path} does not exist")
-    frame = read_table(path)
+    frame = read_molecule_table(path, data_cfg.smiles_column)
     smiles_col = match_column(list(frame.columns), data_cfg.smiles_column)
     if smiles_col is None:
         columns = list(frame.columns)
@@ -169,7 +169,7 @@ def featurize_labelled(
     from tqdm.auto import tqdm
 
     from acml_dist.chem.featurize import mol_to_graph
-    from acml_dist.chem.standardize import standardize
+    from acml_dist.chem.standardize import Reject, standardize
     from acml_dist.data.loader import graph_from_npz
 
     if task not in ("regression", "classification"):
@@ -177,9 +177,10 @@ def featurize_labelled(
     labels = label_matrix(frame, targets, task, name, positive)
     smiles, graphs, keep, invalid, arrays = [], [], [], [], []
     rows = tqdm(frame[smiles_col].tolist(), desc=f"{name}: featurise", unit="mol", disable=not progress)
-    for row, text in enumerate(rows):
-        text = "" if pd.isna(text) else str(text)
-        result = standardize(text, std_cfg)
+    for row, value in enumerate(rows):
+        text = "" if pd.isna(value) else str(value)
+        # no SMILES at all: a blank cell, or an SDF record RDKit could not read (its reason was logged)
+        result = Reject("missing") if pd.isna(value) else standardize(text, std_cfg)
         mol = getattr(result, "mol", None)
         if mol is None:
             invalid.append({"row": row, "input": text, "reason": str(getattr(result, "reason", "invalid"))})

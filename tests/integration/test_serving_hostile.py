@@ -267,3 +267,26 @@ def test_embed_smiles_cli_survives_a_hostile_file(tmp_path):
     assert out["error"].iloc[1].startswith("too_long") and out["error"].iloc[2] == "missing"
     assert pd.isna(out["error"].iloc[0]) and pd.isna(out["error"].iloc[5])
     assert out["id"].tolist() == list(range(6)) and out.columns[:3].tolist() == ["id", "SMILES", "error"]
+
+
+def test_embed_smiles_reads_an_sdf(tmp_path):
+    """An SDF as `acml embed-smiles` input: one output row per record, its data items kept, a record RDKit
+    cannot read given no embedding and a reason."""
+    import pandas as pd
+    from omegaconf import OmegaConf
+    from rdkit import Chem
+
+    from acml_dist.serving import embed_smiles_file
+
+    _saved_model(tmp_path / "run" / "model")
+    blocks = [Chem.MolToMolBlock(Chem.MolFromSmiles(s)) for s in ("CCO", "c1ccccc1O")]
+    # neopentane with a nitrogen at the centre: four bonds and no charge, refused by RDKit's sanitisation
+    blocks.insert(1, Chem.MolToMolBlock(Chem.MolFromSmiles("C(C)(C)(C)C")).replace(" C   0", " N   0", 1))
+    records = [f"{block}> <id>\nX{i}\n\n$$$$\n" for i, block in enumerate(blocks)]
+    (tmp_path / "in.sdf").write_text("".join(records))
+    cfg = {"input": str(tmp_path / "in.sdf"), "output": str(tmp_path / "out.parquet"),
+           "smiles_column": "smiles", "model": str(tmp_path / "run"), "batch_size": 8}  # fmt: skip
+    assert embed_smiles_file(OmegaConf.create(cfg)) == {"rows": 3, "valid": 2, "dim": 16}
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out["id"].tolist() == ["X0", "X1", "X2"] and out["smiles"].tolist()[::2] == ["CCO", "Oc1ccccc1"]
+    assert out["error"].iloc[1] == "missing" and out["error"].iloc[::2].isna().all()
