@@ -45,6 +45,7 @@ def run_finetune(cfg: Any) -> dict:
             **property_metrics("", result),
         }
         pd.DataFrame(result["runs"]).to_csv(out / "runs.csv", index=False)
+        predictions_table(data, result["predictions"]).to_csv(out / "predictions.csv", index=False)
         invalid = "\n".join(f"- row {r['row']}: `{r['input']}` ({r['reason']})" for r in data.invalid[:50])
         sections = [
             f"# Fine-tuning `{data.name}` ({data.task}, targets {data.targets})\n\nModel `{cfg.model}`.",
@@ -65,3 +66,22 @@ def run_finetune(cfg: Any) -> dict:
     )
     report.print_property_table(f"acml finetune {data.name}", data.name, result, caption)
     return metrics
+
+
+def predictions_table(data: Any, predictions: list) -> Any:
+    """The test molecules' predictions, one row per seed and molecule: `seed`, `row` (its row in the input
+    file, from 0, as in invalid_rows.csv), `smiles` (standardised), `label_<target>` and
+    `pred_<method>_<target>` for each fine-tuned method (label units; probabilities for classification)."""
+    import numpy as np
+    import pandas as pd
+
+    frames: dict[int, Any] = {}
+    for seed, method, test, pred in predictions:
+        if seed not in frames:
+            rows = np.asarray(data.source_rows)[test] if data.source_rows else test
+            columns = {"seed": seed, "row": rows, "smiles": [data.smiles[i] for i in test]}
+            columns.update({f"label_{t}": data.y[test, j] for j, t in enumerate(data.targets)})
+            frames[seed] = pd.DataFrame(columns)
+        for j, target in enumerate(data.targets):
+            frames[seed][f"pred_{method}_{target}"] = np.asarray(pred)[:, j]
+    return pd.concat(frames.values(), ignore_index=True) if frames else pd.DataFrame()

@@ -201,7 +201,7 @@ def featurize_labelled(
         log.warning("%s: %d of %d rows not used (%s; each listed with its reason)", name, len(invalid),
                     len(frame), reasons)  # fmt: skip
     return LabelledSet(
-        name, task, list(targets), smiles, graphs, y, rows=len(frame), invalid=invalid, arrays=arrays
+        name, task, list(targets), smiles, graphs, y, len(frame), invalid, arrays, source_rows=keep
     )
 
 
@@ -275,7 +275,8 @@ def run_property_task(
     """All methods x seeds on one dataset (finished fits kept in and read from `fits_store`: `run_fits`).
     Returns {"summary": {method: {metric: (mean, std)}}, "runs": [per seed and method records], "curves":
     {seed0 method -> epoch records}, "split": sizes, "widths": {method: encoder width}, "schemas": {method:
-    atom/bond schema}, "chirality": {mode, tagged share per split part}}."""
+    atom/bond schema}, "chirality": {mode, tagged share per split part}, "predictions": [(seed, method, test
+    indices, test predictions) per fine-tuning fit]}."""
     if len(data.graphs) < 10:
         raise DataError(f"{data.name}: only {len(data.graphs)} valid molecules, too few to split")
     check_recipe(ecfg, split_kind)
@@ -331,8 +332,10 @@ def run_property_task(
                 runs.append({"seed": int(seed), "method": method, **scores})
     fitted = [r for r in runs if r["method"] in ("acml_finetune", "scratch_finetune")]
     curves: dict[str, list[dict]] = {}
+    predictions = []  # (seed, method, test indices, (n_test, targets) predictions)
     for record, job, fit in zip(fitted, jobs, run_fits(jobs, ecfg, features, fits_store)):
         record.update(best_epoch=fit.best_epoch, **fit.test)
+        predictions.append((job.seed, record["method"], job.split[2], fit.test_pred))
         if job.seed == ecfg.seeds[0]:
             curves[record["method"]] = fit.curve
     metric, _ = main_metric(data.task)
@@ -348,6 +351,7 @@ def run_property_task(
         "widths": widths,
         "schemas": schemas,
         "chirality": {"mode": mode, "tagged": tagged},
+        "predictions": predictions,
     }
 
 

@@ -114,6 +114,17 @@ def test_finetune_csv_end_to_end(task, split, tmp_path, tiny_model, mlflow_store
     assert f"acml finetune {task}" in printed and "GIN from scratch (baseline)" in printed
     assert (out / "figures" / f"finetune_{task}.png").exists()
     assert json.loads((out / "metrics.json").read_text())["invalid_rows"] == 2
+    # each seed's test molecules: their input row, their labels as in the file, both fine-tuned predictions
+    predictions = pd.read_csv(out / "predictions.csv")
+    source = pd.read_csv(csv)
+    assert sorted(predictions["seed"].unique()) == [0, 1] and not set(predictions["row"]) & {60, 61}
+    per_seed = predictions.groupby("seed").size()  # the test part: ~10% of the 60 valid molecules
+    assert per_seed.nunique() == 1 and 3 <= per_seed.iloc[0] <= 12
+    for target in ("a", "b"):
+        expected = source.loc[predictions["row"], target].to_numpy()
+        assert np.allclose(predictions[f"label_{target}"], expected, equal_nan=True)
+        for method in ("acml_finetune", "scratch_finetune"):
+            assert np.isfinite(predictions[f"pred_{method}_{target}"]).all()
 
     runs = mlflow.search_runs(experiment_names=["acml"], output_format="list")
     assert len(runs) == 1

@@ -94,7 +94,7 @@ def test_finetune_reads_an_sdf_and_counts_the_record_it_cannot_read(tmp_path):
     assert (smiles_column, targets, task) == ("smiles", ["logS"], "regression")
     labelled = featurize_labelled(frame, smiles_column, targets, task, "m", "ogb", cfg.data.standardize)
     assert len(labelled.smiles) == 4 and [r["row"] for r in labelled.invalid] == [3]
-    assert labelled.invalid[0]["reason"] == "missing"
+    assert labelled.invalid[0]["reason"] == "missing" and labelled.source_rows == [0, 1, 2, 4]
 
 
 def test_parquet_and_smi_tables(tmp_path):
