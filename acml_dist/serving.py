@@ -35,7 +35,7 @@ def embed_smiles_file(cfg: DictConfig) -> dict:
     from acml_dist.data.sources import match_column
     from acml_dist.data.tables import read_molecule_table
 
-    table = read_molecule_table(cfg.input, cfg.smiles_column)
+    table = read_molecule_table(cfg.input, cfg.smiles_column, progress=True)
     column = match_column(list(table.columns), cfg.smiles_column)
     if column is None:
         raise DataError(f"{cfg.input}: no column {cfg.smiles_column!r} (columns: {list(table.columns)})")

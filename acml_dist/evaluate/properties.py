@@ -36,7 +36,7 @@ log = get_logger("evaluate")
 METHODS = ("acml_finetune", "scratch_finetune", "acml_linear", "random_linear")
 
 
-def read_labelled_frame(data_cfg: Any, name: str | None = None):
+def read_labelled_frame(data_cfg: Any, name: str | None = None, progress: bool = False):
     """(DataFrame, smiles column, target columns, task) from a registry name or `data.path` (CSV/TSV)."""
     import pandas as pd
 
@@ -51,7 +51,7 @@ def read_labelled_frame(data_cfg: Any, name: str | None = None):
     path = Path(data_cfg.path)
     if not path.exists():
         raise FileNotFoundError(f"data.path {path} does not exist")
-    frame = read_molecule_table(path, data_cfg.smiles_column)
+    frame = read_molecule_table(path, data_cfg.smiles_column, progress)
     smiles_col = match_column(list(frame.columns), data_cfg.smiles_column)
     if smiles_col is None:
         columns = list(frame.columns)
@@ -206,7 +206,7 @@ def featurize_labelled(
 
 
 def load_labelled_set(data_cfg: Any, name: str | None, schema: str, progress: bool = False) -> LabelledSet:
-    frame, smiles_col, targets, task = read_labelled_frame(data_cfg, name)
+    frame, smiles_col, targets, task = read_labelled_frame(data_cfg, name, progress)
     label = name or Path(data_cfg.path).stem
     if data_cfg.get("limit"):
         frame = frame.head(int(data_cfg.limit))
