@@ -65,7 +65,8 @@ COMMANDS: dict[str, Command] = {
     "finetune": Command(
         "finetune",
         "acml_dist.evaluate:finetune",
-        "Fine-tune / linear-probe the pretrained GIN on a labelled dataset against a from-scratch GIN.",
+        "Fine-tune / linear-probe the pretrained GIN on a labelled CSV / TSV / Parquet / SDF (or a "
+        "registered dataset) against a from-scratch GIN; test predictions in predictions.csv.",
     ),
     "embed-smiles": Command(
         "embed_smiles",
