@@ -37,7 +37,8 @@ METHODS = ("acml_finetune", "scratch_finetune", "acml_linear", "random_linear")
 
 
 def read_labelled_frame(data_cfg: Any, name: str | None = None, progress: bool = False):
-    """(DataFrame, smiles column, target columns, task) from a registry name or `data.path` (CSV/TSV)."""
+    """(DataFrame, smiles column, target columns, task) from a registry name or `data.path` (any file
+    `read_molecule_table` reads: CSV, TSV, Parquet, SDF)."""
     import pandas as pd
 
     if name is not None and not data_cfg.get("path"):
