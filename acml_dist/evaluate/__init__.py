@@ -16,7 +16,8 @@ def evaluate(cfg: Any) -> dict:
 
 
 def finetune(cfg: Any) -> dict:
-    """Fine-tune the model on a labelled dataset (registry name or CSV) against the from-scratch baseline."""
+    """Fine-tune the model on a labelled dataset (registry name or a CSV / TSV / Parquet / SDF file) against
+    the from-scratch baseline."""
     from acml_dist.evaluate.finetune_job import run_finetune
 
     return run_finetune(cfg)
