@@ -23,6 +23,7 @@ Examples:
   acml evaluate model=models:/acml-gin@champion name=mycorpus
   acml finetune data.path=train.csv data.targets=[y] model=runs/mycorpus/model
   acml embed-smiles input=smiles.csv output=emb.parquet model=models:/acml-gin@champion
+  acml predict predictor=runs/finetune/finetune/predictors input=new.csv output=predicted.csv
   acml pipeline data.limit=5000
   acml nmr-predict name=mycorpus limit=5000 nuclei=[13C,1H]
   acml import-spectra name=mycorpus files=[gnps.mgf] modality=lcms kind=ms mz_resolution=0.01
@@ -72,6 +73,11 @@ COMMANDS: dict[str, Command] = {
         "embed_smiles",
         "acml_dist.serving:embed_smiles_file",
         "Embed a molecule file (CSV / TSV / Parquet / .smi / SDF) with a trained model into a parquet file.",
+    ),
+    "predict": Command(
+        "predict",
+        "acml_dist.evaluate.predict_job:predict_file",
+        "Predict properties for a molecule file with the predictors `acml finetune` kept (one seed or all).",
     ),
     "pipeline": Command(
         "pretrain",

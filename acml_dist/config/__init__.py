@@ -119,6 +119,16 @@ class EmbedSmilesJob:
 
 
 @dataclass
+class PredictJob:
+    """`acml predict`: a fine-tuned predictor (or a folder of them, an ensemble) on a molecule file."""
+
+    predictor: str = "???"  # runs/<name>/finetune/predictors (every seed) or .../predictors/seed0
+    input: str = "???"  # CSV / TSV / Parquet / .smi / SDF
+    output: str = "???"  # .csv, or .parquet
+    smiles_column: str = "smiles"
+
+
+@dataclass
 class ServeJob:
     model: str = "models:/acml-gin@champion"
     # loopback unless told otherwise; $ACML_SERVE_HOST / $ACML_SERVE_PORT override these defaults
@@ -165,6 +175,7 @@ SCHEMAS: dict[str, type] = {
     "evaluate": EvaluateJob,
     "finetune": FinetuneJob,
     "embed_smiles": EmbedSmilesJob,
+    "predict": PredictJob,
     "serve": ServeJob,
     "pretrain": PretrainJob,
     "nmr_predict": NmrPredictJob,

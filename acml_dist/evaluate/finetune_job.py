@@ -22,6 +22,9 @@ from acml_dist.evaluate.run import (
     run_dataset,
     write_report,
 )
+from acml_dist.log import get_logger
+
+log = get_logger("evaluate")
 
 
 def run_finetune(cfg: Any) -> dict:
@@ -36,7 +39,8 @@ def run_finetune(cfg: Any) -> dict:
         out / "invalid_rows.csv", index=False
     )
     with cpu_threads(cfg.eval.num_threads), mlflow_run(cfg, f"finetune-{cfg.name}") as run:
-        result = run_dataset(model, data, cfg.eval, cfg.data.split, cfg.data.split_fractions, out)
+        result = run_dataset(model, data, cfg.eval, cfg.data.split, cfg.data.split_fractions, out, True)
+        kept = export_predictors(result["predictors"], out / "predictors", cfg)
         metrics = {
             "rows": data.rows,
             "valid_rows": len(data.graphs),
@@ -65,7 +69,31 @@ def run_finetune(cfg: Any) -> dict:
         f"{len(data.graphs)} of {data.rows} rows used; report {out / 'report.md'}"
     )
     report.print_property_table(f"acml finetune {data.name}", data.name, result, caption)
+    if kept:
+        print(f"fine-tuned predictors ({kept} seeds): acml predict predictor={out / 'predictors'} input=FILE "
+              f"output=OUT.csv")  # fmt: skip
     return metrics
+
+
+def export_predictors(fit_dirs: dict, out: Any, cfg: Any) -> int:
+    """Each seed's kept predictor from the fits store into `out`/seed<k>, with the standardisation its
+    molecules went through; the number exported. A fit read back from a store written before predictors
+    were kept, or one whose head reads `eval.mol_features`, has none: said, not an error."""
+    import shutil
+
+    from acml_dist.evaluate.predictors import META, export_predictor
+
+    shutil.rmtree(out, ignore_errors=True)  # no seed of an earlier run left beside this run's
+    standardize = OmegaConf.to_container(cfg.data.standardize, resolve=True)
+    kept = 0
+    for seed, fit_dir in sorted(fit_dirs.items()):
+        if not (fit_dir / META).exists():
+            why = "eval.mol_features is set" if cfg.eval.mol_features else f"delete {fit_dir.parent} to refit"
+            log.warning("seed %s: no fine-tuned predictor kept (%s)", seed, why)
+            continue
+        export_predictor(fit_dir, out / f"seed{seed}", {"standardize": standardize, "seed": int(seed)})
+        kept += 1
+    return kept
 
 
 def predictions_table(data: Any, predictions: list) -> Any:

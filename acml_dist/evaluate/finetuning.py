@@ -16,11 +16,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from acml_dist.config.eval import SCHEDULES
 from acml_dist.log import get_logger
 
 log = get_logger("evaluate")
+
+
+class EncoderView(nn.Module):
+    """`model.encode` as a module, so optimisers, deepcopy and train/eval modes see the whole model."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, graph):
+        return self.model.encode(graph)
 
 
 @dataclass
@@ -157,7 +169,7 @@ class FitResult:
     test_pred: Any = None  # (n_test, tasks) predictions of that predictor, in label units (probabilities)
 
 
-def _standardiser(data: LabelledSet, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def target_scaling(data: LabelledSet, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean, std) of regression targets on the training split (0, 1 for classification), NaN-safe."""
     if data.task != "regression":
         return np.zeros(data.y.shape[1]), np.ones(data.y.shape[1])
@@ -258,7 +270,7 @@ def fit_predictor(
     train, val, test = split
     task = data.task
     metric, higher = main_metric(task)
-    mean, std = _standardiser(data, train)  # one lr suits every dataset on standardised targets
+    mean, std = target_scaling(data, train)  # one lr suits every dataset on standardised targets
     feats = None if features is None else normalise_features(features, train)
     graphs = _attach_labels(data.graphs, (data.y - mean) / std, feats)
     model = build_predictor(

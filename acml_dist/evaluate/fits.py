@@ -35,6 +35,8 @@ class FitJob:
     split: tuple[np.ndarray, np.ndarray, np.ndarray]
     seed: int
     pretrained: bool  # trains at eval.pretrained_lr x the rate, after eval.pretrained_frozen_epochs
+    keep: bool = False  # save the fitted predictor (`predictors.save_predictor`) beside the stored scores
+    save_to: Path | None = None  # where: set by run_fits from the store and the fit's key
 
 
 def encoder_width(encoder: Any, graphs: list) -> int:
@@ -83,6 +85,10 @@ def fit_one(job: FitJob, ecfg: Any, features: np.ndarray | None = None,
             job.encoder, encoder_width(job.encoder, job.data.graphs), job.data, job.split, seed=job.seed,
             on_epoch=report, features=features, **recipe_kwargs(ecfg), **(own if job.pretrained else {}),
         )  # fmt: skip
+    if job.save_to is not None and features is None:  # a head reading mol_features is not kept (yet)
+        from acml_dist.evaluate.predictors import save_predictor
+
+        save_predictor(job.save_to, fit.model, job, str(ecfg.chirality))
     log.info(
         "%s: best epoch %d of %d, val %s %.3f, test %s %.3f (%.0f s)",
         job.label, fit.best_epoch, len(fit.curve), metric, fit.val.get(metric, np.nan), metric,
@@ -177,12 +183,15 @@ def run_fits(jobs: list[FitJob], ecfg: Any, features: np.ndarray | None = None,
     fits run in spawned processes under one progress bar over all their epochs, and come back without
     their weights (`FitResult.model` None). With a `store` folder each finished fit's scores are kept there
     under its `fit_key`, and a fit already there is read back (without weights too), not rerun: an
-    evaluation killed after an hour resumes where it stopped."""
+    evaluation killed after an hour resumes where it stopped. A `keep` job's predictor is saved in the store
+    under the same key (a folder), by whichever process fits it."""
     paths = [None] * len(jobs)
     done: dict[int, FitResult] = {}
     if store is not None:
         store.mkdir(parents=True, exist_ok=True)
         paths = [store / f"{fit_key(job, ecfg, features)}.json" for job in jobs]
+        for job, path in zip(jobs, paths):  # the predictor in a folder named by the same key
+            job.save_to = path.with_suffix("") if job.keep else None
         done = {i: fit for i, path in enumerate(paths) if (fit := _load_fit(path)) is not None}
         if done:
             log.info("%s: %d of %d fits read from %s (finished earlier)", jobs[0].data.name, len(done),

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
 
 from acml_dist.chem.descriptors import molecule_features
 from acml_dist.config.checks import check_recipe
@@ -21,6 +20,7 @@ from acml_dist.data.tables import read_molecule_table
 from acml_dist.errors import DataError
 from acml_dist.evaluate.chirality import prepare_encoder, prepare_graphs, tagged_fraction
 from acml_dist.evaluate.finetuning import (
+    EncoderView,
     LabelledSet,
     embed_graphs,
     linear_probe_task,
@@ -217,17 +217,6 @@ def load_labelled_set(data_cfg: Any, name: str | None, schema: str, progress: bo
     )
 
 
-class EncoderView(nn.Module):
-    """`model.encode` as a module, so optimisers, deepcopy and train/eval modes see the whole model."""
-
-    def __init__(self, model: Any) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, graph):
-        return self.model.encode(graph)
-
-
 def schema_of(model: Any) -> str:
     """The atom/bond schema a model reads."""
     return str(getattr(model, "model_cfg", {}).get("schema", "hu"))
@@ -271,13 +260,20 @@ def features_with_progress(smiles: list[str], kind: str, progress: bool = True) 
 
 
 def run_property_task(
-    model: Any, data: LabelledSet, ecfg: Any, split_kind: str, fractions: Any, fits_store: Path | None = None
+    model: Any,
+    data: LabelledSet,
+    ecfg: Any,
+    split_kind: str,
+    fractions: Any,
+    fits_store: Path | None = None,
+    keep_predictors: bool = False,
 ) -> dict:
     """All methods x seeds on one dataset (finished fits kept in and read from `fits_store`: `run_fits`).
     Returns {"summary": {method: {metric: (mean, std)}}, "runs": [per seed and method records], "curves":
     {seed0 method -> epoch records}, "split": sizes, "widths": {method: encoder width}, "schemas": {method:
     atom/bond schema}, "chirality": {mode, tagged share per split part}, "predictions": [(seed, method, test
-    indices, test predictions) per fine-tuning fit]}."""
+    indices, test predictions) per fine-tuning fit], "predictors": {seed: folder of the fine-tuned ACML
+    predictor in `fits_store`, with `keep_predictors`}}."""
     if len(data.graphs) < 10:
         raise DataError(f"{data.name}: only {len(data.graphs)} valid molecules, too few to split")
     check_recipe(ecfg, split_kind)
@@ -320,8 +316,11 @@ def run_property_task(
         for method, encoder in encoders.items():
             label = f"{data.name} seed {seed} {method} (width {widths[method]}, {schemas[method]} schema)"
             view = scratch_data if method == "scratch_finetune" else data
+            is_acml = method == "acml_finetune"
             jobs.append(
-                FitJob(label, EncoderView(encoder), view, split, int(seed), method == "acml_finetune")
+                FitJob(
+                    label, EncoderView(encoder), view, split, int(seed), is_acml, keep_predictors and is_acml
+                )
             )
             runs.append({"seed": int(seed), "method": method})  # scores filled in when the fits are done
         if ecfg.linear_probe:
@@ -353,6 +352,7 @@ def run_property_task(
         "schemas": schemas,
         "chirality": {"mode": mode, "tagged": tagged},
         "predictions": predictions,
+        "predictors": {job.seed: job.save_to for job in jobs if job.save_to is not None},
     }
 
 

@@ -111,10 +111,20 @@ def property_metrics(name: str, result: dict) -> dict[str, float]:
     return out
 
 
-def run_dataset(model: Any, data: Any, ecfg: Any, split_kind: str, fractions: Any, out: Path) -> dict:
+def run_dataset(
+    model: Any,
+    data: Any,
+    ecfg: Any,
+    split_kind: str,
+    fractions: Any,
+    out: Path,
+    keep_predictors: bool = False,
+) -> dict:
     """One labelled set's property section, its curves in `out`/figures; each finished fit is kept in
-    `out`/fits, so the same command run again after a crash refits only what had not finished."""
-    result = run_property_task(model, data, ecfg, split_kind, fractions, fits_store=out / "fits")
+    `out`/fits, so the same command run again after a crash refits only what had not finished (with
+    `keep_predictors`, the fine-tuned ACML predictors too)."""
+    fits = out / "fits"
+    result = run_property_task(model, data, ecfg, split_kind, fractions, fits, keep_predictors)
     metric = "rmse" if data.task == "regression" else "roc_auc"
     path = out / "figures" / f"finetune_{data.name}.png"
     plots.finetune_curves(result["curves"], metric, path, f"{data.name}: seed {ecfg.seeds[0]}")

@@ -126,6 +126,11 @@ def test_finetune_csv_end_to_end(task, split, tmp_path, tiny_model, mlflow_store
         for method in ("acml_finetune", "scratch_finetune"):
             assert np.isfinite(predictions[f"pred_{method}_{target}"]).all()
 
+    if task == "regression":
+        _check_predictors(out, csv, predictions)
+    else:  # a head that reads RDKit descriptors is not kept as a predictor (yet): said, not an error
+        assert not list((out / "predictors").glob("*"))
+
     runs = mlflow.search_runs(experiment_names=["acml"], output_format="list")
     assert len(runs) == 1
     logged = runs[0].data.metrics
@@ -135,3 +140,31 @@ def test_finetune_csv_end_to_end(task, split, tmp_path, tiny_model, mlflow_store
     assert ("rdkit2d descriptors" in text) == (task == "classification")
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id, "out")}
     assert "out/report.md" in artifacts
+
+
+def _check_predictors(out: Path, csv: Path, predictions: pd.DataFrame) -> None:
+    """`acml predict` with the kept predictors gives each seed's test predictions back from the saved
+    weights, on every row of the file (the invalid ones with a reason and no prediction)."""
+    from omegaconf import OmegaConf
+
+    from acml_dist.evaluate.predict_job import predict_file
+
+    for seed in (0, 1):
+        target = out / f"predicted_{seed}.csv"
+        cfg = {"predictor": str(out / "predictors" / f"seed{seed}"), "input": str(csv), "output": str(target),
+               "smiles_column": "mol"}  # fmt: skip
+        assert predict_file(OmegaConf.create(cfg)) == {"rows": 62, "predicted": 60, "predictors": 1}
+        predicted = pd.read_csv(target)
+        fitted = predictions[predictions["seed"] == seed]
+        for name in ("a", "b"):
+            again = predicted.loc[fitted["row"], f"pred_{name}"].to_numpy()
+            assert np.allclose(again, fitted[f"pred_acml_finetune_{name}"], atol=1e-5)
+        assert predicted["error"].notna().tolist() == [False] * 60 + [True, True]
+        assert predicted["pred_a"].isna().tolist() == [False] * 60 + [True, True]
+    ensemble = {"predictor": str(out / "predictors"), "input": str(csv), "output": str(out / "both.parquet"),
+                "smiles_column": "mol"}  # fmt: skip
+    assert predict_file(OmegaConf.create(ensemble))["predictors"] == 2
+    both = pd.read_parquet(out / "both.parquet")
+    single = [pd.read_csv(out / f"predicted_{seed}.csv")["pred_a"] for seed in (0, 1)]
+    assert np.allclose(both["pred_a"], (single[0] + single[1]) / 2, equal_nan=True)
+    assert (both["pred_a_std"].dropna() > 0).all() and list(both.columns[:4]) == ["mol", "a", "b", "note"]

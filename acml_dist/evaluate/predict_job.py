@@ -1,0 +1,60 @@
+"""`acml predict`: the predictors `acml finetune` kept (evaluate.predictors) applied to a molecule file, its
+molecules taking the fine-tuning route (`featurize_labelled`: the same standardisation and graphs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from acml_dist.errors import DataError
+from acml_dist.evaluate.predictors import load_predictor, predict_graphs, predictor_dirs
+
+
+def predict_file(cfg: Any) -> dict:
+    """`acml predict predictor=DIR input=FILE output=OUT.csv|.parquet`: one row per input row, in order,
+    with the input's columns, `error` (why a row has no prediction) and `pred_<target>` (the mean over the
+    predictors of an ensemble folder, with `pred_<target>_std` beside it)."""
+    from omegaconf import OmegaConf
+
+    from acml_dist.data.sources import match_column
+    from acml_dist.data.tables import read_molecule_table
+    from acml_dist.evaluate.properties import featurize_labelled
+
+    loaded = [load_predictor(d) for d in predictor_dirs(Path(cfg.predictor))]
+    meta = loaded[0][1]
+    for _, other in loaded[1:]:
+        if any(other.get(k) != meta.get(k) for k in ("task", "targets", "standardize", "model_cfg")):
+            raise DataError(f"{cfg.predictor}: its predictors differ in task, targets or inputs")
+    table = read_molecule_table(cfg.input, cfg.smiles_column, progress=True)
+    column = match_column(list(table.columns), cfg.smiles_column)
+    if column is None:
+        raise DataError(f"{cfg.input}: no column {cfg.smiles_column!r} (columns: {list(table.columns)})")
+    clash = [c for c in table.columns if str(c) == "error" or str(c).startswith("pred_")]
+    if clash:  # the output keeps the input's columns beside its own
+        raise DataError(f"{cfg.input}: columns {clash} would be overwritten by the output's; rename them")
+    std_cfg = OmegaConf.create(meta.get("standardize") or {})
+    data = featurize_labelled(table, column, [], "regression", Path(cfg.input).name,
+                              meta["model_cfg"].get("schema", "hu"), std_cfg, progress=True)  # fmt: skip
+    preds = np.stack([predict_graphs(model, m, data.graphs) for model, m in loaded])
+    out = table.reset_index(drop=True).copy()
+    out["error"] = None
+    for bad in data.invalid:
+        out.loc[bad["row"], "error"] = bad["reason"]
+    for j, target in enumerate(meta["targets"]):
+        out[f"pred_{target}"] = np.nan
+        out.loc[data.source_rows, f"pred_{target}"] = preds[:, :, j].mean(axis=0)
+        if len(loaded) > 1:
+            out[f"pred_{target}_std"] = np.nan
+            out.loc[data.source_rows, f"pred_{target}_std"] = preds[:, :, j].std(axis=0)
+    output = Path(cfg.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix == ".parquet":
+        out.to_parquet(output, index=False)
+    else:
+        out.to_csv(output, index=False)
+    summary = {"rows": len(out), "predicted": len(data.source_rows), "predictors": len(loaded)}
+    print(f"predict: {summary['rows']} rows, {summary['predicted']} predicted, {len(data.invalid)} not "
+          f"({meta['task']}, targets {meta['targets']}, {len(loaded)} predictor(s)) -> {output}")  # fmt: skip
+    return summary
