@@ -87,7 +87,17 @@ def _acml(*args: str) -> subprocess.CompletedProcess:
 def test_cli_help_lists_subcommands():
     out = _acml("--help")
     assert out.returncode == 0
-    for name in ["featurize", "embed", "train", "evaluate", "finetune", "embed-smiles", "pipeline", "serve"]:
+    for name in [
+        "featurize",
+        "embed",
+        "train",
+        "evaluate",
+        "finetune",
+        "predict",
+        "embed-smiles",
+        "pipeline",
+        "serve",
+    ]:
         assert name in out.stdout
     sub = _acml("train", "--help")
     assert sub.returncode == 0 and "configs/train.yaml" in sub.stdout

@@ -36,6 +36,7 @@ CASES = [
         "min_heavy",
     ),
     (["embed-smiles"], "missing required value: input, output"),
+    (["predict", "input=x.csv"], "missing required value: predictor, output"),
     (["embed-smiles", "output=x.parquet"], "missing required value: input"),
     (["embed-smiles", "input=x.csv", "output=y.parquet", "batch_size=0"], "batch_size=0"),
     (["serve", "port=abc"], "port: Value 'abc'"),
