@@ -136,3 +136,45 @@ def test_finished_fits_are_kept_and_read_back_not_rerun(tmp_path, monkeypatch):
     assert fits.fit_key(jobs((1,))[0], ecfg, None) != fits.fit_key(
         FitJob("seed 1", EncoderView(other_weights), data, split, 1, False), ecfg, None
     )
+
+
+def test_a_kept_classification_predictor_predicts_as_its_fit(tmp_path):
+    """A `keep` job saves its predictor in the store; loaded back it gives the fit's test probabilities,
+    and a fit read back from the store keeps pointing at it."""
+    import pandas as pd
+    from omegaconf import OmegaConf
+
+    from acml_dist.config.data import DataConfig
+    from acml_dist.config.eval import EvalConfig
+    from acml_dist.evaluate.predictors import load_predictor, predict_graphs
+    from acml_dist.evaluate.properties import EncoderView, featurize_labelled, fresh_like
+    from acml_dist.evaluate.splits import make_split
+    from acml_dist.models import ACMLModel
+
+    labels = [float("c1" in s or "C1" in s) for s in SMILES]  # rings or not: two classes in every part
+    frame = pd.DataFrame({"smiles": SMILES, "ring": labels})
+    std = OmegaConf.structured(DataConfig).standardize
+    data = featurize_labelled(frame, "smiles", ["ring"], "classification", "t", "hu", std)
+    model = ACMLModel({"schema": "hu", "emb_dim": 16, "num_layers": 2}, {"t": 8})
+    split = make_split(data.smiles, "random", [0.6, 0.2, 0.2], 0)
+    ecfg = OmegaConf.merge(
+        OmegaConf.structured(EvalConfig),
+        {"finetune_epochs": 3, "batch_size": 8, "progress": False, "workers": 1, "chirality": "drop"},
+    )
+
+    def job() -> FitJob:
+        return FitJob("kept", EncoderView(fresh_like(model, 0)), data, split, 0, True, keep=True)
+
+    first = job()
+    (fit,) = run_fits([first], ecfg, None, tmp_path / "fits")
+    assert first.save_to is not None and first.save_to.parent == tmp_path / "fits"
+    predictor, meta = load_predictor(first.save_to)
+    assert meta["task"] == "classification" and meta["chirality"] == "drop"
+    probabilities = predict_graphs(predictor, meta, [data.graphs[i] for i in split[2]])
+    assert (
+        np.allclose(probabilities, fit.test_pred, atol=1e-6)
+        and ((0 < probabilities) & (probabilities < 1)).all()
+    )
+    again = job()
+    run_fits([again], ecfg, None, tmp_path / "fits")  # read back, not refitted: the same folder
+    assert again.save_to == first.save_to
