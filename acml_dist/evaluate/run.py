@@ -87,7 +87,13 @@ def log_to_mlflow(run: Any, metrics: dict[str, Any], out: Path, params: dict[str
 
     mlflow.log_params({k: redact_value(k, v)[:500] for k, v in params.items()})
     mlflow.log_metrics(finite(metrics))
-    mlflow.log_artifacts(str(out), artifact_path=out.name)
+    for item in sorted(out.iterdir()):
+        if item.name == "fits":  # the resume cache (scores, kept weights: copied to predictors/), no result
+            continue
+        if item.is_dir():
+            mlflow.log_artifacts(str(item), artifact_path=f"{out.name}/{item.name}")
+        else:
+            mlflow.log_artifact(str(item), artifact_path=out.name)
 
 
 def output_dir(cfg: Any, default_leaf: str, ctx: Optional[RunContext] = None) -> Path:

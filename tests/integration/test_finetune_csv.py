@@ -139,7 +139,9 @@ def test_finetune_csv_end_to_end(task, split, tmp_path, tiny_model, mlflow_store
     assert runs[0].data.params["mol_features"] == features
     assert ("rdkit2d descriptors" in text) == (task == "classification")
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id, "out")}
-    assert "out/report.md" in artifacts
+    assert {"out/report.md", "out/predictions.csv", "out/figures"} <= artifacts
+    assert "out/fits" not in artifacts  # the resume cache stays on disk
+    assert ("out/predictors" in artifacts) == (task == "regression")
 
 
 def _check_predictors(out: Path, csv: Path, predictions: pd.DataFrame) -> None:
