@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from acml_dist.errors import DataError
 from acml_dist.log import get_logger
 
 log = get_logger("evaluate")
@@ -41,8 +42,9 @@ def save_predictor(path: Path, model: Any, job: Any, chirality: str) -> None:
         "chirality": chirality,
     }
     path.mkdir(parents=True, exist_ok=True)
-    # clone: safetensors refuses tensors that share storage
-    state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    # The GIN and the head only: the ACML projection heads (half the weights) take no part in a prediction.
+    # clone: safetensors refuses tensors that share storage.
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items() if _used(k)}
     save_file(state, str(path / WEIGHTS))
     (path / META).write_text(json.dumps(meta, indent=2))
 
@@ -75,8 +77,18 @@ def load_predictor(path: Path) -> tuple[Any, dict]:
     meta = json.loads((path / META).read_text())
     encoder = EncoderView(ACMLModel(meta["model_cfg"], meta["teacher_dims"]))
     model = build_predictor(encoder, int(meta["model_cfg"]["emb_dim"]), len(meta["targets"]))
-    model.load_state_dict(load_file(str(path / WEIGHTS)))
+    missing, unexpected = model.load_state_dict(load_file(str(path / WEIGHTS)), strict=False)
+    if unexpected or any(_used(k) for k in missing):
+        raise DataError(
+            f"{path / WEIGHTS} does not fit {META}: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
     return model.eval(), meta
+
+
+def _used(key: str) -> bool:
+    """Whether a predictor's state-dict entry takes part in a prediction: the GIN (under the encoder view's
+    ACML model, `0.model.gin`) and the head (`1`)."""
+    return key.startswith(("0.model.gin.", "1."))
 
 
 def predict_graphs(model: Any, meta: dict, graphs: list, batch_size: int = 256) -> np.ndarray:
