@@ -52,8 +52,13 @@ ray start --head --node-ip-address 127.0.0.1 --port "$RAY_PORT" --dashboard-host
 START=$(date +%s)
 echo "== submitting cluster/pretrain.py (embedded defaults: configs/pretrain.yaml, a MOSES subset)"
 set +e
+# Excluded: what is big and what may change while Ray packages the checkout. A file written during packaging
+# (`make demo > demo.log` in the checkout) changes the package's hash between hashing and upload, and the job
+# then fails with "Failed to download runtime_env file package".
+EXCLUDES='[".venv", ".git", ".demo", "shards", "runs", "mlruns", ".torch_extensions", "*.pyc", "*.log",
+  ".pytest_cache", ".ruff_cache", ".hypothesis", "*.egg-info"]'
 ray job submit --address "http://127.0.0.1:$DASH_PORT" --working-dir . \
-  --runtime-env-json '{"excludes": [".venv", ".git", ".demo", "shards", "runs", ".torch_extensions", "*.pyc"]}' \
+  --runtime-env-json "{\"excludes\": $EXCLUDES}" \
   -- python cluster/pretrain.py name=demo \
   shards_root="$ROOT/shards" runs_root="$ROOT/runs" cluster.address=auto \
   tracking.tracking_uri="$MLFLOW_URI" "$@"
