@@ -9,7 +9,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from acml_dist.errors import DataError
 from acml_dist.log import get_logger
 
 log = get_logger("serve")
@@ -32,16 +31,9 @@ def embed_smiles_file(cfg: DictConfig) -> dict:
     import pandas as pd
     from tqdm import tqdm
 
-    from acml_dist.data.sources import match_column
-    from acml_dist.data.tables import read_molecule_table
+    from acml_dist.data.tables import read_input_table
 
-    table = read_molecule_table(cfg.input, cfg.smiles_column, progress=True)
-    column = match_column(list(table.columns), cfg.smiles_column)
-    if column is None:
-        raise DataError(f"{cfg.input}: no column {cfg.smiles_column!r} (columns: {list(table.columns)})")
-    clash = [c for c in table.columns if str(c) == "error" or str(c).startswith("emb_")]
-    if clash:  # the output keeps the input's columns beside its own
-        raise DataError(f"{cfg.input}: columns {clash} would be overwritten by the output's; rename them")
+    table, column = read_input_table(cfg.input, cfg.smiles_column, "emb_")
     model = load_embedder(cfg.model)
     # a missing cell stays missing (its row gets the reason "missing"), not the string "nan"
     smiles = [None if pd.isna(v) else str(v) for v in table[column].tolist()]

@@ -16,6 +16,7 @@ from acml_dist.data.sources import (
     sdf_data_items,
     sdf_mol_block,
 )
+from acml_dist.errors import DataError
 from acml_dist.log import get_logger
 
 log = get_logger("data")
@@ -41,6 +42,20 @@ def read_molecule_table(path: str | Path, smiles_column: str = "smiles", progres
     if fmt == "sdf":
         return sdf_table(path, smiles_column, progress)
     return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
+
+
+def read_input_table(path: str | Path, smiles_column: str, prefix: str):
+    """(frame, SMILES column as matched in any case) for a command that writes the input's columns beside
+    its own `error` and `<prefix>*` columns (embed-smiles, predict). DataError when the SMILES column is not
+    there, or when an input column would be overwritten by the output's."""
+    table = read_molecule_table(path, smiles_column, progress=True)
+    column = match_column(list(table.columns), smiles_column)
+    if column is None:
+        raise DataError(f"{path}: no column {smiles_column!r} (columns: {list(table.columns)})")
+    clash = [c for c in table.columns if str(c) == "error" or str(c).startswith(prefix)]
+    if clash:
+        raise DataError(f"{path}: columns {clash} would be overwritten by the output's; rename them")
+    return table, column
 
 
 def sdf_table(path: str, smiles_column: str = "smiles", progress: bool = False):

@@ -18,8 +18,7 @@ def predict_file(cfg: Any) -> dict:
     predictors of an ensemble folder, with `pred_<target>_std` beside it)."""
     from omegaconf import OmegaConf
 
-    from acml_dist.data.sources import match_column
-    from acml_dist.data.tables import read_molecule_table
+    from acml_dist.data.tables import read_input_table
     from acml_dist.evaluate.properties import featurize_labelled
 
     loaded = [load_predictor(d) for d in predictor_dirs(Path(cfg.predictor))]
@@ -27,13 +26,7 @@ def predict_file(cfg: Any) -> dict:
     for _, other in loaded[1:]:
         if any(other.get(k) != meta.get(k) for k in ("task", "targets", "standardize", "model_cfg")):
             raise DataError(f"{cfg.predictor}: its predictors differ in task, targets or inputs")
-    table = read_molecule_table(cfg.input, cfg.smiles_column, progress=True)
-    column = match_column(list(table.columns), cfg.smiles_column)
-    if column is None:
-        raise DataError(f"{cfg.input}: no column {cfg.smiles_column!r} (columns: {list(table.columns)})")
-    clash = [c for c in table.columns if str(c) == "error" or str(c).startswith("pred_")]
-    if clash:  # the output keeps the input's columns beside its own
-        raise DataError(f"{cfg.input}: columns {clash} would be overwritten by the output's; rename them")
+    table, column = read_input_table(cfg.input, cfg.smiles_column, "pred_")
     std_cfg = OmegaConf.create(meta.get("standardize") or {})
     data = featurize_labelled(table, column, [], "regression", Path(cfg.input).name,
                               meta["model_cfg"].get("schema", "hu"), std_cfg, progress=True)  # fmt: skip
