@@ -44,6 +44,11 @@ def rdkit_2d(smiles: Sequence[str]) -> np.ndarray:
     return out
 
 
+def feature_names(kind: str) -> list[str]:
+    """The column names of the feature set `kind`, in order (none for "")."""
+    return descriptor_names() if kind == "rdkit2d" else []
+
+
 def molecule_features(smiles: Sequence[str], kind: str) -> np.ndarray | None:
     """The feature set `kind` (one of FEATURE_SETS) of the molecules; None for "" (no features)."""
     if kind not in FEATURE_SETS:

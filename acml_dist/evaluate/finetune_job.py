@@ -78,7 +78,7 @@ def run_finetune(cfg: Any) -> dict:
 def export_predictors(fit_dirs: dict, out: Any, cfg: Any) -> int:
     """Each seed's kept predictor from the fits store into `out`/seed<k>, with the standardisation its
     molecules went through; the number exported. A fit read back from a store written before predictors
-    were kept, or one whose head reads `eval.mol_features`, has none: said, not an error."""
+    were kept has none: said, not an error."""
     import shutil
 
     from acml_dist.evaluate.predictors import META, export_predictor
@@ -88,8 +88,8 @@ def export_predictors(fit_dirs: dict, out: Any, cfg: Any) -> int:
     kept = 0
     for seed, fit_dir in sorted(fit_dirs.items()):
         if not (fit_dir / META).exists():
-            why = "eval.mol_features is set" if cfg.eval.mol_features else f"delete {fit_dir.parent} to refit"
-            log.warning("seed %s: no fine-tuned predictor kept (%s)", seed, why)
+            log.warning("seed %s: no fine-tuned predictor kept (fitted before they were; delete %s to refit)",
+                        seed, fit_dir.parent)  # fmt: skip
             continue
         export_predictor(fit_dir, out / f"seed{seed}", {"standardize": standardize, "seed": int(seed)})
         kept += 1

@@ -19,6 +19,7 @@ import numpy as np
 from torch import nn
 
 from acml_dist.config.eval import SCHEDULES
+from acml_dist.evaluate.mol_features import FeatureScaler
 from acml_dist.log import get_logger
 
 log = get_logger("evaluate")
@@ -115,23 +116,6 @@ def build_predictor(encoder, emb_dim: int, tasks: int, dropout: float = 0.2, n_f
     return WithFeatures(encoder, head) if n_features else nn.Sequential(encoder, head)
 
 
-def normalise_features(features: np.ndarray, train: np.ndarray) -> np.ndarray:
-    """Raw molecule features (n, F) -> float32 in [0, 1]: each column through its empirical CDF on the
-    training rows (sklearn's QuantileTransformer; chemprop's rdkit_2d_normalized uses CDFs too, fitted on
-    ChEMBL), so heavy-tailed descriptors (Ipc ~ 1e30) neither dominate nor overflow; a value missing for a
-    molecule becomes 0.5 (the training median). Columns without a training value are dropped."""
-    from sklearn.preprocessing import QuantileTransformer
-
-    keep = ~np.isnan(features[train]).all(axis=0)
-    x = features[:, keep]
-    q = QuantileTransformer(n_quantiles=max(2, min(1000, len(train))), output_distribution="uniform")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # constant columns: all 0 after the transform, as they should be
-        q.fit(x[train])
-        out = q.transform(x)
-    return np.nan_to_num(out, nan=0.5).astype(np.float32)
-
-
 def _attach_labels(graphs: list, y: np.ndarray, features: np.ndarray | None = None) -> list:
     import torch
 
@@ -167,6 +151,7 @@ class FitResult:
     curve: list[dict]  # per epoch: epoch, train_loss, val_<metric>, lr
     model: Any = None  # the predictor with the best epoch's weights restored
     test_pred: Any = None  # (n_test, tasks) predictions of that predictor, in label units (probabilities)
+    feature_scaler: Any = None  # the mol_features' FeatureScaler fitted on the training rows, if any
 
 
 def target_scaling(data: LabelledSet, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +246,7 @@ def fit_predictor(
     first learns on the encoder's features as they are, as in LP-FT), early stopping on the validation metric
     after `patience` epochs without improvement; the best validation epoch's weights are restored and
     tested. `features` (n, F) raw molecule features aligned with `data` (chem.descriptors): normalised on
-    the training rows (`normalise_features`) and read by the head beside the embedding.
+    the training rows (`mol_features.FeatureScaler`) and read by the head beside the embedding.
     `on_epoch(epoch, model, record)` is called after each epoch's validation."""
     import torch
     from torch_geometric.loader import DataLoader
@@ -271,7 +256,8 @@ def fit_predictor(
     task = data.task
     metric, higher = main_metric(task)
     mean, std = target_scaling(data, train)  # one lr suits every dataset on standardised targets
-    feats = None if features is None else normalise_features(features, train)
+    scaler = None if features is None else FeatureScaler.fit(features, train)
+    feats = None if scaler is None else scaler.transform(features)
     graphs = _attach_labels(data.graphs, (data.y - mean) / std, feats)
     model = build_predictor(
         encoder, emb_dim, data.y.shape[1], n_features=0 if feats is None else feats.shape[1]
@@ -325,6 +311,7 @@ def fit_predictor(
         curve=curve,
         model=scored,
         test_pred=test_pred,
+        feature_scaler=scaler,
     )
 
 

@@ -85,10 +85,10 @@ def fit_one(job: FitJob, ecfg: Any, features: np.ndarray | None = None,
             job.encoder, encoder_width(job.encoder, job.data.graphs), job.data, job.split, seed=job.seed,
             on_epoch=report, features=features, **recipe_kwargs(ecfg), **(own if job.pretrained else {}),
         )  # fmt: skip
-    if job.save_to is not None and features is None:  # a head reading mol_features is not kept (yet)
+    if job.save_to is not None:
         from acml_dist.evaluate.predictors import save_predictor
 
-        save_predictor(job.save_to, fit.model, job, str(ecfg.chirality))
+        save_predictor(job.save_to, fit, job, str(ecfg.chirality), str(ecfg.mol_features or ""))
     log.info(
         "%s: best epoch %d of %d, val %s %.3f, test %s %.3f (%.0f s)",
         job.label, fit.best_epoch, len(fit.curve), metric, fit.val.get(metric, np.nan), metric,

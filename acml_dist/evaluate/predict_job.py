@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from acml_dist.errors import DataError
-from acml_dist.evaluate.predictors import load_predictor, predict_graphs, predictor_dirs
+from acml_dist.evaluate.predictors import load_predictor, predict_graphs, predictor_dirs, raw_features
 
 
 def predict_file(cfg: Any) -> dict:
@@ -22,15 +22,17 @@ def predict_file(cfg: Any) -> dict:
     from acml_dist.evaluate.properties import featurize_labelled
 
     loaded = [load_predictor(d) for d in predictor_dirs(Path(cfg.predictor))]
-    meta = loaded[0][1]
-    for _, other in loaded[1:]:
-        if any(other.get(k) != meta.get(k) for k in ("task", "targets", "standardize", "model_cfg")):
+    meta = loaded[0].meta
+    for other in loaded[1:]:
+        same = ("task", "targets", "standardize", "model_cfg", "mol_features", "feature_names")
+        if any(other.meta.get(k) != meta.get(k) for k in same):
             raise DataError(f"{cfg.predictor}: its predictors differ in task, targets or inputs")
     table, column = read_input_table(cfg.input, cfg.smiles_column, "pred_")
     std_cfg = OmegaConf.create(meta.get("standardize") or {})
     data = featurize_labelled(table, column, [], "regression", Path(cfg.input).name,
                               meta["model_cfg"].get("schema", "hu"), std_cfg, progress=True)  # fmt: skip
-    preds = np.stack([predict_graphs(model, m, data.graphs) for model, m in loaded])
+    features = raw_features(meta, data.smiles)  # once for the whole ensemble
+    preds = np.stack([predict_graphs(predictor, data.graphs, features) for predictor in loaded])
     out = table.reset_index(drop=True).copy()
     out["error"] = None
     for bad in data.invalid:

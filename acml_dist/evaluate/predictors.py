@@ -2,18 +2,23 @@
 `acml predict` applies them to any molecule file. A predictor is a folder of plain files: the weights as
 safetensors (nothing unpickled) and `predictor.json`, what rebuilds the network and turns its output into
 labels (architecture, task, targets, the training split's target mean / std, chirality handling, and the
-standardisation the molecules went through). `acml predict` itself: evaluate.predict_job."""
+standardisation the molecules went through), and, when the head reads `eval.mol_features`, the features'
+normaliser (`features.safetensors`, with the descriptor names in the JSON). `acml predict` itself:
+evaluate.predict_job."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from acml_dist.errors import DataError
+from acml_dist.evaluate.mol_features import SCALER_FILE, FeatureScaler
 from acml_dist.log import get_logger
 
 log = get_logger("evaluate")
@@ -22,11 +27,13 @@ WEIGHTS = "weights.safetensors"
 META = "predictor.json"
 
 
-def save_predictor(path: Path, model: Any, job: Any, chirality: str) -> None:
+def save_predictor(path: Path, fit: Any, job: Any, chirality: str, mol_features: str = "") -> None:
     """The fitted predictor of a fit job (encoder = `properties.EncoderView` of an ACML model) into `path`:
-    weights and everything but the standardisation, which `acml finetune` adds (`export_predictor`)."""
+    weights, the molecule features' normaliser when the head reads `mol_features`, and everything but the
+    standardisation, which `acml finetune` adds (`export_predictor`)."""
     from safetensors.torch import save_file
 
+    from acml_dist.chem.descriptors import feature_names
     from acml_dist.evaluate.finetuning import target_scaling
 
     acml = job.encoder.model
@@ -42,9 +49,12 @@ def save_predictor(path: Path, model: Any, job: Any, chirality: str) -> None:
         "chirality": chirality,
     }
     path.mkdir(parents=True, exist_ok=True)
+    if fit.feature_scaler is not None:  # the raw columns, by name: another RDKit may order them otherwise
+        meta |= {"mol_features": mol_features, "feature_names": feature_names(mol_features)}
+        fit.feature_scaler.save(path / SCALER_FILE)
     # The GIN and the head only: the ACML projection heads (half the weights) take no part in a prediction.
     # clone: safetensors refuses tensors that share storage.
-    state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items() if _used(k)}
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in fit.model.state_dict().items() if _used(k)}
     save_file(state, str(path / WEIGHTS))
     (path / META).write_text(json.dumps(meta, indent=2))
 
@@ -52,7 +62,9 @@ def save_predictor(path: Path, model: Any, job: Any, chirality: str) -> None:
 def export_predictor(fit_dir: Path, out: Path, extra: dict) -> None:
     """A kept fit's predictor copied to `out`, its JSON completed with `extra` (standardisation, seed)."""
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(fit_dir / WEIGHTS, out / WEIGHTS)
+    for name in (WEIGHTS, SCALER_FILE):
+        if (fit_dir / name).exists():
+            shutil.copyfile(fit_dir / name, out / name)
     meta = json.loads((fit_dir / META).read_text()) | extra
     (out / META).write_text(json.dumps(meta, indent=2))
 
@@ -67,22 +79,49 @@ def predictor_dirs(path: Path) -> list[Path]:
     return found
 
 
-def load_predictor(path: Path) -> tuple[Any, dict]:
-    """(network in eval mode, predictor.json) of one predictor folder."""
+@dataclass
+class Predictor:
+    model: Any  # GIN + head, in eval mode
+    meta: dict  # predictor.json
+    scaler: FeatureScaler | None = None  # with `meta["mol_features"]`: the head's feature normaliser
+
+
+def load_predictor(path: Path) -> Predictor:
+    """One predictor folder, ready to predict."""
     from safetensors.torch import load_file
 
     from acml_dist.evaluate.finetuning import EncoderView, build_predictor
     from acml_dist.models import ACMLModel
 
     meta = json.loads((path / META).read_text())
+    scaler = FeatureScaler.load(path / SCALER_FILE) if meta.get("mol_features") else None
     encoder = EncoderView(ACMLModel(meta["model_cfg"], meta["teacher_dims"]))
-    model = build_predictor(encoder, int(meta["model_cfg"]["emb_dim"]), len(meta["targets"]))
+    n_features = 0 if scaler is None else int(scaler.keep.sum())
+    width, targets = int(meta["model_cfg"]["emb_dim"]), len(meta["targets"])
+    model = build_predictor(encoder, width, targets, n_features=n_features)
     missing, unexpected = model.load_state_dict(load_file(str(path / WEIGHTS)), strict=False)
     if unexpected or any(_used(k) for k in missing):
         raise DataError(
             f"{path / WEIGHTS} does not fit {META}: missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
-    return model.eval(), meta
+    return Predictor(model.eval(), meta, scaler)
+
+
+def raw_features(meta: dict, smiles: list[str], progress: bool = True) -> np.ndarray | None:
+    """The molecule features a predictor's head reads (None if it reads none), raw, in the columns it was
+    fitted on: this RDKit's descriptors matched to the stored names."""
+    from acml_dist.chem.descriptors import feature_names
+    from acml_dist.evaluate.mol_features import features_with_progress
+
+    kind = meta.get("mol_features") or ""
+    if not kind:
+        return None
+    names, stored = feature_names(kind), meta["feature_names"]
+    lacking = sorted(set(stored) - set(names))
+    if lacking:
+        raise DataError(f"this RDKit lacks {len(lacking)} descriptor(s) the predictor reads: {lacking[:5]}")
+    features = features_with_progress(smiles, kind, progress)
+    return features[:, [names.index(name) for name in stored]]
 
 
 def _used(key: str) -> bool:
@@ -91,17 +130,28 @@ def _used(key: str) -> bool:
     return key.startswith(("0.model.gin.", "1."))
 
 
-def predict_graphs(model: Any, meta: dict, graphs: list, batch_size: int = 256) -> np.ndarray:
-    """(n, targets) predictions in label units (probabilities for classification)."""
+def predict_graphs(predictor: Predictor, graphs: list, features: np.ndarray | None = None,
+                   batch_size: int = 256) -> np.ndarray:  # fmt: skip
+    """(n, targets) predictions in label units (probabilities for classification); `features`: the
+    molecules' `raw_features`, when the predictor's head reads them."""
     import torch
     from torch_geometric.loader import DataLoader
 
     from acml_dist.evaluate.chirality import prepare_graphs
 
+    meta = predictor.meta
+    graphs = prepare_graphs(graphs, meta["chirality"])
+    if predictor.scaler is not None:
+        if features is None:
+            raise ValueError("this predictor's head reads molecule features: pass raw_features(meta, smiles)")
+        scaled = torch.from_numpy(predictor.scaler.transform(features))
+        graphs = [copy.copy(g) for g in graphs]
+        for g, row in zip(graphs, scaled):
+            g.mol_features = row.view(1, -1)
     out = []
     with torch.no_grad():
-        for batch in DataLoader(prepare_graphs(graphs, meta["chirality"]), batch_size=batch_size):
-            out.append(model(batch).numpy())
+        for batch in DataLoader(graphs, batch_size=batch_size):
+            out.append(predictor.model(batch).numpy())
     pred = np.concatenate(out) if out else np.zeros((0, len(meta["targets"])))
     if meta["task"] == "regression":
         return pred * np.asarray(meta["target_std"]) + np.asarray(meta["target_mean"])

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from acml_dist.chem.descriptors import molecule_features
 from acml_dist.config.checks import check_recipe
 from acml_dist.data.sources import match_column
 from acml_dist.data.tables import read_molecule_table
@@ -28,6 +27,7 @@ from acml_dist.evaluate.finetuning import (
     task_metrics,
 )
 from acml_dist.evaluate.fits import FitJob, encoder_width, run_fits
+from acml_dist.evaluate.mol_features import features_with_progress
 from acml_dist.evaluate.splits import check_split_classes, make_split
 from acml_dist.log import get_logger
 
@@ -242,21 +242,6 @@ def train_mean_scores(data: LabelledSet, split: tuple[np.ndarray, ...]) -> dict[
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nan_to_num(np.nanmean(data.y[split[0]], axis=0))
     return task_metrics(data.y[split[2]], np.tile(mean, (len(split[2]), 1)), data.task)
-
-
-def features_with_progress(smiles: list[str], kind: str, progress: bool = True) -> np.ndarray | None:
-    """`chem.descriptors.molecule_features` with a progress bar (RDKit's 2-D descriptors take ~5-10 ms a
-    molecule: minutes for a large CSV); None for no features."""
-    if not kind:
-        return molecule_features(smiles, kind)
-    from tqdm.auto import tqdm
-
-    parts, step = [], 500
-    with tqdm(total=len(smiles), desc=f"{kind} features", unit="mol", disable=not progress) as bar:
-        for start in range(0, len(smiles), step):
-            parts.append(molecule_features(smiles[start : start + step], kind))
-            bar.update(len(parts[-1]))
-    return np.concatenate(parts) if parts else molecule_features([], kind)
 
 
 def run_property_task(

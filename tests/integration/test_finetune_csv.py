@@ -126,10 +126,7 @@ def test_finetune_csv_end_to_end(task, split, tmp_path, tiny_model, mlflow_store
         for method in ("acml_finetune", "scratch_finetune"):
             assert np.isfinite(predictions[f"pred_{method}_{target}"]).all()
 
-    if task == "regression":
-        _check_predictors(out, csv, predictions)
-    else:  # a head that reads RDKit descriptors is not kept as a predictor (yet): said, not an error
-        assert not list((out / "predictors").glob("*"))
+    _check_predictors(out, csv, predictions)  # classification: a head that reads RDKit descriptors too
 
     runs = mlflow.search_runs(experiment_names=["acml"], output_format="list")
     assert len(runs) == 1
@@ -141,12 +138,13 @@ def test_finetune_csv_end_to_end(task, split, tmp_path, tiny_model, mlflow_store
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id, "out")}
     assert {"out/report.md", "out/predictions.csv", "out/figures"} <= artifacts
     assert "out/fits" not in artifacts  # the resume cache stays on disk
-    assert ("out/predictors" in artifacts) == (task == "regression")
+    assert "out/predictors" in artifacts
 
 
 def _check_predictors(out: Path, csv: Path, predictions: pd.DataFrame) -> None:
     """`acml predict` with the kept predictors gives each seed's test predictions back from the saved
-    weights, on every row of the file (the invalid ones with a reason and no prediction)."""
+    weights (and descriptor normaliser), on every row of the file (the invalid ones with a reason and no
+    prediction)."""
     from omegaconf import OmegaConf
 
     from acml_dist.evaluate.predict_job import predict_file

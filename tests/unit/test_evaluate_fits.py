@@ -138,43 +138,61 @@ def test_finished_fits_are_kept_and_read_back_not_rerun(tmp_path, monkeypatch):
     )
 
 
-def test_a_kept_classification_predictor_predicts_as_its_fit(tmp_path):
-    """A `keep` job saves its predictor in the store; loaded back it gives the fit's test probabilities,
-    and a fit read back from the store keeps pointing at it."""
+@pytest.mark.parametrize(("task", "mol_features"), [("classification", ""), ("regression", "rdkit2d")])
+def test_a_kept_predictor_predicts_as_its_fit(tmp_path, task, mol_features):
+    """A `keep` job saves its predictor in the store; loaded back it gives the fit's test predictions (with
+    `eval.mol_features`, its head's descriptors normalised as in the fit), and a fit read back from the
+    store keeps pointing at it."""
+    import json
+
     import pandas as pd
     from omegaconf import OmegaConf
 
     from acml_dist.config.data import DataConfig
     from acml_dist.config.eval import EvalConfig
-    from acml_dist.evaluate.predictors import load_predictor, predict_graphs
+    from acml_dist.errors import DataError
+    from acml_dist.evaluate.mol_features import features_with_progress
+    from acml_dist.evaluate.predictors import META, load_predictor, predict_graphs, raw_features
     from acml_dist.evaluate.properties import EncoderView, featurize_labelled, fresh_like
     from acml_dist.evaluate.splits import make_split
     from acml_dist.models import ACMLModel
 
-    labels = [float("c1" in s or "C1" in s) for s in SMILES]  # rings or not: two classes in every part
-    frame = pd.DataFrame({"smiles": SMILES, "ring": labels})
+    rings = [float("c1" in s or "C1" in s) for s in SMILES]  # two classes in every part of the split
+    labels = rings if task == "classification" else [len(s) + 3 * r for s, r in zip(SMILES, rings)]
+    frame = pd.DataFrame({"smiles": SMILES, "y": labels})
     std = OmegaConf.structured(DataConfig).standardize
-    data = featurize_labelled(frame, "smiles", ["ring"], "classification", "t", "hu", std)
+    data = featurize_labelled(frame, "smiles", ["y"], task, "t", "hu", std)
     model = ACMLModel({"schema": "hu", "emb_dim": 16, "num_layers": 2}, {"t": 8})
     split = make_split(data.smiles, "random", [0.6, 0.2, 0.2], 0)
     ecfg = OmegaConf.merge(
         OmegaConf.structured(EvalConfig),
-        {"finetune_epochs": 3, "batch_size": 8, "progress": False, "workers": 1, "chirality": "drop"},
-    )
+        {"finetune_epochs": 3, "batch_size": 8, "progress": False, "workers": 1, "chirality": "drop",
+         "mol_features": mol_features},
+    )  # fmt: skip
+    features = features_with_progress(data.smiles, mol_features, progress=False)
 
     def job() -> FitJob:
         return FitJob("kept", EncoderView(fresh_like(model, 0)), data, split, 0, True, keep=True)
 
     first = job()
-    (fit,) = run_fits([first], ecfg, None, tmp_path / "fits")
+    (fit,) = run_fits([first], ecfg, features, tmp_path / "fits")
     assert first.save_to is not None and first.save_to.parent == tmp_path / "fits"
-    predictor, meta = load_predictor(first.save_to)
-    assert meta["task"] == "classification" and meta["chirality"] == "drop"
-    probabilities = predict_graphs(predictor, meta, [data.graphs[i] for i in split[2]])
-    assert (
-        np.allclose(probabilities, fit.test_pred, atol=1e-6)
-        and ((0 < probabilities) & (probabilities < 1)).all()
-    )
+    predictor = load_predictor(first.save_to)
+    assert predictor.meta["task"] == task and predictor.meta["chirality"] == "drop"
+    assert (predictor.scaler is not None) == bool(mol_features)
+    test_smiles = [data.smiles[i] for i in split[2]]
+    features_of_test = raw_features(predictor.meta, test_smiles)
+    predicted = predict_graphs(predictor, [data.graphs[i] for i in split[2]], features_of_test)
+    assert np.allclose(predicted, fit.test_pred, atol=1e-5)
+    if task == "classification":
+        assert ((0 < predicted) & (predicted < 1)).all()
+    else:
+        assert predicted.std() > 0  # in label units, not all one value
     again = job()
-    run_fits([again], ecfg, None, tmp_path / "fits")  # read back, not refitted: the same folder
+    run_fits([again], ecfg, features, tmp_path / "fits")  # read back, not refitted: the same folder
     assert again.save_to == first.save_to
+    if mol_features:  # a descriptor this RDKit does not have is named, not silently zero
+        meta = json.loads((first.save_to / META).read_text())
+        meta["feature_names"][0] = "NoSuchDescriptor"
+        with pytest.raises(DataError, match="NoSuchDescriptor"):
+            raw_features(meta, test_smiles)

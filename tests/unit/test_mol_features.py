@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from acml_dist.chem.descriptors import descriptor_names, molecule_features, rdkit_2d
-from acml_dist.evaluate.finetuning import LabelledSet, fit_predictor, normalise_features
+from acml_dist.evaluate.finetuning import LabelledSet, fit_predictor
+from acml_dist.evaluate.mol_features import FeatureScaler
 
 pytestmark = pytest.mark.unit
 
@@ -26,20 +27,23 @@ def test_rdkit_2d_gives_one_row_per_smiles_and_nan_for_what_does_not_parse() -> 
         molecule_features(["CCO"], "mordred")
 
 
-def test_features_are_normalised_on_the_training_rows_only() -> None:
+def test_features_are_normalised_on_the_training_rows_only(tmp_path) -> None:
     rng = np.random.default_rng(0)
     raw = np.stack([rng.lognormal(0, 5, 40), rng.normal(size=40), np.full(40, np.nan)], axis=1)
     raw[3, 0] = 1e30  # heavy-tailed, as RDKit's Ipc
     raw[35, 1] = np.nan  # a descriptor RDKit could not compute for one molecule
     train, test = np.arange(30), np.arange(30, 40)
-    out = normalise_features(raw, train)
+    scaler = FeatureScaler.fit(raw, train)
+    out = scaler.transform(raw)
     assert out.shape == (40, 2) and out.dtype == np.float32  # the column without a training value dropped
     assert out.min() >= 0.0 and out.max() <= 1.0 and out[35, 1] == 0.5
     moved = raw.copy()
     moved[test, 0] = 1e6 * np.abs(moved[test, 0]) + 1e35  # test rows outside the training range
-    again = normalise_features(moved, train)
+    again = FeatureScaler.fit(moved, train).transform(moved)
     np.testing.assert_array_equal(again[train], out[train])  # test rows do not shape the transform
     assert (again[test, 0] == 1.0).all()
+    scaler.save(tmp_path / "scaler.safetensors")  # as a kept predictor holds it: plain arrays, same transform
+    np.testing.assert_array_equal(FeatureScaler.load(tmp_path / "scaler.safetensors").transform(raw), out)
 
 
 def test_the_head_reads_the_features_beside_the_embedding() -> None:
