@@ -152,6 +152,7 @@ class FitResult:
     model: Any = None  # the predictor with the best epoch's weights restored
     test_pred: Any = None  # (n_test, tasks) predictions of that predictor, in label units (probabilities)
     feature_scaler: Any = None  # the mol_features' FeatureScaler fitted on the training rows, if any
+    predictor_dir: Any = None  # where the fitted predictor was saved (evaluate.predictors), if it was
 
 
 def target_scaling(data: LabelledSet, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

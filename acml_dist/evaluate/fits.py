@@ -36,7 +36,6 @@ class FitJob:
     seed: int
     pretrained: bool  # trains at eval.pretrained_lr x the rate, after eval.pretrained_frozen_epochs
     keep: bool = False  # save the fitted predictor (`predictors.save_predictor`) beside the stored scores
-    save_to: Path | None = None  # where: set by run_fits from the store and the fit's key
 
 
 def encoder_width(encoder: Any, graphs: list) -> int:
@@ -63,10 +62,16 @@ def recipe_kwargs(ecfg: Any) -> dict:
     }
 
 
-def fit_one(job: FitJob, ecfg: Any, features: np.ndarray | None = None,
-            on_epoch: Callable[[dict], None] | None = None) -> FitResult:  # fmt: skip
-    """One fine-tuning run (the `eval.*` recipe) and a log line when it ends. Progress: `on_epoch(record)`
-    after each epoch when given, else a per-epoch bar on stderr (`eval.progress`)."""
+def fit_one(
+    job: FitJob,
+    ecfg: Any,
+    features: np.ndarray | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    save_to: Path | None = None,
+) -> FitResult:
+    """One fine-tuning run (the `eval.*` recipe) and a log line when it ends; with `save_to`, the fitted
+    predictor saved there (`FitResult.predictor_dir`). Progress: `on_epoch(record)` after each epoch when
+    given, else a per-epoch bar on stderr (`eval.progress`)."""
     from tqdm.auto import tqdm
 
     metric, _ = main_metric(job.data.task)
@@ -85,10 +90,11 @@ def fit_one(job: FitJob, ecfg: Any, features: np.ndarray | None = None,
             job.encoder, encoder_width(job.encoder, job.data.graphs), job.data, job.split, seed=job.seed,
             on_epoch=report, features=features, **recipe_kwargs(ecfg), **(own if job.pretrained else {}),
         )  # fmt: skip
-    if job.save_to is not None:
+    if save_to is not None:
         from acml_dist.evaluate.predictors import save_predictor
 
-        save_predictor(job.save_to, fit, job, str(ecfg.chirality), str(ecfg.mol_features or ""))
+        save_predictor(save_to, fit, job, str(ecfg.chirality), str(ecfg.mol_features or ""))
+        fit.predictor_dir = save_to
     log.info(
         "%s: best epoch %d of %d, val %s %.3f, test %s %.3f (%.0f s)",
         job.label, fit.best_epoch, len(fit.curve), metric, fit.val.get(metric, np.nan), metric,
@@ -121,8 +127,8 @@ def _start_worker(progress: Any, threads: int) -> None:
 
 
 def _fit_in_worker(payload: bytes) -> FitResult:
-    job, ecfg, features = pickle.loads(payload)
-    fit = fit_one(job, ecfg, features, on_epoch=lambda _record: _progress.put(1))
+    job, ecfg, features, save_to = pickle.loads(payload)
+    fit = fit_one(job, ecfg, features, on_epoch=lambda _record: _progress.put(1), save_to=save_to)
     _progress.put(int(ecfg.finetune_epochs) - len(fit.curve))  # epochs early stopping skipped
     return dataclasses.replace(fit, model=None)  # the weights stay in the worker: callers read the scores
 
@@ -184,15 +190,18 @@ def run_fits(jobs: list[FitJob], ecfg: Any, features: np.ndarray | None = None,
     their weights (`FitResult.model` None). With a `store` folder each finished fit's scores are kept there
     under its `fit_key`, and a fit already there is read back (without weights too), not rerun: an
     evaluation killed after an hour resumes where it stopped. A `keep` job's predictor is saved in the store
-    under the same key (a folder), by whichever process fits it."""
-    paths = [None] * len(jobs)
+    under the same key (a folder), by whichever process fits it (`FitResult.predictor_dir`, also when read
+    back)."""
+    paths: list[Path | None] = [None] * len(jobs)
+    save_dirs: list[Path | None] = [None] * len(jobs)  # without a store, nowhere to keep a predictor
     done: dict[int, FitResult] = {}
     if store is not None:
         store.mkdir(parents=True, exist_ok=True)
         paths = [store / f"{fit_key(job, ecfg, features)}.json" for job in jobs]
-        for job, path in zip(jobs, paths):  # the predictor in a folder named by the same key
-            job.save_to = path.with_suffix("") if job.keep else None
-        done = {i: fit for i, path in enumerate(paths) if (fit := _load_fit(path)) is not None}
+        save_dirs = [path.with_suffix("") if job.keep else None for job, path in zip(jobs, paths)]
+        for i, path in enumerate(paths):
+            if (fit := _load_fit(path)) is not None:
+                done[i] = dataclasses.replace(fit, predictor_dir=save_dirs[i])
         if done:
             log.info("%s: %d of %d fits read from %s (finished earlier)", jobs[0].data.name, len(done),
                      len(jobs), store)  # fmt: skip
@@ -203,32 +212,32 @@ def run_fits(jobs: list[FitJob], ecfg: Any, features: np.ndarray | None = None,
         if paths[i] is not None:
             _store_fit(paths[i], fit)
 
-    _run([jobs[i] for i in todo], ecfg, features, lambda k, fit: finished(todo[k], fit))
+    _run([(jobs[i], save_dirs[i]) for i in todo], ecfg, features, lambda k, fit: finished(todo[k], fit))
     return [done[i] for i in range(len(jobs))]
 
 
-def _run(jobs: list[FitJob], ecfg: Any, features: np.ndarray | None,
+def _run(jobs: list[tuple[FitJob, Path | None]], ecfg: Any, features: np.ndarray | None,
          finished: Callable[[int, FitResult], None]) -> None:  # fmt: skip
-    """Runs the jobs; `finished(index, result)` as each one ends."""
+    """Runs the (job, where to save its predictor) pairs; `finished(index, result)` as each one ends."""
     if not jobs:
         return
     workers = fit_workers(int(ecfg.workers), len(jobs), int(ecfg.num_threads))
     if workers == 1:
-        for k, job in enumerate(jobs):
-            finished(k, fit_one(job, ecfg, features))
+        for k, (job, save_to) in enumerate(jobs):
+            finished(k, fit_one(job, ecfg, features, save_to=save_to))
         return
     from tqdm.auto import tqdm
 
     ctx = mp.get_context("spawn")  # fork would copy torch's thread pools mid-use
     progress = ctx.Queue()
     total = len(jobs) * int(ecfg.finetune_epochs)
-    label = f"{jobs[0].data.name}: {len(jobs)} fits on {workers} processes"
+    label = f"{jobs[0][0].data.name}: {len(jobs)} fits on {workers} processes"
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
                                initargs=(progress, int(ecfg.num_threads)))  # fmt: skip
     with pool, tqdm(total=total, desc=label, unit="epoch", disable=not ecfg.progress) as bar:
         # Plain pickle bytes: multiprocessing's own pickler would pass each of the graphs' tensors as a
         # shared-memory file descriptor, and a few thousand molecules exceed the open-file limit.
-        futures = [pool.submit(_fit_in_worker, pickle.dumps((job, ecfg, features))) for job in jobs]
+        futures = [pool.submit(_fit_in_worker, pickle.dumps((job, ecfg, features, to))) for job, to in jobs]
         pending = set(futures)
         while pending:
             ended, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)

@@ -318,9 +318,12 @@ def run_property_task(
     fitted = [r for r in runs if r["method"] in ("acml_finetune", "scratch_finetune")]
     curves: dict[str, list[dict]] = {}
     predictions = []  # (seed, method, test indices, (n_test, targets) predictions)
+    predictors = {}
     for record, job, fit in zip(fitted, jobs, run_fits(jobs, ecfg, features, fits_store)):
         record.update(best_epoch=fit.best_epoch, **fit.test)
         predictions.append((job.seed, record["method"], job.split[2], fit.test_pred))
+        if fit.predictor_dir is not None:
+            predictors[job.seed] = fit.predictor_dir
         if job.seed == ecfg.seeds[0]:
             curves[record["method"]] = fit.curve
     metric, _ = main_metric(data.task)
@@ -337,7 +340,7 @@ def run_property_task(
         "schemas": schemas,
         "chirality": {"mode": mode, "tagged": tagged},
         "predictions": predictions,
-        "predictors": {job.seed: job.save_to for job in jobs if job.save_to is not None},
+        "predictors": predictors,
     }
 
 

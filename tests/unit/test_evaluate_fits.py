@@ -176,8 +176,8 @@ def test_a_kept_predictor_predicts_as_its_fit(tmp_path, task, mol_features):
 
     first = job()
     (fit,) = run_fits([first], ecfg, features, tmp_path / "fits")
-    assert first.save_to is not None and first.save_to.parent == tmp_path / "fits"
-    predictor = load_predictor(first.save_to)
+    assert fit.predictor_dir is not None and fit.predictor_dir.parent == tmp_path / "fits"
+    predictor = load_predictor(fit.predictor_dir)
     assert predictor.meta["task"] == task and predictor.meta["chirality"] == "drop"
     assert (predictor.scaler is not None) == bool(mol_features)
     test_smiles = [data.smiles[i] for i in split[2]]
@@ -189,10 +189,10 @@ def test_a_kept_predictor_predicts_as_its_fit(tmp_path, task, mol_features):
     else:
         assert predicted.std() > 0  # in label units, not all one value
     again = job()
-    run_fits([again], ecfg, features, tmp_path / "fits")  # read back, not refitted: the same folder
-    assert again.save_to == first.save_to
+    (back,) = run_fits([again], ecfg, features, tmp_path / "fits")  # read back, not refitted: same folder
+    assert back.predictor_dir == fit.predictor_dir and back.model is None
     if mol_features:  # a descriptor this RDKit does not have is named, not silently zero
-        meta = json.loads((first.save_to / META).read_text())
+        meta = json.loads((fit.predictor_dir / META).read_text())
         meta["feature_names"][0] = "NoSuchDescriptor"
         with pytest.raises(DataError, match="NoSuchDescriptor"):
             raw_features(meta, test_smiles)
