@@ -11,17 +11,9 @@ from omegaconf import OmegaConf
 from acml_dist.config.checks import check_recipe
 from acml_dist.evaluate import report
 from acml_dist.evaluate.fits import recipe_kwargs
+from acml_dist.evaluate.outputs import log_to_mlflow, output_dir, write_report
 from acml_dist.evaluate.properties import load_labelled_set, schema_of
-from acml_dist.evaluate.run import (
-    cpu_threads,
-    load,
-    log_to_mlflow,
-    mlflow_run,
-    output_dir,
-    property_metrics,
-    run_dataset,
-    write_report,
-)
+from acml_dist.evaluate.run import cpu_threads, load, mlflow_run, property_metrics, run_dataset
 from acml_dist.log import get_logger
 
 log = get_logger("evaluate")

@@ -1,12 +1,10 @@
 """The `acml evaluate` job: gather embeddings, compute every metric against its baseline, draw the
-figures, write the markdown report, log everything to MLflow. Its helpers also serve `acml finetune`
-(finetune_job.py)."""
+figures, write the markdown report (outputs.py), log everything to MLflow. Its helpers also serve
+`acml finetune` (finetune_job.py)."""
 
 from __future__ import annotations
 
 import json
-import math
-import shutil
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Optional
@@ -19,6 +17,7 @@ from acml_dist.context import MlflowSession, RunContext, use_tracking_store
 from acml_dist.evaluate import plots, report
 from acml_dist.evaluate.isomers import isomer_table, top1_in_sets
 from acml_dist.evaluate.modality_probes import probe_section
+from acml_dist.evaluate.outputs import key, log_to_mlflow, output_dir, write_report
 from acml_dist.evaluate.probes import descriptor_frame
 from acml_dist.evaluate.properties import (
     fresh_like,
@@ -47,20 +46,6 @@ def load(cfg: Any, ctx: Optional[RunContext] = None):
     return load_model(model_dir), model_dir
 
 
-def key(*parts: Any) -> str:
-    """MLflow-safe flat metric name."""
-    text = "_".join(str(p) for p in parts if p != "")
-    return text.replace("->", "2").replace("@", "").replace(" ", "_").replace("/", "_")
-
-
-def finite(metrics: dict[str, Any]) -> dict[str, float]:
-    return {
-        k: float(v)
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    }
-
-
 @contextmanager
 def cpu_threads(n: int):
     """Cap torch's intra-op threads for the job (CPU only), restored afterwards."""
@@ -76,32 +61,6 @@ def cpu_threads(n: int):
 def mlflow_run(cfg: Any, run_name: str) -> AbstractContextManager[Optional[MlflowSession]]:
     """The job's MLflow run (`RunContext.mlflow_run`: the active run, else a new one); None when disabled."""
     return RunContext.from_config(cfg).mlflow_run(run_name)
-
-
-def log_to_mlflow(run: Any, metrics: dict[str, Any], out: Path, params: dict[str, Any]) -> None:
-    if run is None:
-        return
-    import mlflow
-
-    from acml_dist.redact import redact_value
-
-    mlflow.log_params({k: redact_value(k, v)[:500] for k, v in params.items()})
-    mlflow.log_metrics(finite(metrics))
-    for item in sorted(out.iterdir()):
-        if item.name == "fits":  # the resume cache (scores, kept weights: copied to predictors/), no result
-            continue
-        if item.is_dir():
-            mlflow.log_artifacts(str(item), artifact_path=f"{out.name}/{item.name}")
-        else:
-            mlflow.log_artifact(str(item), artifact_path=out.name)
-
-
-def output_dir(cfg: Any, default_leaf: str, ctx: Optional[RunContext] = None) -> Path:
-    """cfg.output, else <run dir>/<default_leaf> (evaluation, finetune), with its figures/ folder."""
-    run = (ctx or RunContext.from_config(cfg)).run_dir
-    out = Path(cfg.output) if cfg.get("output") else run / default_leaf
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def property_metrics(name: str, result: dict) -> dict[str, float]:
@@ -409,23 +368,3 @@ def _data_config(name: str, split_kind: str):
     cfg = DataConfig(source=name, split=split_kind)
     cfg.standardize.min_heavy_atoms = 1
     return cfg
-
-
-def write_report(
-    out: Path, sections: list[str], metrics: dict, ecfg: Any, model_dir: Optional[str] = None
-) -> None:
-    """report.md and metrics.json (the finite metrics, plus the `model_dir` evaluated when given: the
-    pipeline's evaluate stage is skipped when it names the model it would evaluate)."""
-    text = "\n\n".join(sections) + "\n"
-    (out / "report.md").write_text(text)
-    saved: dict[str, Any] = finite(metrics) | ({"model_dir": model_dir} if model_dir else {})
-    (out / "metrics.json").write_text(json.dumps(saved, indent=2, sort_keys=True))
-    if ecfg.get("report"):
-        target = Path(ecfg.report)
-        figures = target.parent / ecfg.report_figures
-        figures.mkdir(parents=True, exist_ok=True)
-        for png in (out / "figures").glob("*.png"):
-            shutil.copy(png, figures / png.name)
-        target.write_text(text.replace("](figures/", f"]({ecfg.report_figures}/"))
-        log.info("report written to %s (figures in %s)", target, figures)
-    log.info("report: %s", out / "report.md")
