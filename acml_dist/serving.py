@@ -32,8 +32,10 @@ def embed_smiles_file(cfg: DictConfig) -> dict:
     from tqdm import tqdm
 
     from acml_dist.data.tables import read_input_table
+    from acml_dist.tracking import use_store_for
 
     table, column = read_input_table(cfg.input, cfg.smiles_column, "emb_")
+    use_store_for(cfg, cfg.model)
     model = load_embedder(cfg.model)
     # a missing cell stays missing (its row gets the reason "missing"), not the string "nan"
     smiles = [None if pd.isna(v) else str(v) for v in table[column].tolist()]
@@ -69,7 +71,10 @@ def serve_model(cfg: DictConfig) -> dict:
     saved-model / run dir is wrapped as an MLflow model on the fly."""
     import tempfile
 
+    from acml_dist.tracking import use_store_for
+
     host, port = str(cfg.host), str(cfg.port)
+    use_store_for(cfg, cfg.model)
     with tempfile.TemporaryDirectory(prefix="acml-serve-") as tmp:
         local = servable_model_dir(cfg.model, Path(tmp))
         cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(local)]
@@ -87,6 +92,7 @@ def servable_model_dir(model: str, tmp: Path) -> Path:
 
     from acml_dist.embedder import LOADER_MODULE, check_model_files
     from acml_dist.models.io import is_model_dir
+    from acml_dist.tracking import download, is_mlflow_uri
 
     path = Path(model)
     saved = next((p for p in (path, path / "model") if is_model_dir(p)), None)
@@ -96,8 +102,8 @@ def servable_model_dir(model: str, tmp: Path) -> Path:
         return out
     if (path / "MLmodel").is_file():
         local = path
-    elif model.startswith(("models:/", "runs:/")) or "://" in model:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model, dst_path=str(tmp)))
+    elif is_mlflow_uri(model):
+        local = download(model, dst_path=str(tmp))
     else:
         raise FileNotFoundError(f"{model}: no MLflow model or saved model here")
     check_model_files(local, model)

@@ -10,6 +10,7 @@ else (a `python_model.pkl` would run code when loaded).
 from __future__ import annotations
 
 import json
+import re
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -238,9 +239,43 @@ def register_model(
     return version
 
 
+def is_mlflow_uri(text: str) -> bool:
+    """Whether `text` names something in an MLflow store (`models:/`, `runs:/`, `mlflow-artifacts:/`, ...)
+    rather than a local path."""
+    return re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", text) is not None
+
+
+def use_store_for(cfg: Any, target: str, ctx: Optional[RunContext] = None) -> None:
+    """Before a job looks up `target` (its `model`, `predictor`, `init_from`): when it is an MLflow URI,
+    point MLflow at the job's store, the one its stages write (tracking.tracking_uri, else
+    $MLFLOW_TRACKING_URI, else sqlite:///<runs_root>/mlflow.db). A local path needs no store."""
+    from acml_dist.context import use_tracking_store
+
+    if is_mlflow_uri(str(target)):
+        use_tracking_store((ctx or RunContext.from_config(cfg)).tracking_uri)
+
+
+def download(uri: str, dst_path: Optional[str] = None) -> Path:
+    """The artifacts `uri` names, downloaded from the current store; one clear error when it holds no such
+    model, run or artifact (which store was asked, credentials masked)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst_path))
+    except (MlflowException, OSError) as exc:
+        store = redact(mlflow.get_tracking_uri())
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FileNotFoundError(
+            f"{uri}: not found in the MLflow store {store} ({first}); name the store with "
+            "tracking.tracking_uri=... or $MLFLOW_TRACKING_URI"
+        ) from exc
+
+
 def resolve_model_dir(uri_or_path: str | Path) -> Path:
     """A saved-model dir from: the dir itself, a run dir (its `model/`), or an MLflow `models:/` / `runs:/`
-    URI of the acml-gin pyfunc (downloaded, then checked: UnsafeFileError for a pickled model)."""
+    URI of the acml-gin pyfunc (downloaded from the current store, then checked: UnsafeFileError for a
+    pickled model). A job looks URIs up in its own store: `use_store_for` first."""
     from acml_dist.models.io import is_model_dir
 
     path = Path(str(uri_or_path))
@@ -250,10 +285,8 @@ def resolve_model_dir(uri_or_path: str | Path) -> Path:
     text = str(uri_or_path)
     if (path / "MLmodel").is_file():  # a local MLflow model dir
         local = path
-    elif text.startswith(("models:/", "runs:/")) or "://" in text:
-        import mlflow
-
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
+    elif is_mlflow_uri(text):
+        local = download(text)
     else:
         raise FileNotFoundError(f"{text}: no saved model (config.json + weights) here or in {text}/model")
     from acml_dist.embedder import check_model_files

@@ -81,4 +81,6 @@ acml register-release tracking.tracking_uri="$MLFLOW_URI" runs_root="$ROOT/runs"
 echo "   pull it with mlflow.pyfunc.load_model(\"models:/acml-gin-release@champion\")"
 echo
 echo "MLflow UI: $MLFLOW_URI   (still running; stop it with: make demo-stop)"
+echo "Its registry from acml commands: export MLFLOW_TRACKING_URI=$MLFLOW_URI"
+echo "  then e.g.: acml embed-smiles input=FILE output=OUT.parquet model=models:/acml-gin@champion"
 echo "Shards: $ROOT/shards/demo   Runs: $ROOT/runs/demo   Evaluation report: $ROOT/runs/demo/evaluation"

@@ -122,10 +122,13 @@ class EmbedSmilesJob:
 class PredictJob:
     """`acml predict`: a fine-tuned predictor (or a folder of them, an ensemble) on a molecule file."""
 
-    predictor: str = "???"  # runs/<name>/finetune/predictors (every seed) or .../predictors/seed0
+    # runs/<name>/finetune/predictors (every seed) or .../predictors/seed0; or the same logged in MLflow:
+    # runs:/<run id>/finetune/predictors (looked up in `tracking`'s store)
+    predictor: str = "???"
     input: str = "???"  # CSV / TSV / Parquet / .smi / SDF
     output: str = "???"  # .csv, or .parquet
     smiles_column: str = "smiles"
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 @dataclass

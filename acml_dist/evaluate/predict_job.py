@@ -12,6 +12,17 @@ from acml_dist.errors import DataError
 from acml_dist.evaluate.predictors import load_predictor, predict_graphs, predictor_dirs, raw_features
 
 
+def predictor_folder(cfg: Any) -> Path:
+    """`cfg.predictor` as a local folder: a path as it is; an MLflow URI (as `acml finetune` logs them:
+    `runs:/<run id>/finetune/predictors`) downloaded from the job's store."""
+    from acml_dist.tracking import download, is_mlflow_uri, use_store_for
+
+    if not is_mlflow_uri(str(cfg.predictor)):
+        return Path(cfg.predictor)
+    use_store_for(cfg, str(cfg.predictor))
+    return download(str(cfg.predictor))
+
+
 def predict_file(cfg: Any) -> dict:
     """`acml predict predictor=DIR input=FILE output=OUT.csv|.parquet`: one row per input row, in order,
     with the input's columns, `error` (why a row has no prediction) and `pred_<target>` (the mean over the
@@ -21,7 +32,7 @@ def predict_file(cfg: Any) -> dict:
     from acml_dist.data.tables import read_input_table
     from acml_dist.evaluate.properties import featurize_labelled
 
-    loaded = [load_predictor(d) for d in predictor_dirs(Path(cfg.predictor))]
+    loaded = [load_predictor(d) for d in predictor_dirs(predictor_folder(cfg))]
     meta = loaded[0].meta
     for other in loaded[1:]:
         same = ("task", "targets", "standardize", "model_cfg", "mol_features", "feature_names")

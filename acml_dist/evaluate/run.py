@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from acml_dist.context import MlflowSession, RunContext, use_tracking_store
+from acml_dist.context import MlflowSession, RunContext
 from acml_dist.evaluate import plots, report
 from acml_dist.evaluate.isomers import isomer_table, top1_in_sets
 from acml_dist.evaluate.modality_probes import probe_section
@@ -37,10 +37,9 @@ log = get_logger("evaluate")
 def load(cfg: Any, ctx: Optional[RunContext] = None):
     """The model named by cfg.model: a saved-model dir, a run dir, or a `models:/` / `runs:/` URI."""
     from acml_dist.models.io import load_model
-    from acml_dist.tracking import resolve_model_dir
+    from acml_dist.tracking import resolve_model_dir, use_store_for
 
-    if ":/" in str(cfg.model):  # a registry/run URI: look it up in the configured tracking store
-        use_tracking_store((ctx or RunContext.from_config(cfg)).tracking_uri)
+    use_store_for(cfg, str(cfg.model), ctx)
     model_dir = resolve_model_dir(cfg.model)
     log.info("model %s -> %s", cfg.model, model_dir)
     return load_model(model_dir), model_dir

@@ -121,6 +121,7 @@ class Trainer:
 
     def _init_from(self, model: ACMLModel) -> None:
         """Continued pretraining: the weights of `init_from` (every rank loads the same file)."""
+        tracking.use_store_for(self.cfg, str(self.cfg.init_from))
         source = tracking.resolve_model_dir(self.cfg.init_from)
         parts = init_from_saved(model, source)
         log.info("initialised from %s: GIN, heads of %s; fresh heads: %s",

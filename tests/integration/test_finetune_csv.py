@@ -139,6 +139,17 @@ def test_finetune_csv_end_to_end(task, split, tmp_path, tiny_model, mlflow_store
     assert {"out/report.md", "out/predictions.csv", "out/figures"} <= artifacts
     assert "out/fits" not in artifacts  # the resume cache stays on disk
     assert "out/predictors" in artifacts
+    # the predictors as another machine gets them: from the run in MLflow
+    from omegaconf import OmegaConf
+
+    from acml_dist.evaluate.predict_job import predict_file
+
+    uri = f"runs:/{runs[0].info.run_id}/out/predictors"
+    job = {"predictor": uri, "input": str(csv), "output": str(tmp_path / "from_mlflow.csv"),
+           "smiles_column": "mol"}  # fmt: skip
+    assert predict_file(OmegaConf.create(job))["predictors"] == 2
+    from_mlflow = pd.read_csv(tmp_path / "from_mlflow.csv")
+    assert np.allclose(from_mlflow["pred_a"], pd.read_parquet(out / "both.parquet")["pred_a"], equal_nan=True)
 
 
 def _check_predictors(out: Path, csv: Path, predictions: pd.DataFrame) -> None:
