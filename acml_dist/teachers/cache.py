@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Optional
 
-from acml_dist.context import dataset_dir
+from acml_dist.context import dataset_dir, use_tracking_store
 from acml_dist.data.shards import (
     atomic_write,
     cache_dir,
@@ -37,6 +37,7 @@ from acml_dist.data.shards import (
 from acml_dist.errors import DataError
 from acml_dist.log import get_logger
 from acml_dist.ray_runtime import ensure_ray
+from acml_dist.teachers.registry import teacher_store
 
 log = get_logger("embed")
 
@@ -246,7 +247,10 @@ def _open_workers(name: str, tcfg: dict[str, Any], root: Path, cfg: Any, n: int)
     or a local process pool with `cluster.address=processes` (a node without Ray); same shard bytes."""
     if cfg.cluster.get("address") == "processes":
         threads = int(tcfg.get("cpu_threads") or 0) or max(1, len(os.sched_getaffinity(0)) // n)
-        pool = ProcessPoolExecutor(n, initializer=_process_init, initargs=(name, tcfg, threads, str(root)))
+        store = teacher_store(cfg, tcfg)
+        pool = ProcessPoolExecutor(
+            n, initializer=_process_init, initargs=(name, tcfg, threads, str(root), store)
+        )
 
         def map_processes(todo: list) -> Iterator[dict[str, Any]]:
             return (f.result() for f in as_completed([pool.submit(_process_embed, t) for t in todo]))
@@ -270,8 +274,10 @@ def _open_workers(name: str, tcfg: dict[str, Any], root: Path, cfg: Any, n: int)
 _PROCESS_WORKER: Optional[EmbedWorker] = None  # one per pool process (cluster.address=processes)
 
 
-def _process_init(name: str, tcfg: dict[str, Any], threads: int, root: str) -> None:
+def _process_init(name: str, tcfg: dict[str, Any], threads: int, root: str, store: Optional[str]) -> None:
     global _PROCESS_WORKER
+    if store:  # a `models:/` teacher: fetched from the job's store
+        use_tracking_store(store)
     _PROCESS_WORKER = EmbedWorker(name, tcfg, threads, root)
 
 
@@ -295,11 +301,9 @@ def _start_actors(name: str, tcfg: dict[str, Any], root: Path, cfg: Any, n_actor
         resources.get("GPU", 0) > 0 and tcfg.get("device", "auto") != "cpu" and tcfg["kind"] != "fingerprint"
     )
     # Reserve one CPU per actor so N actors fit on N cores; torch threads share the remaining cores.
-    # A `models:/` teacher is fetched by each actor: give it the driver's registry.
-    uri = getattr(getattr(cfg, "tracking", None), "tracking_uri", None) or os.environ.get(
-        "MLFLOW_TRACKING_URI"
-    )
-    env = {"env_vars": {"MLFLOW_TRACKING_URI": uri}} if uri else None
+    # A `models:/` teacher is fetched by each actor: from the job's store (`teacher_store`).
+    store = teacher_store(cfg, tcfg)
+    env = {"env_vars": {"MLFLOW_TRACKING_URI": store}} if store else None
     # A killed actor (OOM, preemption, SIGKILL) is restarted and its shard retried: shard writes are atomic
     # and checked by their done record, so a retry gives the same cache.
     actor_cls = ray.remote(

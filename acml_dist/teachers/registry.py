@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from acml_dist.config.teachers import TeacherConfig
-from acml_dist.context import use_tracking_store
+from acml_dist.context import RunContext, use_tracking_store
 from acml_dist.log import get_logger
 from acml_dist.teachers.artifacts import config_from_artifacts, write_artifacts
 from acml_dist.teachers.base import Teacher, TeacherError
@@ -27,6 +27,14 @@ LOADER_MODULE = "acml_dist.teachers.pyfunc"
 
 def registered_name(name: str) -> str:
     return f"acml-teacher-{name}"
+
+
+def teacher_store(cfg: Any, tcfg: Any) -> Optional[str]:
+    """The MLflow store a `models:/` teacher is fetched from: the job's own (`RunContext.tracking_uri`:
+    tracking.tracking_uri, else $MLFLOW_TRACKING_URI, else <runs_root>/mlflow.db, where `acml
+    pretrain-teacher` registers by default), not MLflow's default; None for a teacher not in a registry."""
+    path = tcfg.get("path") if hasattr(tcfg, "get") else getattr(tcfg, "path", None)
+    return RunContext.from_config(cfg).tracking_uri if str(path or "").startswith("models:/") else None
 
 
 def log_teacher(teacher: Teacher, tracking_uri: Optional[str] = None, alias: Optional[str] = None) -> str:

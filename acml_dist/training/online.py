@@ -17,8 +17,12 @@ def teacher_dims(cfg: Any, root: Path) -> tuple[dict[str, int], dict[str, Any]]:
     dims, online = {}, {}
     for name, tcfg in cfg.teachers.items():
         if tcfg.source == "online":
+            from acml_dist.context import use_tracking_store
             from acml_dist.teachers import load_teacher  # a teacher model: loaded only when one runs online
+            from acml_dist.teachers.registry import teacher_store
 
+            if store := teacher_store(cfg, tcfg):  # a `models:/` teacher: from the job's store
+                use_tracking_store(store)
             online[name] = load_teacher(name, tcfg)
             dims[name] = int(online[name].dim)
         else:

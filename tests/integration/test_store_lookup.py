@@ -44,3 +44,36 @@ def test_embed_smiles_finds_the_registry_of_the_stages_store(tmp_path, monkeypat
     err = capsys.readouterr().err
     assert code == EXIT_INPUT_ERROR and "Traceback" not in err
     assert "models:/no-such-model@champion: not found in the MLflow store" in err and "runs/mlflow.db" in err
+
+
+def test_a_registry_teacher_is_embedded_from_the_stages_store(tmp_path, monkeypatch):
+    """`acml pretrain-teacher` registers into runs/mlflow.db by default; `acml embed` with that teacher's
+    `models:/` path then fetches it from there in its workers, with no $MLFLOW_TRACKING_URI to point the
+    way."""
+    import mlflow
+    from helpers import write_dataset
+
+    from acml_dist.config import load_config
+    from acml_dist.config.teachers import TeacherConfig
+    from acml_dist.context import use_tracking_store
+    from acml_dist.data.datasets import moses_smiles
+    from acml_dist.teachers import load_teacher
+    from acml_dist.teachers.cache import embed_dataset
+    from acml_dist.teachers.registry import log_teacher
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    use_tracking_store(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    registered = load_teacher("morgan", TeacherConfig(kind="fingerprint", params={"n_bits": 64}))
+    version = log_teacher(registered)
+    mlflow.set_tracking_uri(None)
+    smiles = moses_smiles(24)
+    write_dataset(
+        tmp_path / "shards" / "d", {"train": smiles[:16], "valid": smiles[16:20], "test": smiles[20:]}
+    )
+    path = f"teachers.morgan.path=models:/acml-teacher-morgan/{version}"
+    overrides = ["shards=shards/d", "teachers=fingerprint", path, "cluster.address=processes",
+                 "cluster.embed_actors=1"]  # fmt: skip
+    cache = embed_dataset(load_config("embed", overrides))["teachers"]["morgan"]
+    assert cache["dim"] == 64 and cache["weights_hash"] == registered.weights_hash()  # the registered one
+    assert cache["embedded_now"] == 24
