@@ -136,10 +136,11 @@ def _load_pyfunc(data_path: str, model_config: Any = None) -> GinEmbedder:
     return GinEmbedder(found)
 
 
-def check_model_files(model_dir: str | Path, source: str) -> None:
+def check_model_files(model_dir: str | Path, source: str, loader: str = LOADER_MODULE) -> None:
     """Refuse an MLflow model dir that is not an acml-gin weights model before anything in it is loaded: its
-    MLmodel must name this loader module only (no python_model / cloudpickle flavor, no bundled code) and no
-    file may be a pickle. `source` (the URI) goes in the message."""
+    MLmodel must name this loader module (or `loader`: the fine-tuned predictors' own) only (no python_model /
+    cloudpickle flavor, no bundled code) and no file may be a pickle. `source` (the URI) goes in the
+    message."""
     import yaml
 
     root = Path(model_dir)
@@ -152,7 +153,7 @@ def check_model_files(model_dir: str | Path, source: str) -> None:
     problems = []
     if set(flavors) - {"python_function"}:
         problems.append(f"flavors {sorted(flavors)}")
-    if pyfunc.get("loader_module") != LOADER_MODULE:
+    if pyfunc.get("loader_module") != loader:
         problems.append(f"loader {pyfunc.get('loader_module')!r}")
     for key in ("python_model", "cloudpickle_version", "code"):
         if pyfunc.get(key):

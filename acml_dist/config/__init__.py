@@ -103,6 +103,8 @@ class FinetuneJob:
     model: str = "models:/acml-gin@champion"
     output: Optional[str] = None
     runs_root: str = "runs"
+    # a registered model name: the fine-tuned predictors as an MLflow pyfunc (evaluate.predictor_pyfunc)
+    register: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)

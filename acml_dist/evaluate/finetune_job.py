@@ -9,6 +9,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from acml_dist.config.checks import check_recipe
+from acml_dist.errors import DataError
 from acml_dist.evaluate import report
 from acml_dist.evaluate.fits import recipe_kwargs
 from acml_dist.evaluate.outputs import log_to_mlflow, output_dir, write_report
@@ -23,6 +24,8 @@ def run_finetune(cfg: Any) -> dict:
     import pandas as pd
 
     check_recipe(cfg.eval, cfg.data.split)
+    if cfg.register and not cfg.tracking.enabled:
+        raise DataError(f"register={cfg.register} needs MLflow: drop tracking.enabled=false")
     model, model_dir = load(cfg)
     out = output_dir(cfg, "finetune")
     name = None if cfg.data.get("path") else cfg.data.source
@@ -56,6 +59,7 @@ def run_finetune(cfg: Any) -> dict:
         params.update(recipe_kwargs(cfg.eval), chirality=cfg.eval.chirality, scratch_width=result["widths"],
                       mol_features=cfg.eval.mol_features or "none")  # fmt: skip
         log_to_mlflow(run, metrics, out, params)
+        registered = register(cfg, out / "predictors", data, metrics) if cfg.register and kept else None
     caption = (
         f"{data.task}, {cfg.data.split} split, seeds {list(cfg.eval.seeds)}, test set; "
         f"{len(data.graphs)} of {data.rows} rows used; report {out / 'report.md'}"
@@ -64,7 +68,24 @@ def run_finetune(cfg: Any) -> dict:
     if kept:
         print(f"fine-tuned predictors ({kept} seeds): acml predict predictor={out / 'predictors'} input=FILE "
               f"output=OUT.csv")  # fmt: skip
+    if registered:
+        print(f"registered: {registered} (mlflow.pyfunc.load_model({registered!r}).predict(DataFrame"
+              f"[smiles]), or acml predict predictor={registered})")  # fmt: skip
     return metrics
+
+
+def register(cfg: Any, folder: Any, data: Any, metrics: dict) -> str:
+    """The exported predictors registered as a new version of `cfg.register`; its `models:/` URI."""
+    import json
+
+    from acml_dist.evaluate.predictor_pyfunc import register_predictors
+
+    tags = {"task": data.task, "targets": json.dumps(list(data.targets)), "encoder": cfg.model,
+            "data": cfg.data.get("path") or data.name, "split": cfg.data.split,
+            "seeds": json.dumps(list(cfg.eval.seeds))}  # fmt: skip
+    tags.update({k: v for k, v in metrics.items() if k.startswith("acml_finetune_")})
+    version = register_predictors(folder, cfg.register, tags)
+    return f"models:/{cfg.register}/{version}"
 
 
 def export_predictors(fit_dirs: dict, out: Any, cfg: Any) -> int:

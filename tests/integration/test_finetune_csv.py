@@ -82,8 +82,9 @@ def test_finetune_csv_end_to_end(task, split, tmp_path, tiny_model, mlflow_store
             "eval.finetune_epochs=2",
             "eval.batch_size=16",
             f"name=ft-{task}",
-            # the classification run's head also reads RDKit descriptors (eval.mol_features)
-            *(["eval.mol_features=rdkit2d"] if task == "classification" else []),
+            # the classification run's head also reads RDKit descriptors (eval.mol_features); the regression
+            # run registers its predictors in MLflow
+            *(["eval.mol_features=rdkit2d"] if task == "classification" else ["register=ft-regression"]),
         ],
     )
     metrics = finetune(cfg)
@@ -149,7 +150,21 @@ def test_finetune_csv_end_to_end(task, split, tmp_path, tiny_model, mlflow_store
            "smiles_column": "mol"}  # fmt: skip
     assert predict_file(OmegaConf.create(job))["predictors"] == 2
     from_mlflow = pd.read_csv(tmp_path / "from_mlflow.csv")
-    assert np.allclose(from_mlflow["pred_a"], pd.read_parquet(out / "both.parquet")["pred_a"], equal_nan=True)
+    ensemble = pd.read_parquet(out / "both.parquet")
+    assert np.allclose(from_mlflow["pred_a"], ensemble["pred_a"], equal_nan=True)
+    if task == "regression":  # registered: a pyfunc any MLflow user loads, and acml predict reads
+        assert "registered: models:/ft-regression/1" in printed
+        version = mlflow.MlflowClient().get_model_version("ft-regression", "1")
+        assert version.tags["task"] == "regression" and float(version.tags["acml_finetune_rmse_mean"]) > 0
+        pyfunc = mlflow.pyfunc.load_model("models:/ft-regression/1")
+        served = pyfunc.predict(pd.DataFrame({"smiles": pd.read_csv(csv)["mol"]}))
+        assert np.allclose(served["pred_a"].astype(float), ensemble["pred_a"], equal_nan=True)
+        assert served["pred_a"].iloc[-1] is None  # null, not NaN, in a served JSON answer
+        assert served["error"].notna().tolist() == ensemble["error"].notna().tolist()
+        job["predictor"] = "models:/ft-regression/1"
+        assert predict_file(OmegaConf.create(job))["predictors"] == 2
+        again = pd.read_csv(tmp_path / "from_mlflow.csv")
+        assert np.allclose(again["pred_a"], ensemble["pred_a"], equal_nan=True)
 
 
 def _check_predictors(out: Path, csv: Path, predictions: pd.DataFrame) -> None:
