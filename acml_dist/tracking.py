@@ -267,8 +267,8 @@ def download(uri: str, dst_path: Optional[str] = None) -> Path:
         store = redact(mlflow.get_tracking_uri())
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FileNotFoundError(
-            f"{uri}: not found in the MLflow store {store} ({first}); name the store with "
-            "tracking.tracking_uri=... or $MLFLOW_TRACKING_URI"
+            f"{uri}: not fetched from the MLflow store {store} ({first}); if it lives in another store, "
+            "name it with tracking.tracking_uri=... or $MLFLOW_TRACKING_URI"
         ) from exc
 
 
