@@ -43,7 +43,8 @@ def test_embed_smiles_finds_the_registry_of_the_stages_store(tmp_path, monkeypat
     code = main(["embed-smiles", "input=in.csv", "output=none.parquet", missing])
     err = capsys.readouterr().err
     assert code == EXIT_INPUT_ERROR and "Traceback" not in err
-    assert "models:/no-such-model@champion: not fetched from the MLflow store" in err and "runs/mlflow.db" in err
+    assert "models:/no-such-model@champion: not fetched from the MLflow store" in err
+    assert "runs/mlflow.db" in err
 
 
 def test_a_registry_teacher_is_embedded_from_the_stages_store(tmp_path, monkeypatch):
