@@ -4,6 +4,7 @@ same predictions for a DataFrame (`predict_frame`) serve the registered pyfunc (
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from acml_dist.evaluate.predictors import (
     predictor_dirs,
     raw_features,
 )
+from acml_dist.log import get_logger
+
+log = get_logger("evaluate")
 
 
 def load_ensemble(folder: Path) -> list[Predictor]:
@@ -45,31 +49,56 @@ def predictor_folder(cfg: Any) -> Path:
     return predictors_in_model(local, str(cfg.predictor)) if (local / "MLmodel").exists() else local
 
 
+PREDICT_CHUNK = 10_000  # molecules featurised and predicted at a time: memory stays flat on a large library
+
+
 def predict_frame(loaded: list[Predictor], smiles: list, name: str = "input", progress: bool = True) -> Any:
     """One row per SMILES, in order: `error` (why a row has no prediction; None when it has one) and
-    `pred_<target>` (the ensemble's mean, with `pred_<target>_std` beside it for more than one predictor)."""
+    `pred_<target>` (the ensemble's mean, with `pred_<target>_std` beside it for more than one predictor).
+    Works through the input `PREDICT_CHUNK` molecules at a time."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    parts, invalid = [], []
+    with tqdm(total=len(smiles), desc=f"{name}: predict", unit="mol", disable=not progress) as bar:
+        for start in range(0, max(len(smiles), 1), PREDICT_CHUNK):
+            part, bad = _predict_chunk(loaded, smiles[start : start + PREDICT_CHUNK], name)
+            parts.append(part)
+            invalid += bad
+            bar.update(len(part))
+    if invalid:
+        counts = Counter(str(r["reason"]).split(":")[0] for r in invalid).most_common()
+        log.warning("%s: %d of %d rows not predicted (%s; each row's reason is in its `error`)", name,
+                    len(invalid), len(smiles), ", ".join(f"{k} {v}" for k, v in counts))  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
+
+
+def _predict_chunk(loaded: list[Predictor], smiles: list, name: str) -> tuple[Any, list[dict]]:
     import pandas as pd
     from omegaconf import OmegaConf
 
     from acml_dist.evaluate.properties import featurize_labelled
 
     meta = loaded[0].meta
-    table = pd.DataFrame({"smiles": smiles})
     std_cfg = OmegaConf.create(meta.get("standardize") or {})
-    data = featurize_labelled(table, "smiles", [], "regression", name, meta["model_cfg"].get("schema", "hu"),
-                              std_cfg, progress=progress)  # fmt: skip
-    features = raw_features(meta, data.smiles, progress)  # once for the whole ensemble
-    preds = np.stack([predict_graphs(predictor, data.graphs, features) for predictor in loaded])
-    out = pd.DataFrame({"error": pd.Series([None] * len(table), dtype=object)})
+    schema = meta["model_cfg"].get("schema", "hu")
+    data = featurize_labelled(pd.DataFrame({"smiles": smiles}), "smiles", [], "regression", name, schema,
+                              std_cfg, report_invalid=False)  # fmt: skip
+    out = pd.DataFrame({"error": pd.Series([None] * len(smiles), dtype=object)})
     for bad in data.invalid:
         out.loc[bad["row"], "error"] = bad["reason"]
+    if data.graphs:
+        features = raw_features(meta, data.smiles, progress=False)  # once for the whole ensemble
+        preds = np.stack([predict_graphs(predictor, data.graphs, features) for predictor in loaded])
     for j, target in enumerate(meta["targets"]):
         out[f"pred_{target}"] = np.nan
-        out.loc[data.source_rows, f"pred_{target}"] = preds[:, :, j].mean(axis=0)
         if len(loaded) > 1:
             out[f"pred_{target}_std"] = np.nan
-            out.loc[data.source_rows, f"pred_{target}_std"] = preds[:, :, j].std(axis=0)
-    return out
+        if data.graphs:
+            out.loc[data.source_rows, f"pred_{target}"] = preds[:, :, j].mean(axis=0)
+            if len(loaded) > 1:
+                out.loc[data.source_rows, f"pred_{target}_std"] = preds[:, :, j].std(axis=0)
+    return out, data.invalid
 
 
 def predict_file(cfg: Any) -> dict:

@@ -163,9 +163,11 @@ def featurize_labelled(
     std_cfg: Any,
     positive: str | None = None,
     progress: bool = False,
+    report_invalid: bool = True,
 ) -> LabelledSet:
-    """Standardise and featurise each row with acml_dist.chem; failed rows go to `invalid` with the reason.
-    `progress`: a bar on stderr (~2-5 ms a molecule: a 100,000-row file is minutes)."""
+    """Standardise and featurise each row with acml_dist.chem; failed rows go to `invalid` with the reason
+    (and their count to the log, unless the caller reports them itself: `report_invalid`). `progress`: a
+    bar on stderr (~2-5 ms a molecule: a 100,000-row file is minutes)."""
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -196,7 +198,7 @@ def featurize_labelled(
         if bad.any():
             found = np.unique(y[bad])
             raise DataError(f"{name}: classification targets must be 0/1 (or empty), found {found}")
-    if invalid:
+    if invalid and report_invalid:
         counts = Counter(str(r["reason"]).split(":")[0] for r in invalid).most_common()
         reasons = ", ".join(f"{k} {v}" for k, v in counts)
         log.warning("%s: %d of %d rows not used (%s; each listed with its reason)", name, len(invalid),
