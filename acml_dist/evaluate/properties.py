@@ -246,6 +246,39 @@ def train_mean_scores(data: LabelledSet, split: tuple[np.ndarray, ...]) -> dict[
     return task_metrics(data.y[split[2]], np.tile(mean, (len(split[2]), 1)), data.task)
 
 
+def _baseline_setup(model: Any, pretrained: Any, raw: LabelledSet, data: LabelledSet,
+                    ecfg: Any) -> tuple[dict, dict, LabelledSet]:  # fmt: skip
+    """({method: encoder width}, {method: atom/bond schema}, the molecules as the from-scratch baseline
+    reads them: in its own schema when `eval.scratch_schema` differs, same order and split)."""
+    emb_dim = encoder_width(EncoderView(pretrained), data.graphs)
+    widths = {"acml_finetune": emb_dim, "scratch_finetune": int(ecfg.scratch_emb_dim) or emb_dim}
+    widths.update(acml_linear=emb_dim, random_linear=emb_dim)
+    own_schema = schema_of(model)
+    schemas = dict.fromkeys(widths, own_schema)
+    schemas["scratch_finetune"] = getattr(ecfg, "scratch_schema", "") or own_schema
+    if schemas["scratch_finetune"] == own_schema:
+        return widths, schemas, data
+    graphs = prepare_graphs(raw.in_schema(schemas["scratch_finetune"]).graphs, ecfg.chirality)
+    return widths, schemas, dataclasses.replace(data, graphs=graphs)
+
+
+def _record_fits(
+    fitted: list[dict], jobs: list[FitJob], fits: list, first_seed: int
+) -> tuple[dict, list, dict]:
+    """Each fit's test scores into its run record; (the first seed's curves by method, (seed, method, test
+    indices, (n_test, targets) predictions) per fit, {seed: kept ACML predictor folder})."""
+    curves: dict[str, list[dict]] = {}
+    predictions, predictors = [], {}
+    for record, job, fit in zip(fitted, jobs, fits):
+        record.update(best_epoch=fit.best_epoch, **fit.test)
+        predictions.append((job.seed, record["method"], job.split[2], fit.test_pred))
+        if fit.predictor_dir is not None:
+            predictors[job.seed] = fit.predictor_dir
+        if job.seed == first_seed:
+            curves[record["method"]] = fit.curve
+    return curves, predictions, predictors
+
+
 def run_property_task(
     model: Any,
     data: LabelledSet,
@@ -268,17 +301,7 @@ def run_property_task(
     raw = data
     data = dataclasses.replace(data, graphs=prepare_graphs(data.graphs, mode))
     pretrained = prepare_encoder(copy.deepcopy(model), mode)
-    emb_dim = encoder_width(EncoderView(pretrained), data.graphs)
-    widths = {"acml_finetune": emb_dim, "scratch_finetune": int(ecfg.scratch_emb_dim) or emb_dim}
-    widths.update(acml_linear=emb_dim, random_linear=emb_dim)
-    own_schema = schema_of(model)
-    schemas = dict.fromkeys(widths, own_schema)
-    schemas["scratch_finetune"] = getattr(ecfg, "scratch_schema", "") or own_schema
-    scratch_data = data  # the baseline reads the molecules in its own schema, same order and split
-    if schemas["scratch_finetune"] != own_schema:
-        scratch_data = dataclasses.replace(
-            data, graphs=prepare_graphs(raw.in_schema(schemas["scratch_finetune"]).graphs, mode)
-        )
+    widths, schemas, scratch_data = _baseline_setup(model, pretrained, raw, data, ecfg)
     pretrained_x = embed_graphs(EncoderView(pretrained), data.graphs)
     features = features_with_progress(data.smiles, str(getattr(ecfg, "mol_features", "")), ecfg.progress)
     runs: list[dict] = []
@@ -318,16 +341,8 @@ def run_property_task(
                 scores = linear_probe_task(x, data, split, int(seed))
                 runs.append({"seed": int(seed), "method": method, **scores})
     fitted = [r for r in runs if r["method"] in ("acml_finetune", "scratch_finetune")]
-    curves: dict[str, list[dict]] = {}
-    predictions = []  # (seed, method, test indices, (n_test, targets) predictions)
-    predictors = {}
-    for record, job, fit in zip(fitted, jobs, run_fits(jobs, ecfg, features, fits_store)):
-        record.update(best_epoch=fit.best_epoch, **fit.test)
-        predictions.append((job.seed, record["method"], job.split[2], fit.test_pred))
-        if fit.predictor_dir is not None:
-            predictors[job.seed] = fit.predictor_dir
-        if job.seed == ecfg.seeds[0]:
-            curves[record["method"]] = fit.curve
+    curves, predictions, predictors = _record_fits(fitted, jobs, run_fits(jobs, ecfg, features, fits_store),
+                                                   int(ecfg.seeds[0]))  # fmt: skip
     metric, _ = main_metric(data.task)
     for seed in ecfg.seeds:
         done = [f"{r['method']} {metric}={r.get(metric, np.nan):.3f}" for r in runs if r["seed"] == seed]
