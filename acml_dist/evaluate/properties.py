@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -57,11 +58,14 @@ def read_labelled_frame(data_cfg: Any, name: str | None = None, progress: bool =
     if smiles_col is None:
         columns = list(frame.columns)
         raise DataError(f"data.smiles_column={data_cfg.smiles_column!r} is not a column of {path}: {columns}")
-    targets = list(data_cfg.targets) or [
-        c for c in frame.columns if c != smiles_col and pd.api.types.is_numeric_dtype(frame[c])
-    ]
-    if not data_cfg.targets:  # an index or ID column is numeric too: say what was taken
-        log.warning("data.targets not given: every numeric column of %s is a target: %s", path.name, targets)
+    targets = list(data_cfg.targets)
+    if not targets:  # every numeric column but a row number; an ID column is numeric too: say what was taken
+        numeric = [c for c in frame.columns if c != smiles_col and pd.api.types.is_numeric_dtype(frame[c])]
+        row_numbers = [c for c in numeric if is_row_number(c, frame[c])]
+        targets = [c for c in numeric if c not in row_numbers]
+        left_out = f" (left out as row numbers: {row_numbers})" if row_numbers else ""
+        log.warning("data.targets not given: every numeric column of %s is a target: %s%s", path.name,
+                    targets, left_out)  # fmt: skip
     missing = [t for t in targets if t not in frame.columns]
     if missing:
         raise DataError(f"data.targets {missing} are not columns of {path}: {list(frame.columns)}")
@@ -70,6 +74,19 @@ def read_labelled_frame(data_cfg: Any, name: str | None = None, progress: bool =
         task = infer_task(frame, targets)
         log.info("data.task not given: %s (data.task=regression|classification to choose)", task)
     return frame, smiles_col, targets, task
+
+
+def is_row_number(name: Any, values: Any) -> bool:
+    """A column that numbers the rows, not a label: a pandas index written to the file (`Unnamed: 0`,
+    `index`, no name) or integers counting 0, 1, 2, ... or 1, 2, 3, ... down the file."""
+    import pandas as pd
+
+    if re.fullmatch(r"unnamed: \d+|index|", str(name).strip().lower()):
+        return True
+    if not pd.api.types.is_integer_dtype(values) or len(values) < 3:
+        return False
+    counted = values.to_numpy()
+    return bool((counted == np.arange(len(counted)) + counted[0]).all() and counted[0] in (0, 1))
 
 
 def infer_task(frame, targets: list[str]) -> str:

@@ -240,3 +240,20 @@ def test_task_is_inferred_from_the_labels_and_smiles_column_matched_in_any_case(
         "[halves]": "regression",
         "[flag]": "regression",
     }
+
+
+def test_without_data_targets_every_numeric_column_but_a_row_number_is_a_target(tmp_path):
+    """A CSV written by pandas with its index (`Unnamed: 0`) or with a running id: those columns number the
+    rows and are not labels; an integer label that does not count the rows stays a target."""
+    import pandas as pd
+
+    from acml_dist.config import load_config
+    from acml_dist.evaluate.properties import read_labelled_frame
+
+    columns = {"smiles": ["CCO", "CCC", "CCN", "CCCl"], "id": [1, 2, 3, 4], "y": [0.5, 1.5, 2.5, 0.1],
+               "count": [3, 1, 2, 5], "name": ["a", "b", "c", "d"]}  # fmt: skip
+    frame = pd.DataFrame(columns)
+    frame.to_csv(tmp_path / "t.csv")  # with the index: a first column named "Unnamed: 0" when read back
+    cfg = load_config("finetune", [f"data.path={tmp_path / 't.csv'}"])
+    _, _, targets, task = read_labelled_frame(cfg.data)
+    assert targets == ["y", "count"] and task == "regression"
