@@ -27,12 +27,8 @@ def main() -> None:
     from acml_dist.config.eval import EvalConfig
     from acml_dist.evaluate.chirality import prepare_encoder, prepare_graphs
     from acml_dist.evaluate.fits import FitJob, fit_one
-    from acml_dist.evaluate.properties import (
-        EncoderView,
-        fresh_like,
-        load_labelled_set,
-        train_mean_scores,
-    )
+    from acml_dist.evaluate.labelled import load_labelled_set
+    from acml_dist.evaluate.properties import EncoderView, fresh_like, train_mean_scores
     from acml_dist.evaluate.run import _data_config
     from acml_dist.evaluate.splits import make_split
     from acml_dist.models import ACMLModel

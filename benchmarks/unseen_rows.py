@@ -64,7 +64,8 @@ def main() -> None:
     from acml_dist.config.eval import EvalConfig
     from acml_dist.evaluate.chirality import prepare_encoder
     from acml_dist.evaluate.fits import FitJob, run_fits
-    from acml_dist.evaluate.properties import EncoderView, load_labelled_set
+    from acml_dist.evaluate.labelled import load_labelled_set
+    from acml_dist.evaluate.properties import EncoderView
     from acml_dist.evaluate.run import _data_config
     from acml_dist.evaluate.splits import make_split
     from acml_dist.models.io import load_model

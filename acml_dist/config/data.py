@@ -40,7 +40,10 @@ class DataConfig:
     standardize: StandardizeConfig = field(default_factory=StandardizeConfig)
     dedupe_by: str = "inchikey"  # inchikey | smiles
     exclude: list[str] = field(default_factory=list)  # dataset names or files of InChIKeys to remove
-    split: str = "scaffold"  # scaffold | random
+    # featurisation: scaffold | random; `acml finetune` also scaffold_balanced, and column: the file's own
+    # split, each row's part (train / valid / test) named in its `split_column`
+    split: str = "scaffold"
+    split_column: str = "split"
     split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     seed: int = 0
     samples_per_shard: int = 1000

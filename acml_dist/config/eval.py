@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 # The values the recipe accepts (config/checks.py refuses others; the evaluate modules use these names).
-SPLIT_KINDS = ("scaffold", "scaffold_balanced", "random")
+# `column`: the labelled file's own split (`data.split_column`), for `acml finetune` on a file that has one.
+SPLIT_KINDS = ("scaffold", "scaffold_balanced", "random", "column")
 SCHEDULES = ("cosine", "linear", "constant")
 CHIRALITY_MODES = ("drop", "zero", "keep")
 
@@ -20,7 +21,8 @@ class EvalConfig:
     probing: bool = True
     property_datasets: list[str] = field(default_factory=lambda: ["esol", "freesolv", "lipophilicity"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    split_kind: str = "scaffold"  # scaffold (deterministic) | scaffold_balanced (seeded) | random (seeded)
+    # scaffold (deterministic) | scaffold_balanced (seeded) | random (seeded) | column (the file's own)
+    split_kind: str = "scaffold"
     # The fine-tuning recipe (`acml finetune` and evaluate's property section; EVALUATION.md states it):
     # AdamW, linear warm-up over `warmup` of the steps, then `schedule` decay to `final_lr` x lr; the best
     # validation epoch's weights are restored before testing.

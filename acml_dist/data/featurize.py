@@ -32,7 +32,7 @@ from acml_dist.data.shards import (
     verify_shard,
     write_manifest,
 )
-from acml_dist.errors import InputError
+from acml_dist.errors import ConfigError, InputError
 from acml_dist.log import get_logger
 
 log = get_logger("featurize")
@@ -85,6 +85,8 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
 
     t0 = time.time()
     data = OmegaConf.to_container(cfg.data, resolve=True)
+    if data.get("split") not in ("scaffold", "random"):  # the other kinds split a labelled file (finetune)
+        raise ConfigError(f"data.split={data.get('split')!r}: a corpus is split by scaffold or random")
     if cfg.get("input") or data.get("path"):
         # data.source names a packaged corpus; records and rejects from a user's path say "file"
         data["source"] = "file"
@@ -92,8 +94,9 @@ def featurize_corpus(cfg: Any) -> dict[str, Any]:
     spec = resolve_source(cfg)
     files = [str(Path(f).resolve()) for f in source_files(spec)]
     check_sources(spec, files)
-    # stereoisomers=0 (the default) stays out of the hash: shards made before the option keep verifying
-    hashed = {k: v for k, v in data.items() if k != "stereoisomers" or v}
+    # stereoisomers=0 (the default) stays out of the hash: shards made before the option keep verifying;
+    # split_column is for labelled files (acml finetune), never a corpus's
+    hashed = {k: v for k, v in data.items() if (k != "stereoisomers" or v) and k != "split_column"}
     chash = config_hash({"schema_version": SCHEMA_VERSION, "data": hashed, "input": files})
     old = _previous_run(out, chash, bool(cfg.get("overwrite")))
     if old and old.get("complete"):

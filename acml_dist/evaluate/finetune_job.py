@@ -12,8 +12,9 @@ from acml_dist.config.checks import check_recipe
 from acml_dist.errors import DataError
 from acml_dist.evaluate import report
 from acml_dist.evaluate.fits import recipe_kwargs
+from acml_dist.evaluate.labelled import load_labelled_set
 from acml_dist.evaluate.outputs import log_to_mlflow, output_dir, write_report
-from acml_dist.evaluate.properties import load_labelled_set, schema_of
+from acml_dist.evaluate.properties import schema_of
 from acml_dist.evaluate.run import cpu_threads, load, mlflow_run, property_metrics, run_dataset
 from acml_dist.log import get_logger
 
@@ -48,9 +49,9 @@ def run_finetune(cfg: Any) -> dict:
         invalid = "\n".join(f"- row {r['row']}: `{r['input']}` ({r['reason']})" for r in data.invalid[:50])
         sections = [
             f"# Fine-tuning `{data.name}` ({data.task}, targets {data.targets})\n\nModel `{cfg.model}`.",
-            report.property_report({data.name: result}, {}, cfg.eval, cfg.data.split).replace(
-                "## Property prediction", "## Results"
-            ),
+            report.property_report(
+                {data.name: result}, {}, cfg.eval, cfg.data.split, cfg.data.split_fractions
+            ).replace("## Property prediction", "## Results"),
             f"Rows not used: invalid SMILES or rejected by standardisation ({len(data.invalid)}, "
             f"in invalid_rows.csv):\n\n{invalid or 'none'}",
         ]

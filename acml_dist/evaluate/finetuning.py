@@ -50,6 +50,7 @@ class LabelledSet:
     invalid: list[dict] = field(default_factory=list)
     arrays: list[dict] = field(default_factory=list, repr=False)  # per molecule, schema-free (mol_to_graph)
     source_rows: list[int] = field(default_factory=list)  # each molecule's row in the input table (from 0)
+    parts: list | None = None  # each molecule's split-column value (data.split=column), else None
 
     def in_schema(self, schema: str) -> LabelledSet:
         """The same molecules, labels and order as graphs of another atom/bond schema."""

@@ -39,7 +39,7 @@ def predictor_folder(cfg: Any) -> Path:
     """`cfg.predictor` as a local folder: a path as it is; an MLflow URI downloaded from the job's store:
     the run's artifacts as `acml finetune` logs them (`runs:/<run id>/finetune/predictors`), or the
     registered predictor (`models:/<name>/<version>`; its data folder)."""
-    from acml_dist.evaluate.predictor_pyfunc import predictors_in_model
+    from acml_dist.evaluate.predictors import predictors_in_model
     from acml_dist.tracking import download, is_mlflow_uri, use_store_for
 
     if not is_mlflow_uri(str(cfg.predictor)):
@@ -77,7 +77,7 @@ def _predict_chunk(loaded: list[Predictor], smiles: list, name: str) -> tuple[An
     import pandas as pd
     from omegaconf import OmegaConf
 
-    from acml_dist.evaluate.properties import featurize_labelled
+    from acml_dist.evaluate.labelled import featurize_labelled
 
     meta = loaded[0].meta
     std_cfg = OmegaConf.create(meta.get("standardize") or {})

@@ -13,11 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
+from acml_dist.evaluate.predictors import LOADER_MODULE  # this module, as MLflow records it
 from acml_dist.log import get_logger
 
 log = get_logger("register")
-
-LOADER_MODULE = "acml_dist.evaluate.predictor_pyfunc"
 
 
 class PredictorModel:
@@ -49,20 +48,6 @@ class PredictorModel:
 def _load_pyfunc(data_path: str, model_config: Any = None) -> PredictorModel:
     """MLflow's entry point for a `loader_module` pyfunc: `data_path` is the predictors folder it stored."""
     return PredictorModel(Path(data_path))
-
-
-def predictors_in_model(local: Path, source: str) -> Path:
-    """The predictors folder of a downloaded registered predictor (`local` holds its MLmodel), after
-    checking that it is one: this loader module, no pickle (embedder.check_model_files)."""
-    import yaml
-
-    from acml_dist.embedder import check_model_files
-
-    check_model_files(local, source, loader=LOADER_MODULE)
-    data = (yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]).get("data")
-    if not data:
-        raise FileNotFoundError(f"{source}: a registered model without a predictors folder")
-    return local / data
 
 
 def register_predictors(folder: Path, name: str, tags: dict[str, Any]) -> int:

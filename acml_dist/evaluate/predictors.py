@@ -25,6 +25,8 @@ log = get_logger("evaluate")
 
 WEIGHTS = "weights.safetensors"
 META = "predictor.json"
+# A registered predictor's MLflow loader (`acml finetune register=NAME`): evaluate.predictor_pyfunc.
+LOADER_MODULE = "acml_dist.evaluate.predictor_pyfunc"
 
 
 def save_predictor(path: Path, fit: Any, job: Any, chirality: str, mol_features: str = "") -> None:
@@ -156,3 +158,17 @@ def predict_graphs(predictor: Predictor, graphs: list, features: np.ndarray | No
     if meta["task"] == "regression":
         return pred * np.asarray(meta["target_std"]) + np.asarray(meta["target_mean"])
     return 1 / (1 + np.exp(-pred))
+
+
+def predictors_in_model(local: Path, source: str) -> Path:
+    """The predictors folder of a downloaded registered predictor (`local` holds its MLmodel), after
+    checking that it is one: `LOADER_MODULE` as its loader, no pickle (embedder.check_model_files)."""
+    import yaml
+
+    from acml_dist.embedder import check_model_files
+
+    check_model_files(local, source, loader=LOADER_MODULE)
+    data = (yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]).get("data")
+    if not data:
+        raise FileNotFoundError(f"{source}: a registered model without a predictors folder")
+    return local / data

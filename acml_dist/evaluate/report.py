@@ -23,7 +23,16 @@ SPLIT_RULES = {
     "validation or test size go to train first, the rest in an order shuffled by the seed); the seed varies "
     "the split as well as the initialisation",
     "random": "random split, permuted by the seed",
+    "column": "the file's own split (`data.split_column`: each row in the part it names), the same for every "
+    "seed",
 }
+
+
+def shares(split_kind: str, fractions: Any = (0.8, 0.1, 0.1)) -> str:
+    """The parts' shares as the report writes them: 80/10/10, or the file's own for a column split."""
+    return "shares as in the file" if split_kind == "column" else "/".join(f"{100 * f:g}" for f in fractions)
+
+
 CHIRALITY_RULES = {
     "drop": "chirality tags set to 0 on every fine-tuned and tested molecule (the pretraining corpus has no "
     "stereochemistry, so the tag embeddings were never trained)",
@@ -84,7 +93,7 @@ def property_rows(name: str, result: dict, metrics: list[str]) -> list[dict]:
     return rows
 
 
-def property_section(results: dict[str, dict], seeds: list[int], split_kind: str) -> str:
+def property_section(results: dict[str, dict], seeds: list[int], split_kind: str, split_shares: str) -> str:
     """One table per task type: mean ± std over seeds for every method."""
     out = []
     for task, metrics in (("regression", ["rmse", "mae"]), ("classification", ["roc_auc", "pr_auc"])):
@@ -94,7 +103,7 @@ def property_section(results: dict[str, dict], seeds: list[int], split_kind: str
                 rows += property_rows(name, res, metrics)
         if rows:
             out.append(
-                f"{task.capitalize()} ({split_kind} split 80/10/10, seeds {list(seeds)}, test set, "
+                f"{task.capitalize()} ({split_kind} split {split_shares}, seeds {list(seeds)}, test set, "
                 f"mean ± std; {'lower' if task == 'regression' else 'higher'} is better):\n\n"
                 + table(
                     rows,
@@ -152,7 +161,7 @@ def dataset_notes(results: dict[str, dict]) -> str:
     return table(rows, list(rows[0])) if rows else ""
 
 
-def recipe_text(ecfg: Any, split_kind: str) -> str:
+def recipe_text(ecfg: Any, split_kind: str, split_shares: str = "80/10/10") -> str:
     """The fine-tuning recipe, split rule, chirality handling and floor, as the report states them."""
     scratch = ecfg.scratch_emb_dim or "the pretrained encoder's"
     width = "(a published baseline width; the pretrained encoder keeps its own)" * bool(ecfg.scratch_emb_dim)
@@ -188,7 +197,7 @@ def recipe_text(ecfg: Any, split_kind: str) -> str:
         f"and the best validation epoch's {weights} restored before the "
         "test set is scored. Regression targets are standardised on the training split. Linear probes: "
         "ridge / logistic regression on frozen embeddings.\n\n"
-        f"- Split: {SPLIT_RULES.get(split_kind, split_kind)}; 80/10/10.\n"
+        f"- Split: {SPLIT_RULES.get(split_kind, split_kind)}; {split_shares}.\n"
         f"- Chirality: {CHIRALITY_RULES.get(ecfg.chirality, ecfg.chirality)}.\n"
         "- Floor: the train-mean predictor (every test molecule predicted as the training mean) is in the "
         "table; a model that does not beat it has learnt nothing.\n"
@@ -196,11 +205,13 @@ def recipe_text(ecfg: Any, split_kind: str) -> str:
     )
 
 
-def property_report(results: dict, failures: dict, ecfg: Any, split_kind: str) -> str:
+def property_report(results: dict, failures: dict, ecfg: Any, split_kind: str,
+                    fractions: Any = (0.8, 0.1, 0.1)) -> str:  # fmt: skip
     """The property-prediction section: recipe, tables, dataset notes, curves, unavailable datasets."""
+    split_shares = shares(split_kind, fractions)
     parts = [
-        "## Property prediction\n\n" + recipe_text(ecfg, split_kind),
-        property_section(results, list(ecfg.seeds), split_kind),
+        "## Property prediction\n\n" + recipe_text(ecfg, split_kind, split_shares),
+        property_section(results, list(ecfg.seeds), split_kind, split_shares),
         paired_section(results),
         ("Datasets:\n\n" + dataset_notes(results)) if results else "",
     ]

@@ -16,15 +16,11 @@ from omegaconf import OmegaConf
 from acml_dist.context import MlflowSession, RunContext
 from acml_dist.evaluate import plots, report
 from acml_dist.evaluate.isomers import isomer_table, top1_in_sets
+from acml_dist.evaluate.labelled import load_labelled_set
 from acml_dist.evaluate.modality_probes import probe_section
 from acml_dist.evaluate.outputs import key, log_to_mlflow, output_dir, write_report
 from acml_dist.evaluate.probes import descriptor_frame
-from acml_dist.evaluate.properties import (
-    fresh_like,
-    load_labelled_set,
-    run_property_task,
-    schema_of,
-)
+from acml_dist.evaluate.properties import fresh_like, run_property_task, schema_of
 from acml_dist.evaluate.retrieval import headline_top1, recall_curve, retrieval_ranks, retrieval_table
 from acml_dist.log import get_logger
 

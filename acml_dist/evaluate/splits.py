@@ -6,11 +6,12 @@ validation, then test, so test scaffolds never occur in training. Seeds do not c
 model's initialisation. `balanced_scaffold_split` is chemprop's balanced variant: scaffold sets larger
 than half the validation or test size go to training first (in seeded order), the rest follow in seeded
 random order, so the seed changes which small scaffolds are held out while scaffolds never cross parts.
-`random_split` is a seeded permutation."""
+`random_split` is a seeded permutation. `column_split` is the file's own split, as its split column names
+each row's part (`data.split=column`): the same for every seed."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 
@@ -95,9 +96,41 @@ def random_split(
     return order[:a], order[a:b], order[b:]
 
 
+# What a split column may say, in any case: each word's part (0 train, 1 validation, 2 test).
+PART_WORDS = dict(train=0, training=0, valid=1, val=1, validation=1, dev=1, test=2, testing=2)
+
+
+def column_split(parts: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the molecules whose split-column value names train, validation and test (`PART_WORDS`);
+    any other value (an empty cell too) is an error that names it."""
+    import pandas as pd
+
+    found = [PART_WORDS.get(str(v).strip().lower()) if not pd.isna(v) else None for v in parts]
+    unknown = Counter("(empty)" if pd.isna(v) else str(v) for v, k in zip(parts, found) if k is None)
+    if unknown:
+        raise DataError(
+            f"split column values that name no part: {dict(unknown.most_common(5))} ({sum(unknown.values())} "
+            f"molecules); use train / valid / test (also training, val, validation, dev, testing)"
+        )
+    index = np.asarray(found, dtype=np.int64)
+    return np.flatnonzero(index == 0), np.flatnonzero(index == 1), np.flatnonzero(index == 2)
+
+
 def make_split(
-    smiles: list[str], kind: str, fractions: list[float] | tuple[float, ...], seed: int
+    smiles: list[str],
+    kind: str,
+    fractions: list[float] | tuple[float, ...],
+    seed: int,
+    parts: list | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train / validation / test indices of the molecules by `kind` (`parts`: each molecule's split-column
+    value, for `column`)."""
+    if kind == "column":
+        if parts is None or len(parts) != len(smiles):
+            raise DataError("split=column needs each molecule's part from the file's split column")
+        split = column_split(parts)
+        check_split(smiles, kind, (0.0, 0.0, 0.0), split)  # the file sets the shares: only emptiness counts
+        return split
     if kind == "scaffold":
         parts = scaffold_split(smiles, fractions, seed)
     elif kind == "scaffold_balanced":

@@ -86,7 +86,7 @@ def test_an_sdf_smiles_data_item_is_used_when_it_is_the_smiles_column(tmp_path):
 
 def test_finetune_reads_an_sdf_and_counts_the_record_it_cannot_read(tmp_path):
     from acml_dist.config import load_config
-    from acml_dist.evaluate.properties import featurize_labelled, read_labelled_frame
+    from acml_dist.evaluate.labelled import featurize_labelled, read_labelled_frame
 
     path = _write_sdf(tmp_path / "m.sdf")
     cfg = load_config("finetune", [f"data.path={path}"])  # no targets given: the numeric data items

@@ -152,7 +152,7 @@ def test_label_matrix_reads_word_labels_and_refuses_unusable_targets():
     import pandas as pd
 
     from acml_dist.errors import DataError
-    from acml_dist.evaluate.properties import label_matrix
+    from acml_dist.evaluate.labelled import label_matrix
 
     frame = pd.DataFrame(
         {
@@ -199,7 +199,7 @@ def test_finetune_keeps_one_heavy_atom_molecules_as_evaluate_does(tmp_path):
     import pandas as pd
 
     from acml_dist.config import load_config
-    from acml_dist.evaluate.properties import load_labelled_set
+    from acml_dist.evaluate.labelled import load_labelled_set
     from acml_dist.evaluate.run import _data_config
 
     csv = tmp_path / "small.csv"
@@ -215,7 +215,7 @@ def test_task_is_inferred_from_the_labels_and_smiles_column_matched_in_any_case(
     import pandas as pd
 
     from acml_dist.config import load_config
-    from acml_dist.evaluate.properties import read_labelled_frame
+    from acml_dist.evaluate.labelled import read_labelled_frame
 
     frame = pd.DataFrame(
         {
@@ -248,7 +248,7 @@ def test_without_data_targets_every_numeric_column_but_a_row_number_is_a_target(
     import pandas as pd
 
     from acml_dist.config import load_config
-    from acml_dist.evaluate.properties import read_labelled_frame
+    from acml_dist.evaluate.labelled import read_labelled_frame
 
     columns = {"smiles": ["CCO", "CCC", "CCN", "CCCl"], "id": [1, 2, 3, 4], "y": [0.5, 1.5, 2.5, 0.1],
                "count": [3, 1, 2, 5], "name": ["a", "b", "c", "d"]}  # fmt: skip

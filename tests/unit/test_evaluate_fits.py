@@ -37,7 +37,8 @@ def test_fits_in_worker_processes_score_as_in_this_process():
 
     from acml_dist.config.data import DataConfig
     from acml_dist.config.eval import EvalConfig
-    from acml_dist.evaluate.properties import EncoderView, featurize_labelled, fresh_like
+    from acml_dist.evaluate.labelled import featurize_labelled
+    from acml_dist.evaluate.properties import EncoderView, fresh_like
     from acml_dist.evaluate.run import cpu_threads
     from acml_dist.evaluate.splits import make_split
     from acml_dist.models import ACMLModel
@@ -92,7 +93,8 @@ def test_finished_fits_are_kept_and_read_back_not_rerun(tmp_path, monkeypatch):
     from acml_dist.config.data import DataConfig
     from acml_dist.config.eval import EvalConfig
     from acml_dist.evaluate import fits
-    from acml_dist.evaluate.properties import EncoderView, featurize_labelled, fresh_like
+    from acml_dist.evaluate.labelled import featurize_labelled
+    from acml_dist.evaluate.properties import EncoderView, fresh_like
     from acml_dist.evaluate.splits import make_split
     from acml_dist.models import ACMLModel
 
@@ -151,9 +153,10 @@ def test_a_kept_predictor_predicts_as_its_fit(tmp_path, task, mol_features):
     from acml_dist.config.data import DataConfig
     from acml_dist.config.eval import EvalConfig
     from acml_dist.errors import DataError
+    from acml_dist.evaluate.labelled import featurize_labelled
     from acml_dist.evaluate.mol_features import features_with_progress
     from acml_dist.evaluate.predictors import META, load_predictor, predict_graphs, raw_features
-    from acml_dist.evaluate.properties import EncoderView, featurize_labelled, fresh_like
+    from acml_dist.evaluate.properties import EncoderView, fresh_like
     from acml_dist.evaluate.splits import make_split
     from acml_dist.models import ACMLModel
 

@@ -161,7 +161,8 @@ def test_report_tables_show_mean_and_std_per_method():
     assert summary["acml_finetune"]["rmse"] == (1.5, 0.5)
     widths = {"acml_finetune": 64, "scratch_finetune": 300}
     result = {"esol": {"task": "regression", "summary": summary, "widths": widths}}
-    text = report.property_section(result, [0, 1], "scaffold")
+    text = report.property_section(result, [0, 1], "scaffold", report.shares("scaffold", [0.8, 0.1, 0.1]))
     assert "| esol | ACML GIN, fine-tuned | 64 | 1.500 ± 0.500 | 0.600 ± 0.100 |" in text
     assert "| esol | GIN from scratch (baseline) | 300 | 3.000 ± 0.000 |" in text
-    assert "scaffold split" in text and "lower is better" in text
+    assert "scaffold split 80/10/10" in text and "lower is better" in text
+    assert report.shares("random", [0.7, 0.15, 0.15]) == "70/15/15"

@@ -323,7 +323,8 @@ def test_scratch_baseline_reads_the_same_molecules_in_its_own_schema():
     from torch_geometric.data import Batch
 
     from acml_dist.config.data import DataConfig
-    from acml_dist.evaluate.properties import featurize_labelled, fresh_like
+    from acml_dist.evaluate.labelled import featurize_labelled
+    from acml_dist.evaluate.properties import fresh_like
     from acml_dist.models import ACMLModel
 
     smiles = ["CCO", "c1ccccc1O", "not_a_smiles", "C[C@H](N)C(=O)O"]

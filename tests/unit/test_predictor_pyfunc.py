@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from acml_dist.errors import UnsafeFileError
-from acml_dist.evaluate.predictor_pyfunc import LOADER_MODULE, predictors_in_model
+from acml_dist.evaluate.predictors import LOADER_MODULE, predictors_in_model
 
 pytestmark = pytest.mark.unit
 
