@@ -22,6 +22,7 @@ Examples:
   acml train name=mycorpus trainer.epochs=5
   acml evaluate model=models:/acml-gin@champion name=mycorpus
   acml finetune data.path=train.csv data.targets=[y] model=runs/mycorpus/model
+  acml finetune data.path=bench.csv data.targets=[y] data.split=column register=my-property-model
   acml embed-smiles input=smiles.csv output=emb.parquet model=models:/acml-gin@champion
   acml predict predictor=runs/finetune/finetune/predictors input=new.csv output=predicted.csv
   acml pipeline data.limit=5000
@@ -67,7 +68,8 @@ COMMANDS: dict[str, Command] = {
         "finetune",
         "acml_dist.evaluate:finetune",
         "Fine-tune / linear-probe the pretrained GIN on a labelled CSV / TSV / Parquet / SDF (or a "
-        "registered dataset) against a from-scratch GIN; test predictions in predictions.csv.",
+        "registered dataset) against a from-scratch GIN; test predictions in predictions.csv; the "
+        "fine-tuned predictors kept for `acml predict` (register=NAME: also in the MLflow registry).",
     ),
     "embed-smiles": Command(
         "embed_smiles",
@@ -77,7 +79,8 @@ COMMANDS: dict[str, Command] = {
     "predict": Command(
         "predict",
         "acml_dist.evaluate.predict_job:predict_file",
-        "Predict properties for a molecule file with the predictors `acml finetune` kept (one seed or all).",
+        "Predict properties for a molecule file with the predictors `acml finetune` kept (one seed or all; "
+        "a folder, runs:/ or models:/ URI).",
     ),
     "pipeline": Command(
         "pretrain",
