@@ -124,8 +124,8 @@ class EmbedSmilesJob:
 class PredictJob:
     """`acml predict`: a fine-tuned predictor (or a folder of them, an ensemble) on a molecule file."""
 
-    # runs/<name>/finetune/predictors (every seed) or .../predictors/seed0; or the same logged in MLflow:
-    # runs:/<run id>/finetune/predictors (looked up in `tracking`'s store)
+    # runs/<name>/finetune/predictors (every seed) or .../predictors/seed0; or from MLflow (looked up in
+    # `tracking`'s store): runs:/<run id>/finetune/predictors, or models:/<name>/<version> (register=)
     predictor: str = "???"
     input: str = "???"  # CSV / TSV / Parquet / .smi / SDF
     output: str = "???"  # .csv, or .parquet

@@ -82,7 +82,7 @@ RULES: list[Rule] = [
     ("data.samples_per_shard", POSITIVE_INT, "an integer >= 1"),
     ("data.chunk_size", POSITIVE_INT, "an integer >= 1"),
     ("data.stereoisomers", NON_NEGATIVE_INT, "an integer >= 0 (0: molecules as read)"),
-    ("data.split", _one_of(*SPLIT_KINDS), _one_of_text(SPLIT_KINDS)),  # featurisation: data.featurize
+    ("data.split", _one_of(*SPLIT_KINDS), _one_of_text(SPLIT_KINDS)),  # a corpus: featurize refuses all but 2
     ("data.dedupe_by", _one_of("inchikey", "smiles"), "inchikey or smiles"),
     ("data.task", _one_of("auto", "regression", "classification"), "auto, regression or classification"),
     ("data.standardize.min_heavy_atoms", NON_NEGATIVE_INT, "an integer >= 0"),

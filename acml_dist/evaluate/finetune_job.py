@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from acml_dist.config.checks import check_recipe
-from acml_dist.errors import DataError
+from acml_dist.errors import ConfigError
 from acml_dist.evaluate import report
 from acml_dist.evaluate.fits import recipe_kwargs
 from acml_dist.evaluate.labelled import load_labelled_set
@@ -26,7 +26,7 @@ def run_finetune(cfg: Any) -> dict:
 
     check_recipe(cfg.eval, cfg.data.split)
     if cfg.register and not cfg.tracking.enabled:
-        raise DataError(f"register={cfg.register} needs MLflow: drop tracking.enabled=false")
+        raise ConfigError(f"register={cfg.register} needs MLflow: drop tracking.enabled=false")
     model, model_dir = load(cfg)
     out = output_dir(cfg, "finetune")
     name = None if cfg.data.get("path") else cfg.data.source

@@ -26,13 +26,6 @@ SPLIT_RULES = {
     "column": "the file's own split (`data.split_column`: each row in the part it names), the same for every "
     "seed",
 }
-
-
-def shares(split_kind: str, fractions: Any = (0.8, 0.1, 0.1)) -> str:
-    """The parts' shares as the report writes them: 80/10/10, or the file's own for a column split."""
-    return "shares as in the file" if split_kind == "column" else "/".join(f"{100 * f:g}" for f in fractions)
-
-
 CHIRALITY_RULES = {
     "drop": "chirality tags set to 0 on every fine-tuned and tested molecule (the pretraining corpus has no "
     "stereochemistry, so the tag embeddings were never trained)",
@@ -55,6 +48,11 @@ PROBE_INTRO = (
     "linearly from the GIN representation (before the projection heads), from a randomly initialised GIN of "
     "the same architecture, and from each teacher's own embedding.\n\n"
 )
+
+
+def shares(split_kind: str, fractions: Any = (0.8, 0.1, 0.1)) -> str:
+    """The parts' shares as the report writes them: 80/10/10, or the file's own for a column split."""
+    return "shares as in the file" if split_kind == "column" else "/".join(f"{100 * f:g}" for f in fractions)
 
 
 def fmt(value: Any, digits: int = 3) -> str:
