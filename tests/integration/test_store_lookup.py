@@ -10,6 +10,15 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def _forget_the_store():
+    """The commands point MLflow at this test's store: leave no such global behind for later tests."""
+    yield
+    import mlflow
+
+    mlflow.set_tracking_uri(None)
+
+
 def test_embed_smiles_finds_the_registry_of_the_stages_store(tmp_path, monkeypatch, capsys):
     import mlflow
     import torch
