@@ -3,6 +3,7 @@ environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), else a world of one th
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import tempfile
@@ -39,6 +40,7 @@ def init_distributed(backend: str = "auto", accelerator: str = "auto") -> tuple[
         for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")):
             os.environ.setdefault(key, value)
         store = Path(tempfile.gettempdir()) / f"acml-rendezvous-{os.getpid()}-{time.time_ns()}"
+        atexit.register(store.unlink, missing_ok=True)  # one small file per run, otherwise left in /tmp
         deepspeed.init_distributed(dist_backend=backend, init_method=f"file://{store}", rank=0, world_size=1,
                                    auto_mpi_discovery=False)  # fmt: skip
     else:
