@@ -87,17 +87,16 @@ def _predict_chunk(loaded: list[Predictor], smiles: list, name: str) -> tuple[An
     out = pd.DataFrame({"error": pd.Series([None] * len(smiles), dtype=object)})
     for bad in data.invalid:
         out.loc[bad["row"], "error"] = bad["reason"]
+    preds = np.zeros((len(loaded), 0, len(meta["targets"])))  # (predictors, molecules, targets)
     if data.graphs:
         features = raw_features(meta, data.smiles, progress=False)  # once for the whole ensemble
         preds = np.stack([predict_graphs(predictor, data.graphs, features) for predictor in loaded])
     for j, target in enumerate(meta["targets"]):
         out[f"pred_{target}"] = np.nan
+        out.loc[data.source_rows, f"pred_{target}"] = preds[:, :, j].mean(axis=0)
         if len(loaded) > 1:
             out[f"pred_{target}_std"] = np.nan
-        if data.graphs:
-            out.loc[data.source_rows, f"pred_{target}"] = preds[:, :, j].mean(axis=0)
-            if len(loaded) > 1:
-                out.loc[data.source_rows, f"pred_{target}_std"] = preds[:, :, j].std(axis=0)
+            out.loc[data.source_rows, f"pred_{target}_std"] = preds[:, :, j].std(axis=0)
     return out, data.invalid
 
 

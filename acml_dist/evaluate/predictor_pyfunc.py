@@ -10,6 +10,7 @@ predictor=models:/NAME/1` reads the same registered version."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -60,8 +61,10 @@ def register_predictors(folder: Path, name: str, tags: dict[str, Any]) -> int:
     from mlflow.types import ColSpec, Schema
     from mlflow.types.schema import AnyType
 
-    model = PredictorModel(folder)
-    meta, several = model.loaded[0].meta, len(model.loaded) > 1
+    from acml_dist.evaluate.predictors import META, predictor_dirs
+
+    seeds = predictor_dirs(folder)  # what the outputs are: the JSON says, no weights loaded for it
+    meta, several = json.loads((seeds[0] / META).read_text()), len(seeds) > 1
     outputs = [ColSpec("string", "error", required=False)]
     for target in meta["targets"]:
         outputs.append(ColSpec("double", f"pred_{target}", required=False))
