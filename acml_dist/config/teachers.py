@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 @dataclass
 class TeacherConfig:
-    # Teacher kind: smiles_lm | fingerprint | cress_smiles | cress_nmr13c | img2mol | ...
+    # Teacher kind: smiles_lm | fingerprint | descriptors | cress_smiles | cress_nmr13c | img2mol | ...
     kind: str = "fingerprint"
     modality: str = "smiles"
     # Checkpoint: local dir/file, `models:/acml-teacher-<name>/...`, or None for the offline default.

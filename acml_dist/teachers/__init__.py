@@ -23,6 +23,7 @@ __all__ = ["KINDS", "Teacher", "TeacherError", "as_teacher_config", "load_teache
 # kind -> "module:Class"
 KINDS: dict[str, str] = {
     "fingerprint": "acml_dist.teachers.fingerprint:FingerprintTeacher",
+    "descriptors": "acml_dist.teachers.descriptors:DescriptorTeacher",
     "smiles_lm": "acml_dist.teachers.smiles_lm:SmilesLMTeacher",
     "cress_smiles": "acml_dist.teachers.published:CressSmilesTeacher",
     "cress_nmr13c": "acml_dist.teachers.published:CressNMR13CTeacher",

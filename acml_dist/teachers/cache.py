@@ -40,6 +40,8 @@ from acml_dist.ray_runtime import ensure_ray
 from acml_dist.teachers.registry import teacher_store
 
 log = get_logger("embed")
+# Teachers computed by RDKit, without a network: an actor of theirs never asks Ray for a GPU.
+CPU_KINDS = ("fingerprint", "descriptors")
 
 
 def done_path(out_path: Path) -> Path:
@@ -298,7 +300,7 @@ def _start_actors(name: str, tcfg: dict[str, Any], root: Path, cfg: Any, n_actor
     resources = ray.cluster_resources()
     cpus = int(resources.get("CPU", os.cpu_count() or 1))
     use_gpu = (
-        resources.get("GPU", 0) > 0 and tcfg.get("device", "auto") != "cpu" and tcfg["kind"] != "fingerprint"
+        resources.get("GPU", 0) > 0 and tcfg.get("device", "auto") != "cpu" and tcfg["kind"] not in CPU_KINDS
     )
     # Reserve one CPU per actor so N actors fit on N cores; torch threads share the remaining cores.
     # A `models:/` teacher is fetched by each actor: from the job's store (`teacher_store`).

@@ -32,6 +32,29 @@ def test_fingerprint_teacher_is_deterministic_and_param_hashed():
     assert a.missing_reason({"smiles": "not a smiles"}) == "unparsable smiles"
 
 
+def test_descriptor_teacher_squashes_rdkit_descriptors_in_their_order():
+    from rdkit import Chem
+    from rdkit.Chem import Descriptors
+
+    from acml_dist.chem.descriptors import descriptor_names
+
+    teacher = load_teacher("desc", TeacherConfig(kind="descriptors", modality="descriptors"))
+    smiles = ["CCO", "c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O"]
+    emb = teacher.encode_smiles(smiles)
+    names = descriptor_names()
+    assert emb.shape == (3, len(names)) == (3, teacher.dim) and emb.dtype == torch.float32
+    assert torch.isfinite(emb).all() and torch.equal(emb, teacher.encode_smiles(smiles))
+    logp = Descriptors.MolLogP(Chem.MolFromSmiles("c1ccccc1O"))
+    column = names.index("MolLogP")
+    assert emb[1, column].item() == pytest.approx(
+        torch.sign(torch.tensor(logp)) * torch.log1p(torch.tensor(abs(logp)))
+    )
+    assert emb[0, names.index("NumAromaticRings")] == 0 and emb[1, names.index("NumAromaticRings")] > 0
+    assert teacher.missing_reason({"smiles": "not a smiles"}) == "unparsable smiles"
+    with pytest.raises(ValueError, match="cannot parse"):
+        teacher.encode_smiles(["CCO", "C1CC"])
+
+
 def test_unknown_kind_and_keys_fail_clearly():
     with pytest.raises(TeacherError, match="unknown kind"):
         load_teacher("x", {"kind": "nope"})
