@@ -117,13 +117,29 @@ def fit_workers(requested: int, fits: int, threads: int) -> int:
 _progress: Any = None  # the worker's queue to the parent's progress bar
 
 
-def _start_worker(progress: Any, threads: int) -> None:
+def _start_worker(progress: Any, threads: int, parent: int) -> None:
     import torch
 
     global _progress
     _progress = progress
     if threads:
         torch.set_num_threads(threads)
+    exit_with_parent(parent)
+
+
+def exit_with_parent(parent: int, period_s: float = 1.0) -> None:
+    """Ends this worker process within `period_s` of its parent's death. A pool worker otherwise outlives a
+    parent stopped by SIGTERM or SIGKILL (a scheduler's stop, `kill`) until its fit ends: up to tens of
+    minutes of CPU spent on a result nobody collects. (Ctrl-C reaches the whole process group already.)
+    `parent` is the pool owner's pid, passed in: by the time a spawned worker runs this, it may be gone."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(period_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _fit_in_worker(payload: bytes) -> FitResult:
@@ -233,7 +249,7 @@ def _run(jobs: list[tuple[FitJob, Path | None]], ecfg: Any, features: np.ndarray
     total = len(jobs) * int(ecfg.finetune_epochs)
     label = f"{jobs[0][0].data.name}: {len(jobs)} fits on {workers} processes"
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
-                               initargs=(progress, int(ecfg.num_threads)))  # fmt: skip
+                               initargs=(progress, int(ecfg.num_threads), os.getpid()))  # fmt: skip
     with pool, tqdm(total=total, desc=label, unit="epoch", disable=not ecfg.progress) as bar:
         # Plain pickle bytes: multiprocessing's own pickler would pass each of the graphs' tensors as a
         # shared-memory file descriptor, and a few thousand molecules exceed the open-file limit.

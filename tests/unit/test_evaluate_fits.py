@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,3 +203,42 @@ def test_a_kept_predictor_predicts_as_its_fit(tmp_path, task, mol_features):
         meta["feature_names"][0] = "NoSuchDescriptor"
         with pytest.raises(DataError, match="NoSuchDescriptor"):
             raw_features(meta, test_smiles)
+
+
+_ORPHAN_PARENT = """
+import multiprocessing as mp, os, time
+from concurrent.futures import ProcessPoolExecutor
+from acml_dist.evaluate.fits import _start_worker
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_start_worker,
+                               initargs=(None, 1, os.getpid()))
+    pool.submit(time.sleep, 600)
+    time.sleep(0.5)
+    print(*pool._processes, flush=True)
+    time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (an orphan's reaper may be slow to collect it); reads /proc (Linux)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_fit_worker_ends_when_its_parent_is_killed(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(_ORPHAN_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline().split()[0])  # busy with a 10-minute task
+        assert _alive(worker)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.time() + 15
+    while _alive(worker) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _alive(worker), "the worker outlived its killed parent"
