@@ -25,13 +25,25 @@ if [[ ! -s $RAY_AUTH_TOKEN_PATH ]]; then
   (umask 077; python3 -c 'import secrets; print(secrets.token_hex(32))' >"$RAY_AUTH_TOKEN_PATH")
 fi
 
+# The demo's Ray head only, as `ray stop --force` would (SIGKILL), but not every Ray on this machine: `ray
+# stop` has no --address and would end a local Ray of another job or session too. The head's daemons name its
+# temp dir, its client proxy names its port; the workers and agents are their children.
+stop_ray() {
+  local pids more pid
+  pids=$(pgrep -f -- "$DEMO/ray/|ray\.util\.client\.server --address=[^ ]*:$RAY_PORT( |\$)" || true)
+  more=$pids
+  while [[ -n $more ]]; do
+    more=$(for pid in $more; do pgrep -P "$pid" || true; done)
+    pids="$pids $more"
+  done
+  [[ -z ${pids// /} ]] || kill -KILL $pids 2>/dev/null || true
+}
 stop_all() {
-  ray stop --force >/dev/null 2>&1 || true
+  stop_ray
   if [[ -f $DEMO/mlflow.pid ]]; then kill "$(cat "$DEMO/mlflow.pid")" 2>/dev/null || true; rm -f "$DEMO/mlflow.pid"; fi
 }
 if [[ ${1:-} == "--stop" ]]; then stop_all; echo "demo services stopped"; exit 0; fi
 
-stop_ray() { ray stop --force >/dev/null 2>&1 || true; }
 trap stop_ray EXIT
 
 echo "== starting MLflow server on $MLFLOW_URI (SQLite store, local artifacts)"
