@@ -59,6 +59,17 @@ def test_cached_equals_online_within_float16(dataset):
             np.testing.assert_allclose(cached.astype(np.float32), online, rtol=2e-3, atol=2e-3)
 
 
+def test_descriptor_cache_is_aligned_and_equals_online_within_float16(dataset):
+    desc = load_teacher("desc", TeacherConfig(kind="descriptors", modality="descriptors"))
+    recs = _embed_all(desc, dataset)
+    for info in dataset_manifest(dataset)["splits"].values():
+        for e in info["shards"]:
+            packed, cached, present = _read(dataset, "desc", e, recs, desc.dim)
+            online = desc.encode_samples(shard_samples(packed)).numpy()
+            assert present.all() and cached.shape == online.shape and np.abs(online).max() > 1
+            np.testing.assert_allclose(cached.astype(np.float32), online, rtol=1e-3, atol=1e-3)
+
+
 def test_missing_modality_is_recorded_not_dropped(tmp_path):
     root = tmp_path / "ds"
     write_dataset(root, {"train": DEMO_SMILES[:4]}, samples_per_shard=4)
