@@ -29,8 +29,9 @@ fi
 # stop` has no --address and would end a local Ray of another job or session too. The head's daemons name its
 # temp dir, its client proxy names its port; the workers and agents are their children.
 stop_ray() {
-  local pids more pid
-  pids=$(pgrep -f -- "$DEMO/ray/|ray\.util\.client\.server --address=[^ ]*:$RAY_PORT( |\$)" || true)
+  local pids more pid dir
+  dir=$(printf '%s' "$DEMO/ray/" | sed 's/[][\.*^$+?(){}|]/\\&/g')  # the path as a literal in the pattern
+  pids=$(pgrep -f -- "$dir|ray\.util\.client\.server --address=[^ ]*:$RAY_PORT( |\$)" || true)
   more=$pids
   while [[ -n $more ]]; do
     more=$(for pid in $more; do pgrep -P "$pid" || true; done)

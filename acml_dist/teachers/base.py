@@ -84,6 +84,16 @@ def params_hash(kind: str, params: dict[str, Any]) -> str:
     ).hexdigest()
 
 
+def rdkit_missing_reason(sample: dict[str, Any]) -> Optional[str]:
+    """`missing_reason` of a teacher computed by RDKit from the SMILES (fingerprints, descriptors)."""
+    from rdkit import Chem
+
+    smiles = sample.get("smiles")
+    if not smiles:
+        return "no smiles"
+    return None if Chem.MolFromSmiles(smiles) is not None else "unparsable smiles"
+
+
 class Teacher:
     """Base class: subclasses set `kind`, `modality`, `dim`, `model`; implement `prepare`, `forward`."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
-from acml_dist.teachers.base import Teacher, params_hash
+from acml_dist.teachers.base import Teacher, params_hash, rdkit_missing_reason
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,12 +41,7 @@ class DescriptorTeacher(Teacher):
         self._hash = params_hash(self.kind, {"names": self.names, "transform": "signed_log1p"})
 
     def missing_reason(self, sample: dict[str, Any]) -> Optional[str]:
-        from rdkit import Chem
-
-        smiles = sample.get("smiles")
-        if not smiles:
-            return "no smiles"
-        return None if Chem.MolFromSmiles(smiles) is not None else "unparsable smiles"
+        return rdkit_missing_reason(sample)
 
     def forward(self, inputs: list[str]) -> torch.Tensor:
         import numpy as np
